@@ -1,0 +1,158 @@
+// The config.yaml schema. Everything the router reads from config is declared here, validated with zod
+// before serving; unknown keys are errors so that typos never silently fall back to defaults.
+import { z } from "zod";
+
+export const PROVIDER_TYPES = ["ollama", "openai", "anthropic", "deepseek", "openai_compatible", "mock"] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+export const DEFAULT_ENDPOINTS: Partial<Record<ProviderType, string>> = {
+  openai: "https://api.openai.com/v1",
+  deepseek: "https://api.deepseek.com/v1",
+  anthropic: "https://api.anthropic.com",
+  ollama: "http://localhost:11434",
+};
+
+const httpUrl = z
+  .string()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === "http:" || u.protocol === "https:";
+    } catch {
+      return false;
+    }
+  }, "invalid URL");
+
+const price = z.strictObject({ input: z.number().nonnegative(), output: z.number().nonnegative() });
+
+const breakerFields = {
+  failure_threshold: z.number().int().min(1),
+  cooldown_seconds: z.number().positive(),
+  half_open_max_requests: z.number().int().min(1),
+};
+export const CircuitBreakerSchema = z.strictObject({
+  failure_threshold: breakerFields.failure_threshold.default(5),
+  cooldown_seconds: breakerFields.cooldown_seconds.default(60),
+  half_open_max_requests: breakerFields.half_open_max_requests.default(1),
+});
+
+export const ProviderSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, "must be letters, digits, '_', '-' or '.' (no '/')"),
+  type: z.enum(PROVIDER_TYPES),
+  endpoint: httpUrl.optional(),
+  api_key: z.string().optional(),
+  default_model: z.string().min(1).optional(),
+  models: z.array(z.string().min(1)).optional(),
+  model_map: z.record(z.string(), z.string().min(1)).optional(),
+  timeout_seconds: z.number().positive().default(30),
+  headers: z.record(z.string(), z.string()).optional(),
+  pricing: z.record(z.string(), price).optional(),
+  max_retries: z.number().int().min(0).max(10).default(0),
+  circuit_breaker: z.strictObject(breakerFields).partial().optional(),
+  // mock provider only
+  reply: z.string().optional(),
+  latency_ms: z.number().min(0).optional(),
+  fail_rate: z.number().min(0).max(1).optional(),
+});
+
+const apiKeyEntry = z.union([
+  z.string(),
+  z.strictObject({ key: z.string().min(1), name: z.string().optional() }),
+  z.strictObject({ key_sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits"), name: z.string().optional() }),
+]);
+
+export const ConfigSchema = z
+  .strictObject({
+    server: z
+      .strictObject({
+        host: z.string().min(1).default("0.0.0.0"),
+        port: z.number().int().min(0).max(65535).default(8000),
+        max_body_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+        trust_proxy: z.boolean().default(false),
+        shutdown_timeout_seconds: z.number().min(0).default(30),
+        watch_config: z.boolean().default(false),
+      })
+      .prefault({}),
+    providers: z.array(ProviderSchema).min(1, "at least one provider is required"),
+    routing: z
+      .strictObject({
+        strategy: z.enum(["priority", "cost", "latency", "health"]).default("priority"),
+        fallback_chain: z.array(z.string()).min(1).optional(),
+        max_attempts: z.number().int().min(1).optional(),
+        request_timeout_seconds: z.number().positive().default(120),
+        stream_idle_timeout_seconds: z.number().positive().default(60),
+      })
+      .prefault({}),
+    circuit_breaker: CircuitBreakerSchema.prefault({}),
+    auth: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        api_keys: z.array(apiKeyEntry).default([]),
+        admin_api_key: z.string().optional(),
+        public_paths: z.array(z.string()).default(["/health", "/metrics"]),
+      })
+      .prefault({}),
+    rate_limit: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        requests_per_minute: z.number().positive().default(600),
+        burst: z.number().int().positive().default(60),
+        tokens_per_minute: z.number().positive().nullable().default(null),
+      })
+      .prefault({}),
+    idempotency: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        ttl_seconds: z.number().positive().default(3600),
+        max_entries: z.number().int().positive().default(10000),
+      })
+      .prefault({}),
+    logging: z
+      .strictObject({
+        level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+        format: z.enum(["json", "pretty"]).default("json"),
+        log_bodies: z.boolean().default(false),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Map<string, number>();
+    cfg.providers.forEach((p, i) => {
+      if (seen.has(p.name)) {
+        ctx.addIssue({ code: "custom", path: ["providers", i, "name"], message: `duplicate provider name "${p.name}" (also providers[${seen.get(p.name)}])` });
+      } else seen.set(p.name, i);
+      if (p.type !== "mock" && !p.default_model && !(p.models && p.models.length)) {
+        ctx.addIssue({ code: "custom", path: ["providers", i, "default_model"], message: "required (or list models)" });
+      }
+      if (p.type === "openai_compatible" && !p.endpoint) {
+        ctx.addIssue({ code: "custom", path: ["providers", i, "endpoint"], message: "required for type openai_compatible" });
+      }
+    });
+    cfg.routing.fallback_chain?.forEach((name, i) => {
+      if (!seen.has(name)) {
+        ctx.addIssue({ code: "custom", path: ["routing", "fallback_chain", i], message: `unknown provider "${name}"` });
+      }
+    });
+    const chain = cfg.routing.fallback_chain ?? [];
+    const dup = chain.find((n, i) => chain.indexOf(n) !== i);
+    if (dup) ctx.addIssue({ code: "custom", path: ["routing", "fallback_chain"], message: `provider "${dup}" listed twice` });
+    if (cfg.auth.enabled && cfg.auth.api_keys.length === 0) {
+      ctx.addIssue({ code: "custom", path: ["auth", "api_keys"], message: "auth is enabled but no api_keys are set" });
+    }
+  });
+
+export type RawConfig = z.infer<typeof ConfigSchema>;
+export type RawProvider = z.infer<typeof ProviderSchema>;
+export type CircuitBreakerConfig = z.infer<typeof CircuitBreakerSchema>;
+
+/** A provider with every default resolved. */
+export interface ProviderConfig extends Omit<RawProvider, "circuit_breaker" | "default_model" | "endpoint"> {
+  endpoint: string;
+  default_model: string;
+  circuit_breaker: CircuitBreakerConfig;
+}
+
+export interface Config extends Omit<RawConfig, "providers" | "routing"> {
+  providers: ProviderConfig[];
+  routing: RawConfig["routing"] & { fallback_chain: string[] };
+}

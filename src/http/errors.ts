@@ -1,0 +1,26 @@
+// OpenAI-shaped error bodies: {"error":{"message","type","param","code"}}.
+export interface ErrorBody {
+  message: string;
+  type: string;
+  param?: string | null;
+  code?: string | null;
+  [k: string]: unknown;
+}
+
+export function errorJson(e: ErrorBody): string {
+  const { message, type, param = null, code = null, ...extra } = e;
+  return JSON.stringify({ error: { message, type, param, code, ...extra } });
+}
+
+export function errorResponse(status: number, e: ErrorBody, headers?: Record<string, string>): Response {
+  return new Response(errorJson(e), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+export function errorTypeForStatus(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 404) return "not_found_error";
+  if (status === 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bun
+// Bun entrypoint: adapts Bun.serve, files, env and signals to the Platform interface.
+import { main } from "./server.ts";
+import type { Platform } from "./platform.ts";
+
+const platform: Platform = {
+  runtime: "bun",
+  runtimeVersion: Bun.version,
+  args: Bun.argv.slice(2),
+  env: process.env,
+  setEnv: (k, v) => {
+    process.env[k] = v;
+  },
+  async readTextFile(path) {
+    const f = Bun.file(path);
+    return (await f.exists()) ? await f.text() : null;
+  },
+  serve(handler, { hostname, port }) {
+    const server = Bun.serve({
+      hostname,
+      port,
+      idleTimeout: 255,
+      fetch: (req, srv) => handler(req, { remoteAddr: srv.requestIP(req)?.address }),
+    });
+    return {
+      port: server.port ?? port,
+      hostname: server.hostname ?? hostname,
+      stop: (graceful) => server.stop(!graceful),
+    };
+  },
+  onSignal: (sig, fn) => void process.on(sig, fn),
+  exit: (code) => process.exit(code),
+  stdout: (line) => void process.stdout.write(line + "\n"),
+  stderr: (line) => void process.stderr.write(line + "\n"),
+};
+
+await main(platform);

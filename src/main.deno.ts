@@ -1,0 +1,44 @@
+// Deno entrypoint: adapts Deno.serve, files, env and signals to the Platform interface.
+import { main } from "./server.ts";
+import type { Platform } from "./platform.ts";
+
+const enc = new TextEncoder();
+const platform: Platform = {
+  runtime: "deno",
+  runtimeVersion: Deno.version.deno,
+  args: Deno.args,
+  env: new Proxy({} as Record<string, string | undefined>, {
+    get: (_t, k) => (typeof k === "string" ? Deno.env.get(k) : undefined),
+    has: (_t, k) => typeof k === "string" && Deno.env.get(k) !== undefined,
+    ownKeys: () => Object.keys(Deno.env.toObject()),
+    getOwnPropertyDescriptor: (_t, k) =>
+      typeof k === "string" && Deno.env.get(k) !== undefined ? { enumerable: true, configurable: true, value: Deno.env.get(k) } : undefined,
+  }),
+  setEnv: (k, v) => Deno.env.set(k, v),
+  async readTextFile(path) {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return null;
+      throw e;
+    }
+  },
+  serve(handler, { hostname, port }) {
+    let bound = { hostname, port };
+    const server = Deno.serve({ hostname, port, onListen: (addr) => void (bound = { hostname: addr.hostname, port: addr.port }) }, (req, info) =>
+      handler(req, { remoteAddr: (info.remoteAddr as Deno.NetAddr).hostname }));
+    return {
+      get port() {
+        return (server.addr as Deno.NetAddr).port ?? bound.port;
+      },
+      hostname: (server.addr as Deno.NetAddr).hostname ?? bound.hostname,
+      stop: (graceful) => (graceful ? server.shutdown() : server.shutdown()),
+    };
+  },
+  onSignal: (sig, fn) => Deno.addSignalListener(sig, fn),
+  exit: (code) => Deno.exit(code),
+  stdout: (line) => void Deno.stdout.writeSync(enc.encode(line + "\n")),
+  stderr: (line) => void Deno.stderr.writeSync(enc.encode(line + "\n")),
+};
+
+await main(platform);

@@ -1,0 +1,88 @@
+// Adapter for the OpenAI wire protocol: types openai, deepseek and openai_compatible (vLLM, Groq,
+// Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
+// parsing each chunk only to learn whether it carries content and usage.
+import type { ProviderConfig } from "../config/schema.ts";
+import { failureFromResponse, postJson, protocolFailure, sseEvents } from "./shared.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
+import { UpstreamStreamError } from "./types.ts";
+
+const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j && typeof j.error === "string" ? { message: j.error } : j);
+
+export class OpenAIAdapter implements Adapter {
+  readonly #headers: Record<string, string>;
+  constructor(readonly config: ProviderConfig) {
+    this.#headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...config.headers };
+    if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
+  }
+
+  chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
+    return this.#call("/chat/completions", "chat", req, opts);
+  }
+
+  text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult> {
+    return this.#call("/completions", "text", req, opts);
+  }
+
+  async #call(path: string, kind: "chat" | "text", req: Record<string, unknown>, opts: CallOptions): Promise<UpstreamResult> {
+    const body: Record<string, unknown> = { ...req, model: opts.model };
+    if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
+    const res = await postJson(this.config.endpoint + path, this.#headers, body, opts.signal);
+    if (!(res instanceof Response)) return res;
+    if (!res.ok) return failureFromResponse(res, pickError);
+    if (opts.stream) {
+      if (!res.body || !(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
+        res.body?.cancel().catch(() => {});
+        return protocolFailure(`upstream answered a stream request with ${res.headers.get("content-type") ?? "no content type"}`);
+      }
+      return { ok: true, stream: true, model: opts.model, events: passthrough(res.body, kind, opts.includeUsage) };
+    }
+    const text = await res.text().catch(() => null);
+    let json: any;
+    try {
+      json = text === null ? null : JSON.parse(text);
+    } catch { /* handled below */ }
+    if (!json || typeof json !== "object" || !Array.isArray(json.choices)) {
+      return protocolFailure("upstream returned a body that is not an OpenAI completion");
+    }
+    return { ok: true, stream: false, body: text!, usage: readUsage(json.usage), model: typeof json.model === "string" ? json.model : opts.model };
+  }
+}
+
+function readUsage(u: any): Usage | undefined {
+  if (!u || typeof u !== "object") return undefined;
+  const p = Number(u.prompt_tokens) || 0, c = Number(u.completion_tokens) || 0;
+  return { prompt_tokens: p, completion_tokens: c, total_tokens: Number(u.total_tokens) || p + c };
+}
+
+async function* passthrough(body: ReadableStream<Uint8Array>, kind: "chat" | "text", includeUsage: boolean): AsyncGenerator<StreamEvent, void, undefined> {
+  for await (const ev of sseEvents(body)) {
+    const data = ev.data;
+    if (data === "[DONE]") return;
+    let chunk: any;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
+    }
+    if (chunk?.error) {
+      const e = chunk.error;
+      throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
+    }
+    const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
+    const choice = chunk.choices?.[0];
+    let content = false;
+    if (choice) {
+      if (choice.finish_reason) content = true;
+      else if (kind === "text") content = typeof choice.text === "string" && choice.text.length > 0;
+      else {
+        const d = choice.delta;
+        content = !!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
+          (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0));
+      }
+    }
+    // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
+    const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
+    yield { data: drop ? null : data, content, usage };
+  }
+  throw new UpstreamStreamError("upstream stream ended before [DONE]");
+}

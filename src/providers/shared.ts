@@ -1,0 +1,221 @@
+// Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
+// OpenAI chunk builders and token estimates. Web standards only.
+import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "./types.ts";
+
+export const encoder = new TextEncoder();
+
+/** POSTs JSON upstream. Network errors and aborts become an UpstreamFailure instead of throwing. */
+export async function postJson(
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  signal: AbortSignal,
+): Promise<Response | UpstreamFailure> {
+  try {
+    return await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal });
+  } catch (e) {
+    return fetchFailure(e, signal);
+  }
+}
+
+export function fetchFailure(e: unknown, signal: AbortSignal): UpstreamFailure {
+  if (signal.aborted) {
+    const timeout = (signal.reason as Error | undefined)?.name === "TimeoutError";
+    return timeout
+      ? { ok: false, status: 504, kind: "timeout", message: "upstream timed out" }
+      : { ok: false, status: 499, kind: "aborted", message: "request aborted" };
+  }
+  return { ok: false, status: 0, kind: "connect", message: `connection failed: ${(e as Error)?.message ?? String(e)}` };
+}
+
+function parseRetryAfter(v: string | null): number | undefined {
+  if (!v) return undefined;
+  const n = Number(v);
+  if (Number.isFinite(n)) return Math.max(0, n);
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? undefined : Math.max(0, (t - Date.now()) / 1000);
+}
+
+const CONTEXT_RE = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|exceeds the context/i;
+
+/**
+ * Turns a non-2xx upstream response into an UpstreamFailure. `pick` extracts message/type/code from the
+ * provider's error JSON (each protocol nests it differently).
+ */
+export async function failureFromResponse(
+  res: Response,
+  pick: (json: any) => { message?: unknown; type?: unknown; code?: unknown; param?: unknown } | undefined,
+): Promise<UpstreamFailure> {
+  let text = "";
+  try {
+    text = (await res.text()).slice(0, 4000);
+  } catch { /* body unreadable: keep the status */ }
+  let message = "", type: string | undefined, code: string | null = null, param: string | null = null;
+  try {
+    const p = pick(JSON.parse(text));
+    if (p) {
+      if (typeof p.message === "string") message = p.message;
+      if (typeof p.type === "string") type = p.type;
+      if (typeof p.code === "string" || typeof p.code === "number") code = String(p.code);
+      if (typeof p.param === "string") param = p.param;
+    }
+  } catch { /* not JSON (an HTML error page, say) */ }
+  if (!message) message = `upstream returned HTTP ${res.status}${text && !text.trimStart().startsWith("<") ? `: ${text.slice(0, 200)}` : ""}`;
+  return {
+    ok: false,
+    status: res.status,
+    kind: "http",
+    message,
+    type,
+    code,
+    param,
+    retryAfter: parseRetryAfter(res.headers.get("retry-after")),
+    contextExceeded: (res.status === 400 || res.status === 413) && (code === "context_length_exceeded" || CONTEXT_RE.test(message)),
+  };
+}
+
+export function protocolFailure(message: string): UpstreamFailure {
+  return { ok: false, status: 502, kind: "protocol", message };
+}
+
+/** Splits a byte stream into lines (LF or CRLF), decoding UTF-8 across chunk boundaries. */
+export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<string, void, undefined> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const end = nl > 0 && buf.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+        yield buf.slice(0, end);
+        buf = buf.slice(nl + 1);
+      }
+    }
+    buf += decoder.decode();
+    if (buf) yield buf;
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+export interface SseEvent {
+  event: string;
+  data: string;
+}
+
+/** Parses a text/event-stream body into events (event name defaults to "message"). */
+export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
+  let event = "";
+  let data: string[] = [];
+  for await (const line of lines(body)) {
+    if (line === "") {
+      if (data.length) yield { event: event || "message", data: data.join("\n") };
+      event = "";
+      data = [];
+    } else if (line.startsWith("data:")) {
+      data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
+    } else if (line.startsWith("event:")) {
+      event = line.slice(6).trim();
+    } // comments (":") and other fields are ignored
+  }
+  if (data.length) yield { event: event || "message", data: data.join("\n") };
+}
+
+export function usageOf(prompt: number, completion: number, estimated?: boolean): Usage {
+  const u: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  if (estimated) u.estimated = true;
+  return u;
+}
+
+/** Rough token estimate (about 4 characters per token) for providers that report no usage. */
+export function estimateTokens(text: string): number {
+  return text ? Math.ceil(text.length / 4) : 0;
+}
+
+export function chatPromptText(req: ChatRequest): string {
+  let s = "";
+  for (const m of req.messages) {
+    if (typeof m.content === "string") s += m.content + "\n";
+    else if (Array.isArray(m.content)) for (const p of m.content) if (p.type === "text") s += (p as { text: string }).text + "\n";
+  }
+  return s;
+}
+
+export function randomId(prefix: string): string {
+  return prefix + crypto.randomUUID().replace(/-/g, "").slice(0, 24);
+}
+
+export function stopList(stop: string | string[] | null | undefined): string[] | undefined {
+  if (stop == null) return undefined;
+  return typeof stop === "string" ? [stop] : stop.length ? stop : undefined;
+}
+
+/** The text prompt of a legacy completions request as one string. */
+export function promptOf(req: TextRequest): string {
+  return Array.isArray(req.prompt) ? req.prompt.join("") : req.prompt;
+}
+
+/** A legacy completions request turned into a one-message chat request, for chat-only providers. */
+export function textToChat(req: TextRequest): ChatRequest {
+  const { prompt: _p, ...rest } = req;
+  return { ...rest, messages: [{ role: "user", content: promptOf(req) }] } as ChatRequest;
+}
+
+export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter" | null;
+
+/**
+ * Builds OpenAI-shaped responses and chunks for adapters that translate another protocol, in either the
+ * chat (chat.completion[.chunk]) or the legacy text (text_completion) shape.
+ */
+export class OpenAIShaper {
+  readonly created = Math.floor(Date.now() / 1000);
+  constructor(readonly kind: "chat" | "text", readonly id: string, readonly model: string) {}
+
+  chunk(delta: Record<string, unknown>, finish: FinishReason = null): string {
+    if (this.kind === "text") {
+      return JSON.stringify({
+        id: this.id, object: "text_completion", created: this.created, model: this.model,
+        choices: [{ index: 0, text: typeof delta.content === "string" ? delta.content : "", logprobs: null, finish_reason: finish }],
+      });
+    }
+    return JSON.stringify({
+      id: this.id, object: "chat.completion.chunk", created: this.created, model: this.model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    });
+  }
+
+  usageChunk(usage: Usage): string {
+    const { estimated: _e, ...u } = usage;
+    return JSON.stringify({
+      id: this.id, object: this.kind === "text" ? "text_completion" : "chat.completion.chunk",
+      created: this.created, model: this.model, choices: [], usage: u,
+    });
+  }
+
+  /** A complete (non-streamed) response. */
+  response(content: string | null, finish: FinishReason, usage: Usage, toolCalls?: unknown[]): string {
+    const { estimated: _e, ...u } = usage;
+    if (this.kind === "text") {
+      return JSON.stringify({
+        id: this.id, object: "text_completion", created: this.created, model: this.model,
+        choices: [{ index: 0, text: content ?? "", logprobs: null, finish_reason: finish }], usage: u,
+      });
+    }
+    const message: Record<string, unknown> = { role: "assistant", content, refusal: null };
+    if (toolCalls && toolCalls.length) message.tool_calls = toolCalls;
+    return JSON.stringify({
+      id: this.id, object: "chat.completion", created: this.created, model: this.model,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finish }], usage: u,
+    });
+  }
+
+  /** Events for the end of a stream: the finish chunk and, if asked, the usage chunk. */
+  *finish(finish: FinishReason, usage: Usage, includeUsage: boolean): Generator<StreamEvent> {
+    yield { data: this.chunk({}, finish), content: true };
+    yield { data: includeUsage ? this.usageChunk(usage) : null, content: false, usage };
+  }
+}

@@ -1,0 +1,127 @@
+// The contract between the failover loop and the provider adapters (one adapter module per wire protocol).
+import type { ProviderConfig } from "../config/schema.ts";
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** true when the provider reported no usage and the router estimated it */
+  estimated?: boolean;
+}
+
+/** The two client-facing APIs: Chat Completions and legacy (text) Completions. */
+export type ApiKind = "chat" | "text";
+
+/** A validated client request body (OpenAI shape). Unknown fields are kept for passthrough providers. */
+export type ChatRequest = Record<string, unknown> & {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  tools?: ChatTool[];
+  tool_choice?: unknown;
+  response_format?: { type: string; json_schema?: unknown } | null;
+  user?: string;
+};
+export type TextRequest = Record<string, unknown> & {
+  model: string;
+  prompt: string | string[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+};
+
+export type ContentPart =
+  | { type: "text"; text: string }
+  | { type: "image_url"; image_url: { url: string; detail?: string } }
+  | { type: string; [k: string]: unknown };
+
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+export interface ChatMessage {
+  role: "system" | "developer" | "user" | "assistant" | "tool";
+  content?: string | ContentPart[] | null;
+  name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
+}
+export interface ChatTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
+}
+
+/** How one upstream attempt failed. `kind` drives failover and breaker accounting. */
+export interface UpstreamFailure {
+  ok: false;
+  /** HTTP status from upstream, or 0 for connect errors, 504 for timeouts */
+  status: number;
+  kind: "connect" | "timeout" | "http" | "protocol" | "aborted";
+  message: string;
+  type?: string;
+  code?: string | null;
+  param?: string | null;
+  /** seconds from a Retry-After header */
+  retryAfter?: number;
+  /** the upstream said the prompt is larger than its context window */
+  contextExceeded?: boolean;
+}
+
+/** One event of an OpenAI-shaped stream: `data` is the JSON text of one chunk (no "data: " prefix). */
+export interface StreamEvent {
+  /** null when there is nothing to forward (e.g. a usage-only chunk the client did not ask for) */
+  data: string | null;
+  /** true when the chunk carries content, a tool call or a finish reason (commits the stream to this provider) */
+  content: boolean;
+  usage?: Usage;
+}
+
+export interface JsonSuccess {
+  ok: true;
+  stream: false;
+  /** the OpenAI-shaped response body, already serialised */
+  body: string;
+  usage?: Usage;
+  model: string;
+}
+export interface StreamSuccess {
+  ok: true;
+  stream: true;
+  /** OpenAI-shaped chunks; throws UpstreamStreamError when the upstream breaks mid-way */
+  events: AsyncGenerator<StreamEvent, void, undefined>;
+  model: string;
+}
+export type UpstreamResult = JsonSuccess | StreamSuccess | UpstreamFailure;
+
+export class UpstreamStreamError extends Error {
+  constructor(message: string, public code = "upstream_stream_error", public type = "upstream_error") {
+    super(message);
+  }
+}
+
+export interface CallOptions {
+  /** the model this provider should run */
+  model: string;
+  stream: boolean;
+  /** the client asked for a usage chunk (stream_options.include_usage) */
+  includeUsage: boolean;
+  signal: AbortSignal;
+}
+
+export interface Adapter {
+  readonly config: ProviderConfig;
+  chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult>;
+  text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult>;
+}

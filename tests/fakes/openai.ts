@@ -1,0 +1,65 @@
+// A fake OpenAI-protocol provider: /v1/chat/completions and /v1/completions, JSON and SSE (with the usage
+// chunk when stream_options.include_usage is set), plus the fault injection of FakeServer.
+import { FakeServer } from "./common.ts";
+
+export interface OpenAIFakeOptions {
+  /** the reply text (split into `chunks` SSE chunks when streaming) */
+  reply?: string;
+  chunks?: number;
+  usage?: { prompt_tokens: number; completion_tokens: number };
+  /** answer chat requests with this tool call instead of text */
+  toolCall?: { name: string; arguments: string };
+}
+
+export function splitText(s: string, n: number): string[] {
+  const size = Math.max(1, Math.ceil(s.length / n));
+  const out: string[] = [];
+  for (let i = 0; i < s.length; i += size) out.push(s.slice(i, i + size));
+  return out;
+}
+
+export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<FakeServer> {
+  const reply = opts.reply ?? "Hello from the fake OpenAI provider.";
+  const usage = opts.usage ?? { prompt_tokens: 11, completion_tokens: 7 };
+  const u = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+  const fake = new FakeServer(async (req, res, stream) => {
+    const chat = req.path.endsWith("/chat/completions");
+    if (req.method !== "POST" || (!chat && !req.path.endsWith("/completions"))) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { message: `no route ${req.path}`, type: "invalid_request_error" } }));
+      return;
+    }
+    const model = req.body?.model ?? "unknown";
+    const id = chat ? "chatcmpl-fake" : "cmpl-fake";
+    const object = chat ? "chat.completion" : "text_completion";
+    if (!req.body?.stream) {
+      const choice = chat
+        ? {
+          index: 0,
+          message: opts.toolCall
+            ? { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: opts.toolCall }] }
+            : { role: "assistant", content: reply },
+          finish_reason: opts.toolCall ? "tool_calls" : "stop",
+        }
+        : { index: 0, text: reply, finish_reason: "stop" };
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ id, object, created: 1700000000, model, choices: [choice], usage: u }));
+      return;
+    }
+    const w = stream("text/event-stream");
+    const chunkObj = chat ? "chat.completion.chunk" : "text_completion";
+    const send = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      w.write(`data: ${JSON.stringify({ id, object: chunkObj, created: 1700000000, model, choices, ...extra })}\n\n`);
+    if (chat && !(await send([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]))) return;
+    for (const piece of splitText(reply, opts.chunks ?? 4)) {
+      const choice = chat ? { index: 0, delta: { content: piece }, finish_reason: null } : { index: 0, text: piece, finish_reason: null };
+      if (!(await send([choice]))) return;
+    }
+    const last = chat ? { index: 0, delta: {}, finish_reason: "stop" } : { index: 0, text: "", finish_reason: "stop" };
+    if (!(await send([last]))) return;
+    if (req.body?.stream_options?.include_usage && !(await send([], { usage: u }))) return;
+    if (!(await w.write("data: [DONE]\n\n"))) return;
+    w.end();
+  });
+  return fake.start();
+}

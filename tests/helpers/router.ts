@@ -1,0 +1,48 @@
+// Starts the router in-process on 127.0.0.1 with the current runtime's server (Bun.serve or Deno.serve),
+// so every test goes through real HTTP.
+import { parseConfig } from "../../src/config/load.ts";
+import { createApp } from "../../src/http/app.ts";
+import { buildRouter } from "../../src/server.ts";
+import type { Router } from "../../src/routing/failover.ts";
+
+export interface RunningRouter {
+  url: string;
+  router: Router;
+  stop(): Promise<void>;
+}
+
+type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
+
+export const runtime: "bun" | "deno" = (globalThis as any).Bun ? "bun" : "deno";
+
+const serve: ServeFn = (handler) => {
+  const g = globalThis as any;
+  if (g.Bun) {
+    const s = g.Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 60, fetch: handler });
+    return { port: s.port, stop: async () => void s.stop(true) };
+  }
+  const s = g.Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+  return { port: s.addr.port, stop: () => s.shutdown() };
+};
+
+export async function startRouter(yaml: string, env: Record<string, string> = {}): Promise<RunningRouter> {
+  const config = parseConfig(yaml, env);
+  const router = buildRouter(config);
+  const app = createApp({ router: () => router });
+  const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
+  return { url: `http://127.0.0.1:${s.port}`, router, stop: s.stop };
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+}
+
+/** Reads an SSE response into its data payloads (parsed JSON, or the raw string for [DONE]). */
+export async function readSse(res: Response): Promise<any[]> {
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .filter((b) => b.startsWith("data: "))
+    .map((b) => b.slice(6))
+    .map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
+}
