@@ -3,17 +3,29 @@ import { zValidator } from "@hono/zod-validator";
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
-import type { Router } from "../routing/failover.ts";
+import { auth } from "../middleware/auth.ts";
+import type { AppEnv } from "../middleware/env.ts";
+import { idempotency } from "../middleware/idempotency.ts";
+import { MemoryIdempotencyStore, type IdempotencyStore } from "../middleware/idempotency-store.ts";
+import { RateLimiter, rateLimit } from "../middleware/rate-limit.ts";
+import type { RequestContext, Router } from "../routing/failover.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
 
+export type { AppEnv } from "../middleware/env.ts";
+
 export interface AppDeps {
   /** the router in force (a getter, so a config reload can swap it between requests) */
   router(): Router;
+  /** clock in ms for rate limiting and idempotency TTLs (default performance.now) */
+  now?: () => number;
+  /** idempotency backend (default: in memory, bounded by idempotency.max_entries) */
+  idempotencyStore?: IdempotencyStore;
+  rateLimiter?: RateLimiter;
 }
 
-type Env = { Variables: { requestId: string } };
+type Env = AppEnv;
 
 const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
@@ -30,11 +42,38 @@ function newRequestId(): string {
 
 const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
 
+/** JSON nested deeper than this is refused: deep nesting overflows the stack of JSON.stringify and friends. */
+export const MAX_JSON_DEPTH = 128;
+
+/** True when the JSON text in `b` nests arrays/objects deeper than `limit` (a byte scan, strings skipped). */
+function tooDeep(b: Uint8Array, limit: number): boolean {
+  if (b.length <= limit) return false; // each level needs at least one byte
+  let depth = 0, inString = false;
+  for (let i = 0; i < b.length; i++) {
+    const ch = b[i];
+    if (inString) {
+      if (ch === 92) i++; // backslash: skip the escaped byte
+      else if (ch === 34) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 || ch === 91) {
+      if (++depth > limit) return true;
+    } else if (ch === 125 || ch === 93) depth--;
+  }
+  return false;
+}
+
+/** application/json or application/<anything>+json, any parameters. */
+function isJsonType(ct: string): boolean {
+  const semi = ct.indexOf(";");
+  const t = (semi >= 0 ? ct.slice(0, semi) : ct).trim().toLowerCase();
+  return t === "application/json" || (t.startsWith("application/") && t.endsWith("+json"));
+}
+
 /** Reads the body as JSON: 415 for a non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON. */
 function jsonBody(maxBytes: () => number): MiddlewareHandler<Env> {
   return async (c, next) => {
     const ct = c.req.header("content-type");
-    if (ct && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(ct)) {
+    if (ct && !isJsonType(ct)) {
       return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
     }
     const max = maxBytes();
@@ -74,15 +113,21 @@ function jsonBody(maxBytes: () => number): MiddlewareHandler<Env> {
     } catch {
       return errorResponse(400, { message: "request body is not valid UTF-8", type: "invalid_request_error", code: "invalid_encoding" });
     }
+    if (tooDeep(bytes, MAX_JSON_DEPTH)) {
+      return errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (e) {
-      return errorResponse(400, { message: `request body is not valid JSON: ${(e as Error).message}`, type: "invalid_request_error", code: "invalid_json" });
+      // the parser's message quotes the body: keep only the position, so no client text is echoed (or logged)
+      const pos = /position (\d+)/.exec((e as Error).message)?.[1];
+      return errorResponse(400, { message: `request body is not valid JSON${pos ? ` (at position ${pos})` : ""}`, type: "invalid_request_error", code: "invalid_json" });
     }
     if (json === null || typeof json !== "object" || Array.isArray(json)) {
       return errorResponse(400, { message: "request body must be a JSON object", type: "invalid_request_error", code: "invalid_json" });
     }
+    c.set("rawBody", bytes);
     // hand the parsed body to zValidator without a second parse
     (c.req as unknown as { bodyCache: Record<string, unknown> }).bodyCache.json = Promise.resolve(json);
     await next();
@@ -111,13 +156,29 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.res.headers.set("x-request-id", id);
   });
 
-  const maxBytes = () => deps.router().config.server.max_body_bytes;
+  const config = () => deps.router().config;
+  const now = deps.now ?? (() => performance.now());
+  const limiter = deps.rateLimiter ?? new RateLimiter(now);
+  const store = deps.idempotencyStore ?? new MemoryIdempotencyStore({ maxEntries: () => config().idempotency.max_entries, now });
 
-  app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), (c) =>
-    deps.router().handle("chat", c.req.valid("json") as ChatRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+  // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
+  app.use("*", auth(config));
+  app.use("*", rateLimit(config, limiter));
 
-  app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), (c) =>
-    deps.router().handle("text", c.req.valid("json") as TextRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+  const maxBytes = () => config().server.max_body_bytes;
+  const idem = idempotency(config, store);
+  const ctx = (c: Context<Env>): RequestContext => ({
+    requestId: c.get("requestId"),
+    signal: c.req.raw.signal,
+    keyName: c.get("keyName"),
+    onUsage: c.get("onUsage"),
+  });
+
+  app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>
+    deps.router().handle("chat", c.req.valid("json") as ChatRequest, ctx(c)));
+
+  app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), idem, (c) =>
+    deps.router().handle("text", c.req.valid("json") as TextRequest, ctx(c)));
 
   app.get("/v1/models", (c) => c.json(listModels(deps.router())));
 

@@ -29,6 +29,8 @@ export interface RequestRecord {
   attempts: AttemptRecord[];
   latency_ms: number;
   usage?: Usage;
+  /** the authenticated API key's name (never the key), when auth is on */
+  key_name?: string;
 }
 
 /** Observers of the routing loop (stats, metrics, logs, breakers plug in here). */
@@ -41,6 +43,10 @@ export interface RequestContext {
   requestId: string;
   /** aborts when the client goes away */
   signal?: AbortSignal;
+  /** the authenticated API key's name, copied into the RequestRecord */
+  keyName?: string;
+  /** called once when the request finishes with usage (streams: when the stream ends) */
+  onUsage?(u: Usage): void;
 }
 
 interface Candidate {
@@ -115,8 +121,10 @@ export class Router {
     const includeUsage = stream && body.stream_options?.include_usage === true;
     const attempts: AttemptRecord[] = [];
     const deadline = t0 + this.config.routing.request_timeout_seconds * 1000;
-    const finish = (status: number, extra: Partial<RequestRecord> = {}) =>
-      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, ...extra });
+    const finish = (status: number, extra: Partial<RequestRecord> = {}) => {
+      if (extra.usage) ctx.onUsage?.(extra.usage);
+      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, key_name: ctx.keyName, ...extra });
+    };
 
     for (const cand of this.candidates(body.model)) {
       const remaining = deadline - this.now();

@@ -1,9 +1,9 @@
 // Starts the router in-process on 127.0.0.1 with the current runtime's server (Bun.serve or Deno.serve),
 // so every test goes through real HTTP.
 import { parseConfig } from "../../src/config/load.ts";
-import { createApp } from "../../src/http/app.ts";
+import { createApp, type AppDeps } from "../../src/http/app.ts";
 import { buildRouter } from "../../src/server.ts";
-import type { Router } from "../../src/routing/failover.ts";
+import type { Router, RouterHooks } from "../../src/routing/failover.ts";
 
 export interface RunningRouter {
   url: string;
@@ -11,11 +11,22 @@ export interface RunningRouter {
   stop(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** the app's clock in ms (rate limiting, idempotency TTL) */
+  now?: () => number;
+  /** the client address the app sees for a request (default 127.0.0.1) */
+  remoteAddr?: (req: Request) => string | undefined;
+  /** observers of the routing loop */
+  hooks?: RouterHooks;
+  /** extra app dependencies (an idempotency store, a rate limiter) */
+  deps?: Partial<AppDeps>;
+}
+
 type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
 
 export const runtime: "bun" | "deno" = (globalThis as any).Bun ? "bun" : "deno";
 
-const serve: ServeFn = (handler) => {
+export const serve: ServeFn = (handler) => {
   const g = globalThis as any;
   if (g.Bun) {
     const s = g.Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 60, fetch: handler });
@@ -25,11 +36,12 @@ const serve: ServeFn = (handler) => {
   return { port: s.addr.port, stop: () => s.shutdown() };
 };
 
-export async function startRouter(yaml: string, env: Record<string, string> = {}): Promise<RunningRouter> {
+export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const router = buildRouter(config);
-  const app = createApp({ router: () => router });
-  const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
+  const router = buildRouter(config, opts.hooks);
+  const app = createApp({ ...opts.deps, router: () => router, now: opts.now });
+  const addr = opts.remoteAddr;
+  const s = serve((req) => app.fetch(req, { remoteAddr: addr ? addr(req) : "127.0.0.1" }));
   return { url: `http://127.0.0.1:${s.port}`, router, stop: s.stop };
 }
 

@@ -1,0 +1,21 @@
+// The Hono environment of the app: what the platform passes to app.fetch (Bindings) and what the
+// middleware chain shares through the context (Variables).
+import type { Usage } from "../providers/types.ts";
+
+export type AppEnv = {
+  Bindings: {
+    /** the client's socket address, from the runtime's server (see src/platform.ts Handler) */
+    remoteAddr?: string;
+  };
+  Variables: {
+    requestId: string;
+    /** the authenticated key's name (the configured `name`, `api_keys[i]`, or "admin"); never the key itself. Unset when auth is off or the path is public. */
+    keyName?: string;
+    /** a stable internal id of the authenticated key (rate-limit and idempotency scope) */
+    keyId?: string;
+    /** the raw request body bytes, set by jsonBody (idempotency hashes them) */
+    rawBody?: Uint8Array;
+    /** charged by the rate limiter with the request's token usage once it is known */
+    onUsage?: (u: Usage) => void;
+  };
+};

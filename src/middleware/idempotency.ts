@@ -1,0 +1,217 @@
+// Idempotency: a request with an `Idempotency-Key` header is served once; its final response (status,
+// headers, body, or for a stream the whole SSE transcript) is stored, and a repeat with the same key and
+// the same body is answered from the store (header `idempotent-replayed: true`) without calling a provider.
+// Keys are scoped per API key. The store sits behind the IdempotencyStore interface.
+import type { Context, MiddlewareHandler, Next } from "hono";
+import type { Config } from "../config/schema.ts";
+import { errorResponse } from "../http/errors.ts";
+import { sha256, toHex } from "./auth.ts";
+import type { AppEnv } from "./env.ts";
+import type { IdempotencyStore, StoredResponse } from "./idempotency-store.ts";
+
+/** a response larger than this is served but not stored */
+export const MAX_STORED_BYTES = 16 * 1024 * 1024;
+export const REPLAYED_HEADER = "idempotent-replayed";
+
+const DONE = new TextEncoder().encode("data: [DONE]\n\n");
+
+/** 1 to 255 printable ASCII characters (what Stripe and the IETF draft allow in practice). */
+export function validIdempotencyKey(k: string): boolean {
+  if (k.length < 1 || k.length > 255) return false;
+  for (let i = 0; i < k.length; i++) {
+    const ch = k.charCodeAt(i);
+    if (ch < 0x20 || ch > 0x7e) return false;
+  }
+  return true;
+}
+
+/** Statuses worth replaying: the request's own final answer, not a transient failure a retry could fix. */
+function storable(status: number): boolean {
+  return status < 500 && status !== 408 && status !== 425 && status !== 429 && status !== 499;
+}
+
+/** Headers that belong to one delivery, not to the stored answer. */
+function keepHeader(name: string): boolean {
+  return name !== "x-request-id" && name !== "set-cookie" && name !== "retry-after" && name !== REPLAYED_HEADER && !name.startsWith("x-ratelimit-");
+}
+
+function endsWithDone(chunks: Uint8Array[]): boolean {
+  let need = DONE.length;
+  for (let c = chunks.length - 1; c >= 0 && need > 0; c--) {
+    const ch = chunks[c];
+    for (let i = ch.length - 1; i >= 0 && need > 0; i--) if (ch[i] !== DONE[--need]) return false;
+  }
+  return need === 0;
+}
+
+function replay(hit: StoredResponse): Response {
+  const headers = new Headers(hit.headers);
+  headers.set(REPLAYED_HEADER, "true");
+  if (!hit.stream) {
+    return new Response((hit.chunks.length === 1 ? hit.chunks[0].slice() : concat(hit.chunks)) as Uint8Array<ArrayBuffer>, { status: hit.status, headers });
+  }
+  let i = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (i < hit.chunks.length) controller.enqueue(hit.chunks[i++].slice());
+      else controller.close();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { status: hit.status, headers });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const c of chunks) n += c.byteLength;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}
+
+const reused = () =>
+  errorResponse(422, {
+    message: "this Idempotency-Key was already used with a different request; use a new key for a new request",
+    type: "invalid_request_error",
+    param: "Idempotency-Key",
+    code: "idempotency_key_reused",
+  });
+
+/** Resolves true once `released` settles, false if the client goes away first. */
+function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+    released.then(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    });
+  });
+}
+
+/** Passes a stream through unchanged, keeping a copy of its chunks; `done` learns whether it ended normally. */
+function capture(body: ReadableStream<Uint8Array>, done: (chunks: Uint8Array[] | null) => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let chunks: Uint8Array[] | null = [];
+  let size = 0;
+  let finished = false;
+  const finish = (ok: boolean) => {
+    if (finished) return;
+    finished = true;
+    done(ok ? chunks : null);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let r: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        finish(false);
+        controller.error(e);
+        return;
+      }
+      if (r.done) {
+        controller.close();
+        finish(true);
+        return;
+      }
+      if (chunks) {
+        size += r.value.byteLength;
+        if (size > MAX_STORED_BYTES) chunks = null;
+        else chunks.push(r.value.slice());
+      }
+      controller.enqueue(r.value);
+    },
+    cancel(reason) {
+      finish(false);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+async function serveAndStore(
+  c: Context<AppEnv>,
+  next: Next,
+  store: IdempotencyStore,
+  key: string,
+  fingerprint: string,
+  ttlMs: number,
+  release: () => void,
+): Promise<void> {
+  try {
+    await next();
+  } catch (e) {
+    release();
+    throw e;
+  }
+  const res = c.res;
+  if (!storable(res.status) || !res.body) {
+    release();
+    return;
+  }
+  const headers: [string, string][] = [];
+  res.headers.forEach((v, k) => {
+    if (keepHeader(k)) headers.push([k, v]);
+  });
+  const put = (stream: boolean, chunks: Uint8Array[]) =>
+    store.put(key, { fingerprint, status: res.status, headers, stream, chunks }, ttlMs).catch(() => {}).finally(release);
+
+  if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+    // stored only when the stream completed with [DONE]; a broken or abandoned stream is not
+    c.res = new Response(capture(res.body, (chunks) => {
+      if (chunks && endsWithDone(chunks)) put(true, chunks);
+      else release();
+    }), res);
+    return;
+  }
+  let buf: Uint8Array;
+  try {
+    buf = new Uint8Array(await res.arrayBuffer());
+  } catch (e) {
+    release();
+    throw e;
+  }
+  if (buf.byteLength <= MAX_STORED_BYTES) await put(false, [buf]);
+  else release();
+  c.res = new Response(buf.slice(), res);
+}
+
+/**
+ * The idempotency middleware, for POST routes after jsonBody and validation (so only valid requests are
+ * stored). `config` is read per request so a reload applies.
+ */
+export function idempotency(config: () => Config, store: IdempotencyStore): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const cfg = config().idempotency;
+    if (!cfg.enabled) return next();
+    const idemKey = c.req.raw.headers.get("idempotency-key");
+    if (idemKey === null) return next();
+    if (!validIdempotencyKey(idemKey)) {
+      return errorResponse(400, {
+        message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        type: "invalid_request_error",
+        param: "Idempotency-Key",
+        code: "invalid_idempotency_key",
+      });
+    }
+    const fingerprint = `${c.req.path} ${toHex(await sha256(c.get("rawBody") ?? new Uint8Array(0)))}`;
+    // scoped per API key: one client can never read another's stored response
+    const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
+    const signal = c.req.raw.signal;
+    while (true) {
+      const hit = await store.get(key);
+      if (hit) return hit.fingerprint === fingerprint ? replay(hit) : reused();
+      const lock = await store.lock(key, fingerprint);
+      if (lock.acquired) return serveAndStore(c, next, store, key, fingerprint, cfg.ttl_seconds * 1000, lock.release);
+      if (lock.fingerprint !== fingerprint) return reused();
+      // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
+      if (!(await waitFor(lock.released, signal))) {
+        return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
+      }
+    }
+  };
+}

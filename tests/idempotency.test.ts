@@ -1,0 +1,275 @@
+import { after, before, beforeEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { MemoryIdempotencyStore, type IdempotencyStore } from "../src/middleware/idempotency-store.ts";
+import { startOpenAIFake } from "./fakes/openai.ts";
+import type { FakeServer } from "./fakes/common.ts";
+import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
+
+const chat = (content = "hi", extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content }], ...extra });
+const KEY_A = "rk-idem-a-00000000000000001";
+const KEY_B = "rk-idem-b-00000000000000002";
+
+let seq = 0;
+const newKey = () => `idem-${Date.now()}-${++seq}`;
+
+async function call(url: string, body: unknown, headers: Record<string, string> = {}, path = "/v1/chat/completions") {
+  const res = await postJson(url + path, body, headers);
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+describe("idempotency", () => {
+  let fake: FakeServer, r: RunningRouter;
+  const clk = { t: 0 };
+  before(async () => {
+    fake = await startOpenAIFake({ reply: "the one and only answer", chunks: 5 });
+    r = await startRouter(`
+providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
+auth: { enabled: true, api_keys: [${KEY_A}, { key: ${KEY_B}, name: b }] }
+idempotency: { ttl_seconds: 60, max_entries: 50 }
+`, {}, { now: () => clk.t });
+  });
+  after(async () => {
+    await r.stop();
+    await fake.stop();
+  });
+  beforeEach(() => fake.reset());
+  const A = (k: string) => ({ authorization: `Bearer ${KEY_A}`, "idempotency-key": k });
+  const B = (k: string) => ({ authorization: `Bearer ${KEY_B}`, "idempotency-key": k });
+
+  it("replays a repeated request from the store without calling the provider", async () => {
+    const k = newKey();
+    const first = await call(r.url, chat(), { ...A(k), "x-request-id": "first" });
+    assert.equal(first.status, 200);
+    assert.equal(first.headers.get("idempotent-replayed"), null);
+    const second = await call(r.url, chat(), { ...A(k), "x-request-id": "second" });
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get("idempotent-replayed"), "true");
+    assert.equal(second.text, first.text);
+    assert.equal(JSON.parse(second.text).choices[0].message.content, "the one and only answer");
+    assert.equal(second.headers.get("content-type"), "application/json");
+    assert.equal(second.headers.get("x-router-provider"), "a");
+    assert.equal(second.headers.get("x-request-id"), "second", "the replay carries its own request id");
+    assert.equal(fake.requests.length, 1);
+  });
+
+  it("replays a streamed original as a stream with the same events", async () => {
+    const k = newKey();
+    const body = chat("stream me", { stream: true });
+    const first = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
+    const firstEvents = await readSse(first);
+    assert.equal(firstEvents.at(-1), "[DONE]");
+    const second = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get("idempotent-replayed"), "true");
+    assert.match(second.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const secondEvents = await readSse(second);
+    assert.deepEqual(secondEvents, firstEvents);
+    assert.equal(secondEvents.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), "the one and only answer");
+    assert.equal(fake.requests.length, 1);
+  });
+
+  it("answers 422 idempotency_key_reused for the same key with another body or endpoint", async () => {
+    const k = newKey();
+    assert.equal((await call(r.url, chat("one"), A(k))).status, 200);
+    const other = await call(r.url, chat("two"), A(k));
+    assert.equal(other.status, 422);
+    const err = JSON.parse(other.text).error;
+    assert.equal(err.code, "idempotency_key_reused");
+    assert.equal(err.type, "invalid_request_error");
+    const otherPath = await call(r.url, { model: "m", prompt: "one" }, A(k), "/v1/completions");
+    assert.equal(otherPath.status, 422);
+    assert.equal(fake.requests.length, 1);
+    // the original is still replayable
+    assert.equal((await call(r.url, chat("one"), A(k))).headers.get("idempotent-replayed"), "true");
+  });
+
+  it("makes concurrent duplicates wait for the first and replay it: one upstream call", async () => {
+    fake.fault = { delayMs: 300, times: 1 };
+    const k = newKey();
+    const results = await Promise.all(Array.from({ length: 5 }, () => call(r.url, chat("together"), A(k))));
+    assert.equal(fake.requests.length, 1);
+    for (const res of results) {
+      assert.equal(res.status, 200);
+      assert.equal(res.text, results[0].text);
+    }
+    assert.equal(results.filter((x) => x.headers.get("idempotent-replayed") === "true").length, 4);
+  });
+
+  it("answers 422 at once for a different body while the first is in flight", async () => {
+    fake.fault = { delayMs: 1000, times: 1 };
+    const k = newKey();
+    const first = call(r.url, chat("slow"), A(k));
+    await new Promise((res) => setTimeout(res, 100));
+    const t0 = Date.now();
+    const clash = await call(r.url, chat("different"), A(k));
+    assert.equal(clash.status, 422);
+    assert.ok(Date.now() - t0 < 800, "did not wait for the first");
+    assert.equal((await first).status, 200);
+  });
+
+  it("does not store failures (5xx), so a retry with the same key reaches the provider", async () => {
+    fake.fault = { status: 500, times: 1 };
+    const k = newKey();
+    const failed = await call(r.url, chat("flaky"), A(k));
+    assert.equal(failed.status, 502);
+    const retried = await call(r.url, chat("flaky"), A(k));
+    assert.equal(retried.status, 200);
+    assert.equal(retried.headers.get("idempotent-replayed"), null);
+    assert.equal(fake.requests.length, 2);
+    const again = await call(r.url, chat("flaky"), A(k));
+    assert.equal(again.headers.get("idempotent-replayed"), "true");
+    assert.equal(fake.requests.length, 2);
+  });
+
+  it("does not store a stream that broke mid-way", async () => {
+    fake.fault = { cutAfter: 3, times: 1 };
+    const k = newKey();
+    const body = chat("break", { stream: true });
+    const broken = await readSse(await postJson(`${r.url}/v1/chat/completions`, body, A(k)));
+    assert.notEqual(broken.at(-1), "[DONE]");
+    const retry = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
+    assert.equal(retry.headers.get("idempotent-replayed"), null);
+    assert.equal((await readSse(retry)).at(-1), "[DONE]");
+    assert.equal(fake.requests.length, 2);
+  });
+
+  it("scopes keys per API key: another client never gets the stored response", async () => {
+    const k = newKey();
+    const a = await call(r.url, chat("mine"), A(k));
+    assert.equal(a.status, 200);
+    const b = await call(r.url, chat("mine"), B(k));
+    assert.equal(b.status, 200);
+    assert.equal(b.headers.get("idempotent-replayed"), null, "same key and body from another client: served afresh");
+    const k2 = newKey();
+    assert.equal((await call(r.url, chat("alpha"), A(k2))).status, 200);
+    const clash = await call(r.url, chat("beta"), B(k2));
+    assert.equal(clash.status, 200, "another client's key use is no reuse of mine");
+    assert.equal(fake.requests.length, 4);
+    assert.equal((await call(r.url, chat("mine"), A(k))).headers.get("idempotent-replayed"), "true");
+    assert.equal((await call(r.url, chat("beta"), B(k2))).headers.get("idempotent-replayed"), "true");
+    assert.equal(fake.requests.length, 4);
+  });
+
+  it("forgets entries after ttl_seconds (injected clock)", async () => {
+    const k = newKey();
+    await call(r.url, chat("ttl"), A(k));
+    clk.t += 59_000;
+    assert.equal((await call(r.url, chat("ttl"), A(k))).headers.get("idempotent-replayed"), "true");
+    clk.t += 2_000;
+    const expired = await call(r.url, chat("ttl"), A(k));
+    assert.equal(expired.headers.get("idempotent-replayed"), null);
+    assert.equal(fake.requests.length, 2);
+  });
+
+  it("ignores requests without the header and rejects malformed keys", async () => {
+    await call(r.url, chat("plain"), { authorization: `Bearer ${KEY_A}` });
+    const again = await call(r.url, chat("plain"), { authorization: `Bearer ${KEY_A}` });
+    assert.equal(again.headers.get("idempotent-replayed"), null);
+    assert.equal(fake.requests.length, 2);
+    for (const bad of ["x".repeat(256), "tab\there", "é-key"]) {
+      const res = await fetch(`${r.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${KEY_A}`, "idempotency-key": bad },
+        body: JSON.stringify(chat()),
+      }).catch(() => null);
+      if (!res) continue; // the client library refused to send the header: nothing to check
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      assert.equal((await res.json()).error.code, "invalid_idempotency_key");
+    }
+    assert.equal(fake.requests.length, 2);
+  });
+
+  it("stores an upstream 4xx answer (deterministic) but never a validation failure", async () => {
+    const k = newKey();
+    const invalid = await call(r.url, { model: "m" }, A(k));
+    assert.equal(invalid.status, 400);
+    assert.equal((await call(r.url, chat("valid now"), A(k))).status, 200, "the key was not burnt by the invalid request");
+    fake.fault = { status: 400, times: 1, body: { error: { message: "nope", type: "invalid_request_error" } } };
+    const k2 = newKey();
+    assert.equal((await call(r.url, chat("rejected"), A(k2))).status, 400);
+    const replay = await call(r.url, chat("rejected"), A(k2));
+    assert.equal(replay.status, 400);
+    assert.equal(replay.headers.get("idempotent-replayed"), "true");
+    assert.equal(fake.requests.length, 2);
+  });
+});
+
+describe("idempotency store bounds and backends", () => {
+  let fake: FakeServer;
+  before(async () => {
+    fake = await startOpenAIFake();
+  });
+  after(() => fake.stop());
+  beforeEach(() => fake.reset());
+
+  it("evicts the least recently used entry past max_entries", async () => {
+    const r = await startRouter(`
+providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
+idempotency: { max_entries: 2 }
+`);
+    try {
+      const send = async (k: string) => (await call(r.url, chat(k), { "idempotency-key": k })).headers.get("idempotent-replayed");
+      await send("k1");
+      await send("k2");
+      assert.equal(await send("k1"), "true"); // k1 is now the most recent
+      await send("k3"); // evicts k2
+      assert.equal(await send("k1"), "true");
+      assert.equal(await send("k3"), "true");
+      assert.equal(await send("k2"), null);
+      assert.equal(fake.requests.length, 4);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("does nothing when idempotency.enabled is false", async () => {
+    const r = await startRouter(`
+providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
+idempotency: { enabled: false }
+`);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await call(r.url, chat(), { "idempotency-key": "same" });
+        assert.equal(res.headers.get("idempotent-replayed"), null);
+      }
+      assert.equal(fake.requests.length, 2);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("works with another backend behind the get/put/lock interface", async () => {
+    const calls: string[] = [];
+    const inner = new MemoryIdempotencyStore({ maxEntries: () => 10 });
+    const store: IdempotencyStore = {
+      get: (k) => (calls.push("get"), inner.get(k)),
+      put: (k, v, ttl) => (calls.push(`put:${v.status}:${ttl}`), inner.put(k, v, ttl)),
+      lock: (k, f) => (calls.push("lock"), inner.lock(k, f)),
+    };
+    const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\n`, {}, { deps: { idempotencyStore: store } });
+    try {
+      await call(r.url, chat(), { "idempotency-key": "custom" });
+      const res = await call(r.url, chat(), { "idempotency-key": "custom" });
+      assert.equal(res.headers.get("idempotent-replayed"), "true");
+      assert.deepEqual(calls, ["get", "lock", "put:200:3600000", "get"]);
+      assert.equal(inner.inFlight, 0, "lock released");
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("memory store: bounded by entries and bytes, expired entries dropped", async () => {
+    let t = 0;
+    const store = new MemoryIdempotencyStore({ maxEntries: () => 100, maxBytes: 10_000, now: () => t });
+    const entry = (n: number) => ({ fingerprint: "f", status: 200, headers: [] as [string, string][], stream: false, chunks: [new Uint8Array(n)] });
+    for (let i = 0; i < 1000; i++) await store.put(`k${i}`, entry(10), 1000);
+    assert.equal(store.size, 100);
+    await store.put("big", entry(5_000), 1000);
+    assert.ok(store.bytes <= 10_000, `bytes ${store.bytes}`);
+    assert.ok(await store.get("big"));
+    await store.put("huge", entry(20_000), 1000);
+    assert.equal(await store.get("huge"), undefined, "larger than the store: not kept");
+    t = 1000;
+    assert.equal(await store.get("big"), undefined, "expired");
+  });
+});
