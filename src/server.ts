@@ -6,11 +6,12 @@ import { createApp } from "./http/app.ts";
 import { createLogger } from "./observability/logger.ts";
 import type { Platform } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
+import { redactSecrets } from "./providers/redact.ts";
 import { Router, type RouterHooks } from "./routing/failover.ts";
 import { GIT_COMMIT, VERSION } from "./version.ts";
 
 export function buildRouter(config: Config, hooks: RouterHooks = {}): Router {
-  return new Router(config, new Map(config.providers.map((p) => [p.name, createAdapter(p)])), hooks);
+  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p))])), hooks);
 }
 
 export function configPath(opts: CliOptions, env: Record<string, string | undefined>): string {
