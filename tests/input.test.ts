@@ -20,6 +20,8 @@ interface Case {
   status: number;
   code?: string;
   param?: string;
+  /** what the message must say after the field name */
+  says?: RegExp;
 }
 
 const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
@@ -44,27 +46,27 @@ const CASES: Case[] = [
   { name: "JSON nested 1000 deep", raw: `{"model":"m","messages":[{"role":"user","content":"hi"}],"x":${deep(1000)}}`, status: 400, code: "json_too_deep" },
   // schema: the field is named
   { name: "empty object", json: {}, status: 400, param: "model" },
-  { name: "messages missing", json: { model: "m" }, status: 400, param: "messages" },
-  { name: "messages not an array", json: { model: "m", messages: "hi" }, status: 400, param: "messages" },
+  { name: "messages missing", json: { model: "m" }, status: 400, param: "messages", says: /is required/ },
+  { name: "messages not an array", json: { model: "m", messages: "hi" }, status: 400, param: "messages", says: /expected array/ },
   { name: "messages an object", json: { model: "m", messages: { role: "user", content: "hi" } }, status: 400, param: "messages" },
-  { name: "messages empty", json: { model: "m", messages: [] }, status: 400, param: "messages" },
+  { name: "messages empty", json: { model: "m", messages: [] }, status: 400, param: "messages", says: /at least one message/ },
   { name: "message not an object", json: { model: "m", messages: ["hi"] }, status: 400, param: "messages[0]" },
-  { name: "unknown role", json: { model: "m", messages: [{ role: "wizard", content: "hi" }] }, status: 400, param: "messages[0].role" },
-  { name: "role missing", json: { model: "m", messages: [{ content: "hi" }] }, status: 400, param: "messages[0].role" },
+  { name: "unknown role", json: { model: "m", messages: [{ role: "wizard", content: "hi" }] }, status: 400, param: "messages[0].role", says: /expected one of/ },
+  { name: "role missing", json: { model: "m", messages: [{ content: "hi" }] }, status: 400, param: "messages[0].role", says: /is required/ },
   { name: "user content missing", json: { model: "m", messages: [{ role: "user" }] }, status: 400, param: "messages[0].content" },
   { name: "content a number", json: { model: "m", messages: [{ role: "user", content: 5 }] }, status: 400, param: "messages[0].content" },
   { name: "tool message without tool_call_id", json: { model: "m", messages: [{ role: "tool", content: "x" }] }, status: 400, param: "messages[0].tool_call_id" },
   { name: "second message bad", json: { model: "m", messages: [...msgs, { role: "assistant" }] }, status: 400, param: "messages[1].content" },
-  { name: "model missing", json: { messages: msgs }, status: 400, param: "model" },
+  { name: "model missing", json: { messages: msgs }, status: 400, param: "model", says: /is required/ },
   { name: "model empty", json: chat({ model: "" }), status: 400, param: "model" },
-  { name: "model a number", json: chat({ model: 7 }), status: 400, param: "model" },
-  { name: "temperature above 2", json: chat({ temperature: 3 }), status: 400, param: "temperature" },
+  { name: "model a number", json: chat({ model: 7 }), status: 400, param: "model", says: /expected string/ },
+  { name: "temperature above 2", json: chat({ temperature: 3 }), status: 400, param: "temperature", says: /<=\s*2/ },
   { name: "temperature negative", json: chat({ temperature: -0.5 }), status: 400, param: "temperature" },
-  { name: "temperature a string", json: chat({ temperature: "hot" }), status: 400, param: "temperature" },
+  { name: "temperature a string", json: chat({ temperature: "hot" }), status: 400, param: "temperature", says: /expected number/ },
   { name: "top_p above 1", json: chat({ top_p: 2 }), status: 400, param: "top_p" },
-  { name: "n > 1", json: chat({ n: 2 }), status: 400, param: "n" },
-  { name: "stream a string", json: chat({ stream: "yes" }), status: 400, param: "stream" },
-  { name: "stream a number", json: chat({ stream: 1 }), status: 400, param: "stream" },
+  { name: "n > 1", json: chat({ n: 2 }), status: 400, param: "n", says: /only n=1/ },
+  { name: "stream a string", json: chat({ stream: "yes" }), status: 400, param: "stream", says: /expected boolean/ },
+  { name: "stream a number", json: chat({ stream: 1 }), status: 400, param: "stream", says: /expected boolean/ },
   { name: "max_tokens zero", json: chat({ max_tokens: 0 }), status: 400, param: "max_tokens" },
   { name: "max_tokens fractional", json: chat({ max_tokens: 1.5 }), status: 400, param: "max_tokens" },
   { name: "stop with 5 entries", json: chat({ stop: ["a", "b", "c", "d", "e"] }), status: 400, param: "stop" },
@@ -124,8 +126,9 @@ providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m 
       if (c.code && err?.code !== c.code) problems.push(`code ${err?.code} != ${c.code}`);
       if (c.param) {
         if (err?.param !== c.param) problems.push(`param ${err?.param} != ${c.param}`);
-        if (!err?.message?.startsWith(c.param)) problems.push(`message does not name ${c.param}: ${err?.message}`);
+        if (!err?.message?.startsWith(c.param + ": ")) problems.push(`message does not name ${c.param}: ${err?.message}`);
       }
+      if (c.says && !c.says.test(err?.message ?? "")) problems.push(`message does not say ${c.says}: ${err?.message}`);
       if (c.status === 405 && !res.headers.get("allow")) problems.push("no Allow header");
       if (problems.length) failures.push(`${c.name}: ${problems.join("; ")} (${text.slice(0, 160)})`);
     }
