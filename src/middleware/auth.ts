@@ -1,6 +1,6 @@
 // API-key authentication: `Authorization: Bearer <key>` or `x-api-key: <key>`, checked against auth.api_keys
-// (plain keys or their sha256) and auth.admin_api_key. Keys are compared as sha256 digests in constant time;
-// only the key's name ever leaves this module (c.get("keyName")), never the key.
+// (plain keys or their sha256) and auth.admin_api_key. Every configured key is compared, each in constant
+// time; only the key's name ever leaves this module (c.get("keyName")), never the key.
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
@@ -12,7 +12,10 @@ type AuthConfig = Config["auth"];
 export const ADMIN_KEY_NAME = "admin";
 
 interface KeyEntry {
-  digest: Uint8Array;
+  /** the key's bytes (plain entries) */
+  bytes?: Uint8Array;
+  /** the key's sha256 (key_sha256 entries) */
+  digest?: Uint8Array;
   /** the configured name, or `api_keys[i]` */
   name: string;
   /** a stable internal id (rate-limit buckets and idempotency scopes); unique per entry even when names repeat */
@@ -22,6 +25,8 @@ interface KeyEntry {
 interface KeyTable {
   keys: KeyEntry[];
   admin: KeyEntry | null;
+  /** some entries are key_sha256: the presented key must be hashed */
+  hashed: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -44,36 +49,37 @@ function fromHex(hex: string): Uint8Array {
 }
 
 /**
- * Constant-time equality of two byte strings: the time depends on the length only, never on the contents.
- * (Keys are compared as sha256 digests, so the length is always 32 and reveals nothing.)
+ * Constant-time equality of `given` (attacker-controlled) and `secret`: the loop always runs over the
+ * secret's full length and never exits early, so the time reveals neither how much of the secret matched
+ * nor its content (only the length of `given`, which the caller already knows).
  */
-export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+export function timingSafeEqual(given: Uint8Array, secret: Uint8Array): boolean {
+  const n = given.length;
+  let diff = n ^ secret.length;
+  for (let i = 0; i < secret.length; i++) diff |= secret[i] ^ (i < n ? given[i] : 0);
   return diff === 0;
 }
 
-async function buildTable(auth: AuthConfig): Promise<KeyTable> {
+function buildTable(auth: AuthConfig): KeyTable {
   const keys: KeyEntry[] = [];
   for (let i = 0; i < auth.api_keys.length; i++) {
     const e = auth.api_keys[i];
     const id = `key${i}`;
     if (typeof e === "string") {
-      if (e) keys.push({ digest: await sha256(e), name: `api_keys[${i}]`, id });
+      if (e) keys.push({ bytes: encoder.encode(e), name: `api_keys[${i}]`, id });
     } else if ("key" in e) {
-      keys.push({ digest: await sha256(e.key), name: e.name ?? `api_keys[${i}]`, id });
+      keys.push({ bytes: encoder.encode(e.key), name: e.name ?? `api_keys[${i}]`, id });
     } else {
       keys.push({ digest: fromHex(e.key_sha256.toLowerCase()), name: e.name ?? `api_keys[${i}]`, id });
     }
   }
-  const admin = auth.admin_api_key ? { digest: await sha256(auth.admin_api_key), name: ADMIN_KEY_NAME, id: "admin" } : null;
-  return { keys, admin };
+  const admin = auth.admin_api_key ? { bytes: encoder.encode(auth.admin_api_key), name: ADMIN_KEY_NAME, id: "admin" } : null;
+  return { keys, admin, hashed: keys.some((k) => k.digest) };
 }
 
 // one table per auth config object: a config reload brings a new object and so a new table
-const tables = new WeakMap<AuthConfig, Promise<KeyTable>>();
-function tableFor(auth: AuthConfig): Promise<KeyTable> {
+const tables = new WeakMap<AuthConfig, KeyTable>();
+function tableFor(auth: AuthConfig): KeyTable {
   let t = tables.get(auth);
   if (!t) tables.set(auth, (t = buildTable(auth)));
   return t;
@@ -111,10 +117,13 @@ export function presentedKey(headers: Headers): string {
   return headers.get("x-api-key")?.trim() ?? "";
 }
 
-/** Finds the entry whose digest equals `digest`, comparing against every entry (no early exit). */
-function match(digest: Uint8Array, entries: KeyEntry[]): KeyEntry | null {
+/** Finds the entry the presented key matches, comparing against every entry (no early exit). */
+function match(key: Uint8Array, digest: Uint8Array | null, entries: KeyEntry[]): KeyEntry | null {
   let found: KeyEntry | null = null;
-  for (const e of entries) if (timingSafeEqual(digest, e.digest) && !found) found = e;
+  for (const e of entries) {
+    const ok = e.bytes ? timingSafeEqual(key, e.bytes) : digest !== null && timingSafeEqual(digest, e.digest!);
+    if (ok && !found) found = e;
+  }
   return found;
 }
 
@@ -141,16 +150,18 @@ export function auth(config: () => Config): MiddlewareHandler<AppEnv> {
         "missing_api_key",
       );
     }
-    const table = await tableFor(cfg);
-    const digest = await sha256(key);
-    const isAdmin = table.admin !== null && timingSafeEqual(digest, table.admin.digest);
+    const table = tableFor(cfg);
+    const bytes = encoder.encode(key);
+    // hashing costs an async crypto call: only when some keys are configured as key_sha256
+    const digest = table.hashed ? await sha256(bytes) : null;
+    const isAdmin = table.admin !== null && timingSafeEqual(bytes, table.admin.bytes!);
     if (admin) {
       if (isAdmin) {
         c.set("keyName", ADMIN_KEY_NAME);
         c.set("keyId", "admin");
         return next();
       }
-      if (match(digest, table.keys)) {
+      if (match(bytes, digest, table.keys)) {
         return errorResponse(403, {
           message: table.admin ? "this path needs the admin API key" : "the admin API is disabled: set auth.admin_api_key",
           type: "permission_error",
@@ -159,7 +170,7 @@ export function auth(config: () => Config): MiddlewareHandler<AppEnv> {
       }
       return unauthorized("invalid API key", "invalid_api_key");
     }
-    const entry = isAdmin ? table.admin : match(digest, table.keys);
+    const entry = isAdmin ? table.admin : match(bytes, digest, table.keys);
     if (!entry) return unauthorized("invalid API key", "invalid_api_key");
     c.set("keyName", entry.name);
     c.set("keyId", entry.id);
