@@ -4,6 +4,9 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
 import type { Router } from "../routing/failover.ts";
+import { observeRequests } from "../observability/http.ts";
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
+import type { Observability } from "../observability/observability.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
@@ -11,15 +14,19 @@ import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
 export interface AppDeps {
   /** the router in force (a getter, so a config reload can swap it between requests) */
   router(): Router;
+  /** stats, metrics and request log (created once at start-up, kept across reloads) */
+  observability: Observability;
 }
 
-type Env = { Variables: { requestId: string } };
+type Env = { Variables: { requestId: string; routed: boolean } };
 
 const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
   "/v1/completions": "POST",
   "/v1/models": "GET",
   "/health": "GET",
+  "/stats": "GET",
+  "/metrics": "GET",
 };
 
 let idCounter = 0;
@@ -111,17 +118,29 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.res.headers.set("x-request-id", id);
   });
 
+  const obs = deps.observability;
+  app.use("*", observeRequests(obs));
+  /** the request goes to the router, which reports it to the observers when it ends */
+  const routed = (c: Context<Env>) => {
+    c.set("routed", true);
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal };
+  };
+
   const maxBytes = () => deps.router().config.server.max_body_bytes;
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), (c) =>
-    deps.router().handle("chat", c.req.valid("json") as ChatRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+    deps.router().handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
 
   app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), (c) =>
-    deps.router().handle("text", c.req.valid("json") as TextRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+    deps.router().handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
   app.get("/v1/models", (c) => c.json(listModels(deps.router())));
 
   app.get("/health", (c) => c.json({ status: "ok" }));
+
+  app.get("/stats", (c) => c.json(obs.statsJson(deps.router())));
+
+  app.get("/metrics", () => new Response(obs.metricsText(deps.router()), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path];

@@ -4,11 +4,25 @@ import { parseConfig } from "../../src/config/load.ts";
 import { createApp } from "../../src/http/app.ts";
 import { buildRouter } from "../../src/server.ts";
 import type { Router } from "../../src/routing/failover.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import { Observability } from "../../src/observability/observability.ts";
+import { VERSION } from "../../src/version.ts";
 
 export interface RunningRouter {
   url: string;
   router: Router;
+  /** the stats / metrics / request-log hub the router reports to */
+  observability: Observability;
+  /** every line the router logged (request log), in order */
+  logs: string[];
   stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** also receives every log line */
+  logSink?: (line: string) => void;
+  /** wall clock for the stats windows (ms) */
+  now?: () => number;
 }
 
 type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
@@ -25,12 +39,18 @@ const serve: ServeFn = (handler) => {
   return { port: s.addr.port, stop: () => s.shutdown() };
 };
 
-export async function startRouter(yaml: string, env: Record<string, string> = {}): Promise<RunningRouter> {
+export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const router = buildRouter(config);
-  const app = createApp({ router: () => router });
+  const logs: string[] = [];
+  const logger = createLogger((line) => {
+    logs.push(line);
+    opts.logSink?.(line);
+  }, config.logging.level, config.logging.format);
+  const observability = new Observability({ version: VERSION, runtime, logger, now: opts.now });
+  const router = buildRouter(config, observability.hooksFor(config));
+  const app = createApp({ router: () => router, observability });
   const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, stop: s.stop };
+  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, stop: s.stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
