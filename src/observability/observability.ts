@@ -161,7 +161,7 @@ export class Observability {
       path,
       status: r.status,
       stream: r.stream,
-      model: r.requested_model === undefined ? undefined : clip(r.requested_model),
+      model: r.requested_model === undefined ? undefined : clip(redactor.redact(r.requested_model)),
       provider: r.provider,
       attempts: at.map((a) => loggedAttempt(a, redactor)),
       tokens: estimated ? { input, output, estimated } : { input, output },
