@@ -4,6 +4,8 @@ import { ConfigError, parseConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { createApp } from "./http/app.ts";
 import { createLogger } from "./observability/logger.ts";
+import { Observability } from "./observability/observability.ts";
+import { safeUrl } from "./observability/requestlog.ts";
 import type { Platform } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
 import { redactSecrets } from "./providers/redact.ts";
@@ -67,8 +69,10 @@ export async function main(platform: Platform): Promise<void> {
   }
 
   const logger = createLogger(platform.stdout, config.logging.level, config.logging.format);
-  let router = buildRouter(config);
-  const app = createApp({ router: () => router });
+  // created once: stats and metrics survive a config reload (which builds a new Router with hooksFor(newConfig))
+  const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger });
+  let router = buildRouter(config, observability.hooksFor(config));
+  const app = createApp({ router: () => router, observability });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const envPort = platform.env.PORT;
   const port = opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config.server.port);
@@ -77,7 +81,8 @@ export async function main(platform: Platform): Promise<void> {
     config: path,
     strategy: config.routing.strategy,
     chain: config.routing.fallback_chain,
-    providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: p.endpoint, default_model: p.default_model })),
+    // no api_key, no header values; the endpoint without credentials or query string
+    providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
   logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, runtime: platform.runtime });
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../src/config/load.ts";
 import { createApp } from "../src/http/app.ts";
 import { formatDuration, RateLimiter } from "../src/middleware/rate-limit.ts";
+import { Observability } from "../src/observability/observability.ts";
 import { buildRouter } from "../src/server.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
@@ -218,7 +219,7 @@ describe("rate limiter memory", () => {
   it("stays bounded with 100k distinct client IPs through the app, and still limits the recent ones", async () => {
     const router = buildRouter(parseConfig("providers: [{ name: m, type: mock }]\nrate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }\n"));
     const limiter = new RateLimiter(() => 0, 20_000);
-    const app = createApp({ router: () => router, rateLimiter: limiter, now: () => 0 });
+    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime: "test" }), rateLimiter: limiter, now: () => 0 });
     const get = (ip: string) => app.fetch(new Request("http://router.test/v1/models"), { remoteAddr: ip });
     const ipOf = (i: number) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`;
     let maxSize = 0;

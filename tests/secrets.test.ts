@@ -153,6 +153,7 @@ logging: { level: debug }
       assert.ok(!logs.join("\n").includes(s), `secret ${s.slice(0, 12)}… in logs`);
     }
     assert.ok(all.length > 1000);
+    assert.ok(logs.filter((l) => l.includes('"msg":"request"')).length >= 10, "the request log was written");
     // the upstream got the provider credentials and never the client's key
     assert.ok(up.fake.requests.some((r) => r.headers.authorization === `Bearer ${PROVIDER_A}`));
     assert.ok(up.fake.requests.every((r) => !JSON.stringify(r.headers).includes(CLIENT)));

@@ -9,6 +9,9 @@ import { idempotency } from "../middleware/idempotency.ts";
 import { MemoryIdempotencyStore, type IdempotencyStore } from "../middleware/idempotency-store.ts";
 import { RateLimiter, rateLimit } from "../middleware/rate-limit.ts";
 import type { RequestContext, Router } from "../routing/failover.ts";
+import { observeRequests } from "../observability/http.ts";
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
+import type { Observability } from "../observability/observability.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
@@ -18,6 +21,8 @@ export type { AppEnv } from "../middleware/env.ts";
 export interface AppDeps {
   /** the router in force (a getter, so a config reload can swap it between requests) */
   router(): Router;
+  /** stats, metrics and request log (created once at start-up, kept across reloads) */
+  observability: Observability;
   /** clock in ms for rate limiting and idempotency TTLs (default performance.now) */
   now?: () => number;
   /** idempotency backend (default: in memory, bounded by idempotency.max_entries) */
@@ -32,6 +37,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/v1/completions": "POST",
   "/v1/models": "GET",
   "/health": "GET",
+  "/stats": "GET",
+  "/metrics": "GET",
 };
 
 let idCounter = 0;
@@ -158,6 +165,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.res.headers.set("x-request-id", id);
   });
 
+  const obs = deps.observability;
+  app.use("*", observeRequests(obs));
+
   const config = () => deps.router().config;
   const now = deps.now ?? (() => performance.now());
   const limiter = deps.rateLimiter ?? new RateLimiter(now);
@@ -169,22 +179,25 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const maxBytes = () => config().server.max_body_bytes;
   const idem = idempotency(config, store);
-  const ctx = (c: Context<Env>): RequestContext => ({
-    requestId: c.get("requestId"),
-    signal: c.req.raw.signal,
-    keyName: c.get("keyName"),
-    onUsage: c.get("onUsage"),
-  });
+  /** the request goes to the router, which reports it to the observers when it ends */
+  const routed = (c: Context<Env>): RequestContext => {
+    c.set("routed", true);
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage") };
+  };
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>
-    deps.router().handle("chat", c.req.valid("json") as ChatRequest, ctx(c)));
+    deps.router().handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
 
   app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), idem, (c) =>
-    deps.router().handle("text", c.req.valid("json") as TextRequest, ctx(c)));
+    deps.router().handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
   app.get("/v1/models", (c) => c.json(listModels(deps.router())));
 
   app.get("/health", (c) => c.json({ status: "ok" }));
+
+  app.get("/stats", (c) => c.json(obs.statsJson(deps.router())));
+
+  app.get("/metrics", () => new Response(obs.metricsText(deps.router()), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path];

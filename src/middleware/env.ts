@@ -9,6 +9,8 @@ export type AppEnv = {
   };
   Variables: {
     requestId: string;
+    /** set when the request was handed to the router (which then reports it to the observers itself) */
+    routed: boolean;
     /** the authenticated key's name (the configured `name`, `api_keys[i]`, or "admin"); never the key itself. Unset when auth is off or the path is public. */
     keyName?: string;
     /** a stable internal id of the authenticated key (rate-limit and idempotency scope) */

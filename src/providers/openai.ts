@@ -2,9 +2,10 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { failureFromResponse, postJson, protocolFailure, sseEvents } from "./shared.ts";
+import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseEvents, usageOf } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
+import { estimatePromptTokens } from "./usage.ts";
 
 const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j && typeof j.error === "string" ? { message: j.error } : j);
 
@@ -34,7 +35,7 @@ export class OpenAIAdapter implements Adapter {
         res.body?.cancel().catch(() => {});
         return protocolFailure(`upstream answered a stream request with ${res.headers.get("content-type") ?? "no content type"}`);
       }
-      return { ok: true, stream: true, model: opts.model, events: passthrough(res.body, kind, opts.includeUsage) };
+      return { ok: true, stream: true, model: opts.model, events: passthrough(res.body, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;
@@ -54,10 +55,21 @@ function readUsage(u: any): Usage | undefined {
   return { prompt_tokens: p, completion_tokens: c, total_tokens: Number(u.total_tokens) || p + c };
 }
 
-async function* passthrough(body: ReadableStream<Uint8Array>, kind: "chat" | "text", includeUsage: boolean): AsyncGenerator<StreamEvent, void, undefined> {
+async function* passthrough(
+  body: ReadableStream<Uint8Array>,
+  kind: "chat" | "text",
+  includeUsage: boolean,
+  promptTokens: () => number,
+): AsyncGenerator<StreamEvent, void, undefined> {
+  // for an upstream that sends no usage chunk: count the characters generated to estimate the tokens
+  let sawUsage = false;
+  let chars = 0;
   for await (const ev of sseEvents(body)) {
     const data = ev.data;
-    if (data === "[DONE]") return;
+    if (data === "[DONE]") {
+      if (!sawUsage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(chars), true) };
+      return;
+    }
     let chunk: any;
     try {
       chunk = JSON.parse(data);
@@ -69,15 +81,22 @@ async function* passthrough(body: ReadableStream<Uint8Array>, kind: "chat" | "te
       throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
     }
     const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
+    if (usage) sawUsage = true;
     const choice = chunk.choices?.[0];
     let content = false;
     if (choice) {
-      if (choice.finish_reason) content = true;
-      else if (kind === "text") content = typeof choice.text === "string" && choice.text.length > 0;
-      else {
+      if (kind === "text") {
+        if (typeof choice.text === "string") chars += choice.text.length;
+        content = !!choice.finish_reason || (typeof choice.text === "string" && choice.text.length > 0);
+      } else {
         const d = choice.delta;
-        content = !!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
-          (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0));
+        if (d) {
+          if (typeof d.content === "string") chars += d.content.length;
+          if (typeof d.reasoning_content === "string") chars += d.reasoning_content.length;
+          if (Array.isArray(d.tool_calls)) for (const t of d.tool_calls) if (typeof t?.function?.arguments === "string") chars += t.function.arguments.length;
+        }
+        content = !!choice.finish_reason || (!!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
+          (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0)));
       }
     }
     // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too

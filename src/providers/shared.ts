@@ -133,7 +133,12 @@ export function usageOf(prompt: number, completion: number, estimated?: boolean)
 
 /** Rough token estimate (about 4 characters per token) for providers that report no usage. */
 export function estimateTokens(text: string): number {
-  return text ? Math.ceil(text.length / 4) : 0;
+  return estimateTokensForLength(text.length);
+}
+
+/** The same estimate from a character count (for text that was counted, not kept). */
+export function estimateTokensForLength(chars: number): number {
+  return chars > 0 ? Math.ceil(chars / 4) : 0;
 }
 
 export function chatPromptText(req: ChatRequest): string {

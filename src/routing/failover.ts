@@ -5,6 +5,7 @@ import { errorJson, errorResponse } from "../http/errors.ts";
 import { encoder } from "../providers/shared.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
+import { estimateUsage } from "../providers/usage.ts";
 
 export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error";
 
@@ -29,6 +30,8 @@ export interface RequestRecord {
   attempts: AttemptRecord[];
   latency_ms: number;
   usage?: Usage;
+  /** the model name the client asked for */
+  requested_model?: string;
   /** the authenticated API key's name (never the key), when auth is on */
   key_name?: string;
 }
@@ -117,13 +120,23 @@ export class Router {
 
   async handle(kind: ApiKind, body: ChatRequest | TextRequest, ctx: RequestContext): Promise<Response> {
     const t0 = this.now();
+    try {
+      return await this.#route(kind, body, ctx, t0);
+    } catch (e) {
+      // an unexpected error still ends the request for the observers (the app answers 500)
+      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream: body.stream === true, status: 500, attempts: [], latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName });
+      throw e;
+    }
+  }
+
+  async #route(kind: ApiKind, body: ChatRequest | TextRequest, ctx: RequestContext, t0: number): Promise<Response> {
     const stream = body.stream === true;
     const includeUsage = stream && body.stream_options?.include_usage === true;
     const attempts: AttemptRecord[] = [];
     const deadline = t0 + this.config.routing.request_timeout_seconds * 1000;
     const finish = (status: number, extra: Partial<RequestRecord> = {}) => {
       if (extra.usage) ctx.onUsage?.(extra.usage);
-      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, key_name: ctx.keyName, ...extra });
+      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, ...extra });
     };
 
     for (const cand of this.candidates(body.model)) {
@@ -165,9 +178,10 @@ export class Router {
       if (!res.stream) {
         clearTimeout(timer);
         ctx.signal?.removeEventListener("abort", onClientAbort);
-        const a = record("success", 200, { usage: res.usage });
+        const usage = res.usage ?? estimateUsage(kind, body, res.body);
+        const a = record("success", 200, { usage });
         this.hooks.onAttempt?.(a);
-        finish(200, { provider: cand.provider.name, model: res.model, usage: res.usage });
+        finish(200, { provider: cand.provider.name, model: res.model, usage });
         return new Response(res.body, { status: 200, headers: { "content-type": "application/json", ...headers } });
       }
 
@@ -203,7 +217,8 @@ export class Router {
       }
       const ttfb = this.now() - ta;
       return new Response(
-        this.#pipe(res, pending, ended, usage, ac, () => ctx.signal?.removeEventListener("abort", onClientAbort), (ok, u, reason) => {
+        this.#pipe(res, pending, ended, usage, ac, () => ctx.signal?.removeEventListener("abort", onClientAbort), (ok, u0, reason) => {
+          const u = ok ? u0 ?? estimateUsage(kind, body) : u0;
           const a = record(ok ? "success" : "error", ok ? 200 : 502, { ttfb_ms: ttfb, usage: u, reason });
           this.hooks.onAttempt?.(a);
           finish(ok ? 200 : 502, { provider: cand.provider.name, model: res.model, usage: u });

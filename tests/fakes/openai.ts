@@ -6,7 +6,8 @@ export interface OpenAIFakeOptions {
   /** the reply text (split into `chunks` SSE chunks when streaming) */
   reply?: string;
   chunks?: number;
-  usage?: { prompt_tokens: number; completion_tokens: number };
+  /** null: report no usage at all (neither in the JSON body nor as a usage chunk) */
+  usage?: { prompt_tokens: number; completion_tokens: number } | null;
   /** answer chat requests with this tool call instead of text */
   toolCall?: { name: string; arguments: string };
 }
@@ -20,8 +21,8 @@ export function splitText(s: string, n: number): string[] {
 
 export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<FakeServer> {
   const reply = opts.reply ?? "Hello from the fake OpenAI provider.";
-  const usage = opts.usage ?? { prompt_tokens: 11, completion_tokens: 7 };
-  const u = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens };
+  const usage = opts.usage === undefined ? { prompt_tokens: 11, completion_tokens: 7 } : opts.usage;
+  const u = usage ? { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } : undefined;
   const fake = new FakeServer(async (req, res, stream) => {
     const chat = req.path.endsWith("/chat/completions");
     if (req.method !== "POST" || (!chat && !req.path.endsWith("/completions"))) {
@@ -57,7 +58,7 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
     }
     const last = chat ? { index: 0, delta: {}, finish_reason: "stop" } : { index: 0, text: "", finish_reason: "stop" };
     if (!(await send([last]))) return;
-    if (req.body?.stream_options?.include_usage && !(await send([], { usage: u }))) return;
+    if (u && req.body?.stream_options?.include_usage && !(await send([], { usage: u }))) return;
     if (!(await w.write("data: [DONE]\n\n"))) return;
     w.end();
   });

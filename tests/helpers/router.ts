@@ -4,19 +4,28 @@ import { parseConfig } from "../../src/config/load.ts";
 import { createApp, type AppDeps } from "../../src/http/app.ts";
 import { buildRouter } from "../../src/server.ts";
 import type { Router, RouterHooks } from "../../src/routing/failover.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import { Observability } from "../../src/observability/observability.ts";
+import { VERSION } from "../../src/version.ts";
 
 export interface RunningRouter {
   url: string;
   router: Router;
+  /** the stats / metrics / request-log hub the router reports to */
+  observability: Observability;
+  /** every line the router logged (request log), in order */
+  logs: string[];
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** the app's clock in ms (rate limiting, idempotency TTL) */
+  /** also receives every log line */
+  logSink?: (line: string) => void;
+  /** clock in ms: stats windows, rate limiting, idempotency TTL */
   now?: () => number;
   /** the client address the app sees for a request (default 127.0.0.1) */
   remoteAddr?: (req: Request) => string | undefined;
-  /** observers of the routing loop */
+  /** more observers of the routing loop (called after the observability hooks) */
   hooks?: RouterHooks;
   /** extra app dependencies (an idempotency store, a rate limiter) */
   deps?: Partial<AppDeps>;
@@ -38,11 +47,25 @@ export const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const router = buildRouter(config, opts.hooks);
-  const app = createApp({ ...opts.deps, router: () => router, now: opts.now });
+  const logs: string[] = [];
+  const logger = createLogger((line) => {
+    logs.push(line);
+    opts.logSink?.(line);
+  }, config.logging.level, config.logging.format);
+  const observability = new Observability({ version: VERSION, runtime, logger, now: opts.now });
+  const obsHooks = observability.hooksFor(config);
+  const extra = opts.hooks;
+  const hooks: RouterHooks = extra
+    ? {
+      onAttempt: (a) => (obsHooks.onAttempt?.(a), extra.onAttempt?.(a)),
+      onRequest: (r) => (obsHooks.onRequest?.(r), extra.onRequest?.(r)),
+    }
+    : obsHooks;
+  const router = buildRouter(config, hooks);
+  const app = createApp({ ...opts.deps, router: () => router, observability, now: opts.now });
   const addr = opts.remoteAddr;
   const s = serve((req) => app.fetch(req, { remoteAddr: addr ? addr(req) : "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, stop: s.stop };
+  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, stop: s.stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {

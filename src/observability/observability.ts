@@ -1,0 +1,206 @@
+// Ties stats, metrics, pricing and the request log to the router. One Observability is created at start-up
+// and kept for the life of the process; each Router (one per config, a reload builds a new one) gets hooks
+// from hooksFor(config), which carry that config's price table, model label set and secrets to redact.
+import type { Config } from "../config/schema.ts";
+import type { ApiKind, Usage } from "../providers/types.ts";
+import type { AttemptRecord, RequestRecord, Router, RouterHooks } from "../routing/failover.ts";
+import type { Logger } from "./logger.ts";
+import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
+import { PriceTable } from "./pricing.ts";
+import { clip, loggedAttempt, Redactor, roundMs } from "./requestlog.ts";
+import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
+
+export type StateOf = (provider: string) => BreakerState;
+
+/**
+ * The breaker state of a provider as the router reports it; "closed" while the router has no breakers.
+ * (Once the circuit breakers are merged, this can call router.providerState(name) directly.)
+ */
+export function providerStateOf(router: Router): StateOf {
+  const r = router as unknown as { providerState?: (name: string) => BreakerState };
+  return typeof r.providerState === "function" ? (name) => r.providerState!(name) : () => "closed";
+}
+
+export interface ObservabilityOptions {
+  version: string;
+  /** "bun" | "deno" (build_info label) */
+  runtime: string;
+  /** where request log lines go; none = no request log */
+  logger?: Logger;
+  /** wall clock in ms (rolling windows, uptime); injectable for tests */
+  now?: () => number;
+}
+
+/** A client request answered without reaching the router (validation error, 404, 405, auth, ...). */
+export interface HttpRecord {
+  request_id: string;
+  method: string;
+  path: string;
+  status: number;
+  latency_ms: number;
+}
+
+export const ENDPOINT_PATH: Record<ApiKind, string> = { chat: "/v1/chat/completions", text: "/v1/completions" };
+/** endpoint label values besides the two routed ones; any other path is labelled "other" */
+const KNOWN_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/models"]);
+const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
+const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped"];
+
+/** Every model name a config mentions; any other model is labelled "other" in metrics. */
+export function configModels(config: Pick<Config, "providers">): Set<string> {
+  const s = new Set<string>();
+  for (const p of config.providers) {
+    s.add(p.default_model);
+    for (const m of p.models ?? []) s.add(m);
+    for (const [k, v] of Object.entries(p.model_map ?? {})) {
+      s.add(k);
+      s.add(v);
+    }
+  }
+  return s;
+}
+
+export class Observability {
+  readonly stats: Stats;
+  readonly registry = new Registry();
+  readonly logger?: Logger;
+  inFlight = 0;
+  #scrape: { providers: readonly string[]; stateOf: StateOf } = { providers: [], stateOf: () => "closed" };
+
+  readonly requestsTotal: Counter;
+  readonly requestDuration: Histogram;
+  readonly upstreamRequests: Counter;
+  readonly upstreamLatency: Histogram;
+  readonly upstreamTtfb: Histogram;
+  readonly tokens: Counter;
+  readonly cost: Counter;
+  readonly estimatedUsage: Counter;
+  readonly failovers: Counter;
+
+  constructor(readonly opts: ObservabilityOptions) {
+    this.stats = new Stats(opts.now);
+    this.logger = opts.logger;
+    const r = this.registry;
+    this.requestsTotal = r.add(new Counter("failover_router_requests_total", "Client requests by endpoint and final HTTP status.", ["endpoint", "status"]));
+    this.requestDuration = r.add(new Histogram("failover_router_request_duration_seconds", "Client request duration in seconds, failovers included (streams: until the last chunk).", ["endpoint"]));
+    this.upstreamRequests = r.add(new Counter("failover_router_upstream_requests_total", "Upstream attempts by provider and outcome (success, error, timeout, client_error, skipped).", ["provider", "outcome"]));
+    this.upstreamLatency = r.add(new Histogram("failover_router_upstream_latency_seconds", "Upstream attempt duration in seconds (streams: until the last chunk).", ["provider"]));
+    this.upstreamTtfb = r.add(new Histogram("failover_router_upstream_ttfb_seconds", "Streamed attempts: seconds until the first content chunk.", ["provider"]));
+    this.tokens = r.add(new Counter("failover_router_tokens_total", "Tokens by provider, model (\"other\" for a model not in config) and direction (input, output).", ["provider", "model", "direction"]));
+    this.cost = r.add(new Counter("failover_router_cost_usd_total", "Cost in US dollars from the provider's pricing table, by provider and model.", ["provider", "model"]));
+    this.estimatedUsage = r.add(new Counter("failover_router_estimated_usage_total", "Successful attempts whose token usage was estimated (the provider reported none).", ["provider"]));
+    this.failovers = r.add(new Counter("failover_router_failovers_total", "Requests that left this provider for the next one in the chain after a failed attempt.", ["provider"]));
+    r.add(new Gauge("failover_router_circuit_state", "Circuit breaker state per provider: 0 closed, 1 open, 2 half_open.", ["provider"], () => {
+      const { providers, stateOf } = this.#scrape;
+      return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);
+    }));
+    r.add(new Gauge("failover_router_in_flight_requests", "Client requests being served (streams until their last chunk).", [], () => [[[], this.inFlight]]));
+    r.add(new Gauge("failover_router_build_info", "Version and runtime of the running router (always 1).", ["version", "runtime"], () => [[[opts.version, opts.runtime], 1]]));
+    r.add(new Gauge("failover_router_uptime_seconds", "Seconds since the router started.", [], () => [[[], (this.stats.now() - this.stats.startedAt) / 1000]]));
+  }
+
+  /** Router hooks for one config (price table, model labels and secrets of that config). */
+  hooksFor(config: Config): RouterHooks {
+    const prices = new PriceTable(config);
+    const models = configModels(config);
+    const redactor = new Redactor(config);
+    const modelLabel = (m: string) => (models.has(m) ? m : "other");
+    for (const p of config.providers) {
+      this.failovers.touch([p.name]);
+      for (const o of ["success", "error", "timeout"]) this.upstreamRequests.touch([p.name, o]);
+    }
+    return {
+      onAttempt: (a) => this.#attempt(a, prices, modelLabel(a.model)),
+      onRequest: (r) => this.#request(r, prices, redactor),
+    };
+  }
+
+  #attempt(a: AttemptRecord, prices: PriceTable, model: string): void {
+    const u = a.usage;
+    const cost = prices.cost(a.provider, a.model, u);
+    this.stats.recordAttempt({
+      provider: a.provider, outcome: a.outcome, latency_ms: a.latency_ms, ttfb_ms: a.ttfb_ms,
+      input_tokens: u?.prompt_tokens ?? 0, output_tokens: u?.completion_tokens ?? 0, cost_usd: cost,
+    });
+    this.upstreamRequests.inc([a.provider, OUTCOMES.includes(a.outcome) ? a.outcome : "error"]);
+    if (a.outcome === "skipped") return;
+    this.upstreamLatency.observe([a.provider], a.latency_ms / 1000);
+    if (a.ttfb_ms !== undefined) this.upstreamTtfb.observe([a.provider], a.ttfb_ms / 1000);
+    if (u) {
+      this.tokens.inc([a.provider, model, "input"], u.prompt_tokens);
+      this.tokens.inc([a.provider, model, "output"], u.completion_tokens);
+      if (cost > 0 || prices.price(a.provider, a.model)) this.cost.inc([a.provider, model], cost);
+      if (u.estimated) this.estimatedUsage.inc([a.provider]);
+    }
+  }
+
+  #request(r: RequestRecord, prices: PriceTable, redactor: Redactor): void {
+    const at = r.attempts;
+    for (let i = 0; i < at.length - 1; i++) {
+      const o = at[i].outcome;
+      if (o === "error" || o === "timeout") {
+        this.stats.recordFailover(at[i].provider);
+        this.failovers.inc([at[i].provider]);
+      }
+    }
+    const path = ENDPOINT_PATH[r.endpoint];
+    this.#count(path, r.status, r.latency_ms);
+    const level = r.status >= 500 ? "warn" : "info";
+    if (!this.logger?.enabled(level)) return;
+    let input = 0, output = 0, cost = 0, estimated = false, usage: Usage | undefined;
+    for (const a of at) {
+      if (!(usage = a.usage)) continue;
+      input += usage.prompt_tokens;
+      output += usage.completion_tokens;
+      cost += prices.cost(a.provider, a.model, usage);
+      if (usage.estimated) estimated = true;
+    }
+    this.logger.log(level, "request", {
+      request_id: r.request_id,
+      method: "POST",
+      path,
+      status: r.status,
+      stream: r.stream,
+      model: r.requested_model === undefined ? undefined : clip(redactor.redact(r.requested_model)),
+      provider: r.provider,
+      attempts: at.map((a) => loggedAttempt(a, redactor)),
+      tokens: estimated ? { input, output, estimated } : { input, output },
+      cost_usd: cost,
+      latency_ms: roundMs(r.latency_ms),
+    });
+  }
+
+  #count(path: string, status: number, latencyMs: number): void {
+    if (this.inFlight > 0) this.inFlight--;
+    this.stats.recordRequest(status);
+    const endpoint = KNOWN_PATHS.has(path) ? path : "other";
+    this.requestsTotal.inc([endpoint, String(status)]);
+    this.requestDuration.observe([endpoint], latencyMs / 1000);
+  }
+
+  /** A client request is being served (paired with its onRequest hook or recordHttp). */
+  requestStarted(): void {
+    this.inFlight++;
+  }
+
+  /** A client request answered by the HTTP layer without reaching the router. */
+  recordHttp(r: HttpRecord): void {
+    this.#count(r.path, r.status, r.latency_ms);
+    const level = r.status >= 500 ? "warn" : "info";
+    if (!this.logger?.enabled(level)) return;
+    this.logger.log(level, "request", {
+      request_id: r.request_id, method: clip(r.method, 20), path: clip(r.path), status: r.status, attempts: [], latency_ms: roundMs(r.latency_ms),
+    });
+  }
+
+  /** The GET /stats document for the router in force. */
+  statsJson(router: Router, stateOf: StateOf = providerStateOf(router)): StatsJson {
+    return this.stats.toJSON(router.config.providers.map((p) => p.name), stateOf);
+  }
+
+  /** The GET /metrics exposition for the router in force. */
+  metricsText(router: Router, stateOf: StateOf = providerStateOf(router)): string {
+    this.#scrape = { providers: router.config.providers.map((p) => p.name), stateOf };
+    return this.registry.render();
+  }
+}

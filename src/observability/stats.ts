@@ -1,0 +1,218 @@
+// In-memory statistics behind GET /stats: cumulative counters per provider, plus latency and time-to-first-
+// byte percentiles over a rolling window (the last WINDOW_SIZE samples that are also at most WINDOW_MS old).
+// Recording is O(1) and memory is fixed per provider; percentiles are computed when /stats is read.
+
+/** At most this many samples per provider and per measure ... */
+export const WINDOW_SIZE = 1000;
+/** ... and none older than this. */
+export const WINDOW_MS = 5 * 60 * 1000;
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+/**
+ * A ring buffer of the last `size` (timestamp, value) samples. `add` is O(1); `values(now)` returns the samples
+ * no older than `maxAgeMs`, in insertion order.
+ */
+export class RollingWindow {
+  readonly #values: Float64Array;
+  readonly #times: Float64Array;
+  #next = 0;
+  #count = 0;
+
+  constructor(readonly size = WINDOW_SIZE, readonly maxAgeMs = WINDOW_MS) {
+    this.#values = new Float64Array(size);
+    this.#times = new Float64Array(size);
+  }
+
+  add(value: number, now: number): void {
+    this.#values[this.#next] = value;
+    this.#times[this.#next] = now;
+    this.#next = (this.#next + 1) % this.size;
+    if (this.#count < this.size) this.#count++;
+  }
+
+  /** The samples in the window at time `now`, oldest first. */
+  values(now: number): Float64Array {
+    const out = new Float64Array(this.#count);
+    const cutoff = now - this.maxAgeMs;
+    let n = 0;
+    const start = (this.#next - this.#count + this.size) % this.size;
+    for (let i = 0; i < this.#count; i++) {
+      const j = (start + i) % this.size;
+      if (this.#times[j] >= cutoff) out[n++] = this.#values[j];
+    }
+    return out.subarray(0, n);
+  }
+
+  percentiles(now: number): Percentiles {
+    const v = this.values(now).slice().sort(); // Float64Array sorts numerically
+    return { p50: percentile(v, 50), p95: percentile(v, 95), p99: percentile(v, 99) };
+  }
+}
+
+/**
+ * Nearest-rank percentile of ascending-sorted values: the smallest value such that at least p% of the samples
+ * are less than or equal to it (the value at rank ceil(p/100 * n)). null when there are no samples.
+ */
+export function percentile(sorted: ArrayLike<number>, p: number): number | null {
+  const n = sorted.length;
+  if (n === 0) return null;
+  const rank = Math.max(1, Math.ceil((p / 100) * n));
+  return sorted[Math.min(n, rank) - 1];
+}
+
+export interface ProviderCounters {
+  requests: number;
+  successes: number;
+  failures: number;
+  client_errors: number;
+  skipped: number;
+  failovers: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+}
+
+class ProviderStats implements ProviderCounters {
+  requests = 0;
+  successes = 0;
+  failures = 0;
+  client_errors = 0;
+  skipped = 0;
+  failovers = 0;
+  input_tokens = 0;
+  output_tokens = 0;
+  cost_usd = 0;
+  readonly latency: RollingWindow;
+  readonly ttfb: RollingWindow;
+  constructor(size: number, maxAgeMs: number) {
+    this.latency = new RollingWindow(size, maxAgeMs);
+    this.ttfb = new RollingWindow(size, maxAgeMs);
+  }
+}
+
+export interface AttemptSample {
+  provider: string;
+  outcome: string;
+  latency_ms: number;
+  ttfb_ms?: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+}
+
+export interface StatsJson {
+  uptime_seconds: number;
+  requests: { total: number; success: number; failed: number };
+  providers: Record<string, {
+    requests: number;
+    successes: number;
+    failures: number;
+    failovers: number;
+    latency_ms: Percentiles;
+    ttfb_ms: Percentiles;
+    tokens: { input: number; output: number };
+    cost_usd: number;
+    state: BreakerState;
+  }>;
+  totals: { tokens: { input: number; output: number }; cost_usd: number };
+}
+
+const round = (x: number, digits: number) => {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+};
+const roundP = (p: Percentiles): Percentiles => ({
+  p50: p.p50 === null ? null : round(p.p50, 2),
+  p95: p.p95 === null ? null : round(p.p95, 2),
+  p99: p.p99 === null ? null : round(p.p99, 2),
+});
+
+/** Counters and rolling windows for the whole router; created once at start-up and kept across reloads. */
+export class Stats {
+  readonly startedAt: number;
+  readonly #providers = new Map<string, ProviderStats>();
+  requests = { total: 0, success: 0, failed: 0 };
+
+  constructor(readonly now: () => number = () => Date.now(), readonly windowSize = WINDOW_SIZE, readonly windowMs = WINDOW_MS) {
+    this.startedAt = now();
+  }
+
+  provider(name: string): ProviderStats {
+    let p = this.#providers.get(name);
+    if (!p) {
+      p = new ProviderStats(this.windowSize, this.windowMs);
+      this.#providers.set(name, p);
+    }
+    return p;
+  }
+
+  /** One upstream attempt. Skipped attempts (open breaker) never reached the provider: no request, no latency. */
+  recordAttempt(a: AttemptSample): void {
+    const p = this.provider(a.provider);
+    if (a.outcome === "skipped") {
+      p.skipped++;
+      return;
+    }
+    p.requests++;
+    if (a.outcome === "success") p.successes++;
+    else if (a.outcome === "client_error") p.client_errors++;
+    else p.failures++;
+    const now = this.now();
+    p.latency.add(a.latency_ms, now);
+    if (a.ttfb_ms !== undefined) p.ttfb.add(a.ttfb_ms, now);
+    p.input_tokens += a.input_tokens;
+    p.output_tokens += a.output_tokens;
+    p.cost_usd += a.cost_usd;
+  }
+
+  recordFailover(provider: string): void {
+    this.provider(provider).failovers++;
+  }
+
+  /** One client request, by its final HTTP status. */
+  recordRequest(status: number): void {
+    this.requests.total++;
+    if (status >= 200 && status < 300) this.requests.success++;
+    else this.requests.failed++;
+  }
+
+  /** The GET /stats document for the providers of the config in force. */
+  toJSON(providers: readonly string[], stateOf: (name: string) => BreakerState): StatsJson {
+    const now = this.now();
+    const out: StatsJson["providers"] = {};
+    let input = 0, output = 0, cost = 0;
+    for (const name of providers) {
+      const p = this.provider(name);
+      out[name] = {
+        requests: p.requests,
+        successes: p.successes,
+        failures: p.failures,
+        failovers: p.failovers,
+        latency_ms: roundP(p.latency.percentiles(now)),
+        ttfb_ms: roundP(p.ttfb.percentiles(now)),
+        tokens: { input: p.input_tokens, output: p.output_tokens },
+        cost_usd: round(p.cost_usd, 10),
+        state: stateOf(name),
+      };
+    }
+    // totals cover every provider seen since start-up, including ones a reload removed
+    for (const p of this.#providers.values()) {
+      input += p.input_tokens;
+      output += p.output_tokens;
+      cost += p.cost_usd;
+    }
+    return {
+      uptime_seconds: round((now - this.startedAt) / 1000, 3),
+      requests: { ...this.requests },
+      providers: out,
+      totals: { tokens: { input, output }, cost_usd: round(cost, 10) },
+    };
+  }
+}

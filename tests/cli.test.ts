@@ -1,0 +1,107 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { runCli, startServer, tempDir } from "./helpers/proc.ts";
+
+const MOCK = `providers:\n  - { name: m, type: mock, default_model: mock-1, reply: "pong" }\n`;
+
+describe("CLI", () => {
+  it("--help prints usage and exits 0", async () => {
+    const r = await runCli(["--help"]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /Usage:/);
+    assert.match(r.stdout, /--config PATH/);
+  });
+
+  it("--version prints version, runtime and commit", async () => {
+    const r = await runCli(["--version"]);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /^failover-router \d+\.\d+\.\d+ \(bun [\d.]+, commit \S+\)/);
+  });
+
+  it("an unknown option exits 2 with a message", async () => {
+    const r = await runCli(["--bogus"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown option "--bogus"/);
+  });
+
+  it("an invalid config exits 1 naming the path, without a stack trace", async () => {
+    const dir = tempDir({ "bad.yaml": `providers:\n  - { name: a, type: openai, endpoint: "not a url", default_model: m }\n` });
+    const r = await runCli(["--config", `${dir}/bad.yaml`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /providers\[0\]\.endpoint: invalid URL/);
+    assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+/);
+  });
+
+  it("an unset ${VAR} is a config error naming the variable", async () => {
+    const dir = tempDir({ "c.yaml": `providers:\n  - { name: a, type: openai, api_key: "\${NOPE_KEY_XYZ}", default_model: m }\n` });
+    const r = await runCli(["--config", `${dir}/c.yaml`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /NOPE_KEY_XYZ/);
+  });
+
+  it("a missing config file exits 1", async () => {
+    const r = await runCli(["--config", "/nonexistent/x.yaml"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not found/);
+  });
+
+  it("takes the config from ROUTER_CONFIG, the port from PORT, and loads .env without overriding", async () => {
+    const dir = tempDir({
+      "router.yaml": `server: { port: 1 }\nproviders:\n  - { name: m, type: mock, default_model: mock-1, reply: "\${REPLY_TEXT}" }\n`,
+      ".env": "REPLY_TEXT=from-dotenv\nPORT=0\n",
+    });
+    const s = await startServer([], { cwd: dir, env: { ROUTER_CONFIG: `${dir}/router.yaml`, HOST: "127.0.0.1" } });
+    try {
+      const res = await fetch(`${s.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "x", messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal((await res.json()).choices[0].message.content, "from-dotenv");
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+    // a variable already set wins over .env
+    const s2 = await startServer([], { cwd: dir, env: { ROUTER_CONFIG: `${dir}/router.yaml`, HOST: "127.0.0.1", REPLY_TEXT: "from-env" } });
+    try {
+      const res = await fetch(`${s2.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "x", messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal((await res.json()).choices[0].message.content, "from-env");
+    } finally {
+      await s2.stop();
+    }
+  });
+
+  it("--port and --host override the environment and the config", async () => {
+    const dir = tempDir({ "config.yaml": `server: { port: 1, host: 0.0.0.0 }\n${MOCK}` });
+    const s = await startServer(["serve", "--port", "0", "--host", "127.0.0.1"], { cwd: dir, env: { PORT: "2" } });
+    try {
+      assert.match(s.output(), /listening on http:\/\/127\.0\.0\.1:\d+/);
+      const r = await fetch(`${s.url}/v1/models`);
+      const ids = (await r.json()).data.map((m: any) => m.id);
+      assert.deepEqual(ids, ["mock-1", "m/mock-1"]);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it("serves on Deno too (deno entrypoint)", async () => {
+    const dir = tempDir({ "config.yaml": MOCK });
+    const s = await startServer(["--port", "0", "--host", "127.0.0.1"], { cwd: dir, runtime: "deno" });
+    try {
+      const res = await fetch(`${s.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "x", messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).choices[0].message.content, "pong");
+      assert.match(s.output(), /"runtime":"deno"/);
+    } finally {
+      await s.stop();
+    }
+  });
+});
