@@ -125,6 +125,29 @@ auth:
     assert.ok(!JSON.stringify(records).includes("rk-"), "records carry names only");
   });
 
+  it("names the key (never the key) in the request log and per key in /stats", async () => {
+    const stats = async () => (await req(`${r.url}/stats`, { key: ADMIN })).body;
+    const zero = { requests: 0, success: 0, failed: 0, tokens: { input: 0, output: 0 } };
+    const before = await stats();
+    r.logs.length = 0;
+    assert.equal((await post(NAMED)).status, 200);
+    assert.equal((await post(HASHED, "x-api-key")).status, 200);
+    assert.equal((await post(NAMED)).status, 200);
+    assert.equal((await post("rk-wrong-key")).status, 401);
+    assert.equal((await req(`${r.url}/nope`, { key: NAMED })).status, 404);
+    const lines = r.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request");
+    assert.deepEqual(lines.map((l) => [l.status, l.key_name]), [[200, "team-alpha"], [200, "team-beta"], [200, "team-alpha"], [401, undefined], [404, "team-alpha"]]);
+    const after = await stats();
+    const delta = (name: string) => {
+      const a = after.keys?.[name] ?? zero, b = before.keys?.[name] ?? zero;
+      return { requests: a.requests - b.requests, success: a.success - b.success, failed: a.failed - b.failed, input: a.tokens.input - b.tokens.input, output: a.tokens.output - b.tokens.output };
+    };
+    // the fake reports 11 input and 7 output tokens per completion
+    assert.deepEqual(delta("team-alpha"), { requests: 3, success: 2, failed: 1, input: 22, output: 14 });
+    assert.deepEqual(delta("team-beta"), { requests: 1, success: 1, failed: 0, input: 11, output: 7 });
+    assert.ok(!JSON.stringify(after).includes("rk-") && !r.logs.join("\n").includes("rk-"), "no key in /stats or the log");
+  });
+
   it("accepts a lower-case bearer scheme", async () => {
     const res = await req(`${r.url}/v1/models`, { headers: { authorization: `bearer ${NAMED}` } });
     assert.equal(res.status, 200);

@@ -38,6 +38,8 @@ export interface HttpRecord {
   path: string;
   status: number;
   latency_ms: number;
+  /** the name of the API key the request authenticated with (never the key) */
+  key_name?: string;
 }
 
 export const ENDPOINT_PATH: Record<ApiKind, string> = { chat: "/v1/chat/completions", text: "/v1/completions" };
@@ -144,22 +146,26 @@ export class Observability {
       }
     }
     const path = ENDPOINT_PATH[r.endpoint];
-    this.#count(path, r.status, r.latency_ms);
     const level = r.status >= 500 ? "warn" : "info";
-    if (!this.logger?.enabled(level)) return;
+    const log = this.logger?.enabled(level);
     let input = 0, output = 0, cost = 0, estimated = false, usage: Usage | undefined;
-    for (const a of at) {
-      if (!(usage = a.usage)) continue;
-      input += usage.prompt_tokens;
-      output += usage.completion_tokens;
-      cost += prices.cost(a.provider, a.model, usage);
-      if (usage.estimated) estimated = true;
+    if (log || r.key_name !== undefined) {
+      for (const a of at) {
+        if (!(usage = a.usage)) continue;
+        input += usage.prompt_tokens;
+        output += usage.completion_tokens;
+        cost += prices.cost(a.provider, a.model, usage);
+        if (usage.estimated) estimated = true;
+      }
     }
-    this.logger.log(level, "request", {
+    this.#count(path, r.status, r.latency_ms, r.key_name, input, output, cost);
+    if (!log) return;
+    this.logger!.log(level, "request", {
       request_id: r.request_id,
       method: "POST",
       path,
       status: r.status,
+      key_name: r.key_name,
       stream: r.stream,
       model: r.requested_model === undefined ? undefined : clip(redactor.redact(r.requested_model)),
       provider: r.provider,
@@ -170,9 +176,9 @@ export class Observability {
     });
   }
 
-  #count(path: string, status: number, latencyMs: number): void {
+  #count(path: string, status: number, latencyMs: number, keyName?: string, input = 0, output = 0, cost = 0): void {
     if (this.inFlight > 0) this.inFlight--;
-    this.stats.recordRequest(status);
+    this.stats.recordRequest(status, keyName, input, output, cost);
     const endpoint = KNOWN_PATHS.has(path) ? path : "other";
     this.requestsTotal.inc([endpoint, String(status)]);
     this.requestDuration.observe([endpoint], latencyMs / 1000);
@@ -185,11 +191,11 @@ export class Observability {
 
   /** A client request answered by the HTTP layer without reaching the router. */
   recordHttp(r: HttpRecord): void {
-    this.#count(r.path, r.status, r.latency_ms);
+    this.#count(r.path, r.status, r.latency_ms, r.key_name);
     const level = r.status >= 500 ? "warn" : "info";
     if (!this.logger?.enabled(level)) return;
     this.logger.log(level, "request", {
-      request_id: r.request_id, method: clip(r.method, 20), path: clip(r.path), status: r.status, attempts: [], latency_ms: roundMs(r.latency_ms),
+      request_id: r.request_id, method: clip(r.method, 20), path: clip(r.path), status: r.status, key_name: r.key_name, attempts: [], latency_ms: roundMs(r.latency_ms),
     });
   }
 

@@ -97,6 +97,18 @@ class ProviderStats implements ProviderCounters {
   }
 }
 
+/** Per API key (by its name, never the key): requests by final status, tokens and cost. */
+export interface KeyCounters {
+  requests: number;
+  success: number;
+  failed: number;
+  tokens: { input: number; output: number };
+  cost_usd: number;
+}
+
+/** names kept at most in `keys` (names come from the config, so this only bounds reloads that rename keys) */
+export const MAX_KEYS = 1000;
+
 export interface AttemptSample {
   provider: string;
   outcome: string;
@@ -122,6 +134,8 @@ export interface StatsJson {
     state: BreakerState;
   }>;
   totals: { tokens: { input: number; output: number }; cost_usd: number };
+  /** per API key name, when auth is on (absent until a request authenticated with a key) */
+  keys?: Record<string, KeyCounters>;
 }
 
 const round = (x: number, digits: number) => {
@@ -138,6 +152,7 @@ const roundP = (p: Percentiles): Percentiles => ({
 export class Stats {
   readonly startedAt: number;
   readonly #providers = new Map<string, ProviderStats>();
+  readonly #keys = new Map<string, KeyCounters>();
   requests = { total: 0, success: 0, failed: 0 };
 
   constructor(readonly now: () => number = () => Date.now(), readonly windowSize = WINDOW_SIZE, readonly windowMs = WINDOW_MS) {
@@ -176,11 +191,24 @@ export class Stats {
     this.provider(provider).failovers++;
   }
 
-  /** One client request, by its final HTTP status. */
-  recordRequest(status: number): void {
+  /** One client request, by its final HTTP status (and the name of the API key it used, if any). */
+  recordRequest(status: number, keyName?: string, input = 0, output = 0, cost = 0): void {
     this.requests.total++;
-    if (status >= 200 && status < 300) this.requests.success++;
+    const ok = status >= 200 && status < 300;
+    if (ok) this.requests.success++;
     else this.requests.failed++;
+    if (keyName === undefined) return;
+    let k = this.#keys.get(keyName);
+    if (!k) {
+      if (this.#keys.size >= MAX_KEYS) return;
+      this.#keys.set(keyName, (k = { requests: 0, success: 0, failed: 0, tokens: { input: 0, output: 0 }, cost_usd: 0 }));
+    }
+    k.requests++;
+    if (ok) k.success++;
+    else k.failed++;
+    k.tokens.input += input;
+    k.tokens.output += output;
+    k.cost_usd += cost;
   }
 
   /** The GET /stats document for the providers of the config in force. */
@@ -208,11 +236,16 @@ export class Stats {
       output += p.output_tokens;
       cost += p.cost_usd;
     }
-    return {
+    const json: StatsJson = {
       uptime_seconds: round((now - this.startedAt) / 1000, 3),
       requests: { ...this.requests },
       providers: out,
       totals: { tokens: { input, output }, cost_usd: round(cost, 10) },
     };
+    if (this.#keys.size) {
+      json.keys = {};
+      for (const [name, k] of this.#keys) json.keys[name] = { ...k, tokens: { ...k.tokens }, cost_usd: round(k.cost_usd, 10) };
+    }
+    return json;
   }
 }
