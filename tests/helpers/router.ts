@@ -2,13 +2,29 @@
 // so every test goes through real HTTP.
 import { parseConfig } from "../../src/config/load.ts";
 import { createApp } from "../../src/http/app.ts";
-import { buildRouter } from "../../src/server.ts";
-import type { Router } from "../../src/routing/failover.ts";
+import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
+import type { Router, RouterOptions } from "../../src/routing/failover.ts";
 
 export interface RunningRouter {
   url: string;
   router: Router;
+  /** the breakers and health tracker, shared by every Router this server builds */
+  state: RoutingState;
   stop(): Promise<void>;
+}
+
+export interface StartOptions extends Omit<RouterOptions, "breakers" | "health"> {
+  /** wall clock in ms for breakers and health (a FakeClock's `now`), default Date.now */
+  clock?: () => number;
+}
+
+/** A hand-driven wall clock for breaker cool-offs: starts at the real time, moves only with advance(). */
+export class FakeClock {
+  t = Date.now();
+  readonly now = () => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
 }
 
 type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
@@ -25,12 +41,14 @@ const serve: ServeFn = (handler) => {
   return { port: s.addr.port, stop: () => s.shutdown() };
 };
 
-export async function startRouter(yaml: string, env: Record<string, string> = {}): Promise<RunningRouter> {
+export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const router = buildRouter(config);
+  const { clock, ...routerOpts } = opts;
+  const state = createRoutingState(config, clock);
+  const router = buildRouter(config, {}, { ...routerOpts, ...state });
   const app = createApp({ router: () => router });
   const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, stop: s.stop };
+  return { url: `http://127.0.0.1:${s.port}`, router, state, stop: s.stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
