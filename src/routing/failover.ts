@@ -114,6 +114,8 @@ interface Req {
   attempts: AttemptRecord[];
   /** upstream attempts actually sent (retries included, skipped ones not) */
   sent: number;
+  /** an attempt was cut short by the request deadline (timers may fire a hair early, so do not rely on now()) */
+  deadlineHit: boolean;
   finish(status: number, extra?: Partial<RequestRecord>): void;
 }
 
@@ -251,6 +253,7 @@ export class Router {
       includeUsage: stream && body.stream_options?.include_usage === true,
       deadline: t0 + this.config.routing.request_timeout_seconds * 1000,
       sent: 0,
+      deadlineHit: false,
       finish: (status, extra = {}) =>
         this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, ...extra }),
     };
@@ -262,7 +265,7 @@ export class Router {
 
     providers: for (const cand of this.plan(kind, body)) {
       if (tried >= maxProviders) break;
-      if (rq.deadline - this.now() <= 0) {
+      if (rq.deadlineHit || rq.deadline - this.now() <= 0) {
         timedOut = true;
         break;
       }
@@ -285,6 +288,10 @@ export class Router {
         const r = await this.#attempt(rq, cand, breaker, permit);
         if (r instanceof Response) return r;
         // a context-window 400 goes straight to the next provider; other failures may retry this one
+        if (rq.deadlineHit) {
+          timedOut = true;
+          break providers;
+        }
         if (r.cls !== "retryable" || n >= cand.provider.max_retries || !sameProviderRetryable(r)) break;
         const wait = this.#retryDelay(n, r.retryAfter);
         if (wait === undefined) break; // Retry-After longer than the cap: move on instead of waiting
@@ -363,7 +370,11 @@ export class Router {
     const onClientAbort = () => ac.abort(ctx.signal?.reason);
     ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
     if (ctx.signal?.aborted) ac.abort(ctx.signal.reason);
-    const timer = setTimeout(() => ac.abort(timeoutReason()), Math.min(cand.provider.timeout_seconds * 1000, remaining));
+    const providerMs = cand.provider.timeout_seconds * 1000;
+    const timer = setTimeout(() => {
+      if (remaining < providerMs) rq.deadlineHit = true;
+      ac.abort(timeoutReason());
+    }, Math.min(providerMs, remaining));
     const ta = this.now();
     const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) => {
       const a: AttemptRecord = { provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: this.now() - ta, ...extra };
