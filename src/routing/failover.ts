@@ -314,7 +314,7 @@ export class Router {
       const retryAfter = Math.max(1, Math.ceil(soonestMs / 1000));
       rq.finish(503);
       return errorResponse(503, {
-        message: `every provider's circuit breaker is open; retry in ${retryAfter}s`,
+        message: `no provider can take the request: every circuit breaker is open (or busy probing); retry in ${retryAfter}s`,
         type: "upstream_error",
         code: "all_providers_unavailable",
       }, { "retry-after": String(retryAfter) });
@@ -330,9 +330,6 @@ export class Router {
       });
     }
     rq.finish(502);
-    if (attempts.length === 0) {
-      return errorResponse(503, { message: "no provider could take the request", type: "upstream_error", code: "all_providers_unavailable" });
-    }
     return errorResponse(502, {
       message: `all ${rq.sent} provider attempt(s) failed`,
       type: "upstream_error",
