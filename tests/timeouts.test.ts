@@ -65,6 +65,9 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(events.at(-1), "[DONE]");
       assert.ok(Date.now() - t0 < 4000);
       assert.ok(await until(() => a.aborted === 1), "the stalled upstream request is aborted");
+      const pa = await breakerA();
+      assert.equal(pa.consecutive_failures, 1, "a provider timeout is a breaker failure");
+      assert.match(pa.last_error, /^timeout/);
     });
 
     it("stream_idle_timeout_seconds ends a stalled stream with an SSE error event and aborts upstream", async () => {
@@ -104,6 +107,7 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(s.body.error.attempts[0].provider, "a");
       assert.ok(took >= 900 && took < 4000, `took ${took} ms`);
       assert.equal(b.requests.length, 0, "no time left for b");
+      assert.equal((await breakerA()).consecutive_failures, 0, "cut by the request deadline, not by its own timeout: not a breaker failure");
     });
   });
 

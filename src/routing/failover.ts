@@ -382,7 +382,9 @@ export class Router {
     const fail = (f: UpstreamFailure): Response | Failed => {
       ctx.signal?.removeEventListener("abort", onClientAbort);
       const cls = classifyFailure(f);
-      this.#settle(cand, breaker, permit, cls === "retryable" ? "failure" : "neutral", 0, f);
+      // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
+      const counts = cls === "retryable" && !(f.kind === "timeout" && rq.deadlineHit);
+      this.#settle(cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
       record(cls === "client" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
         reason: cls === "client" ? f.message : sanitizeError(f.message, cand.provider.api_key),
       });
