@@ -2,8 +2,8 @@
 // so every test goes through real HTTP.
 import { parseConfig } from "../../src/config/load.ts";
 import { createApp } from "../../src/http/app.ts";
-import { buildRouter } from "../../src/server.ts";
-import type { Router } from "../../src/routing/failover.ts";
+import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
+import type { Router, RouterOptions } from "../../src/routing/failover.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { Observability } from "../../src/observability/observability.ts";
 import { VERSION } from "../../src/version.ts";
@@ -15,14 +15,27 @@ export interface RunningRouter {
   observability: Observability;
   /** every line the router logged (request log), in order */
   logs: string[];
+  /** the breakers and health tracker, shared by every Router this server builds */
+  state: RoutingState;
   stop(): Promise<void>;
 }
 
-export interface StartOptions {
+export interface StartOptions extends Omit<RouterOptions, "breakers" | "health"> {
+  /** wall clock in ms for breakers and health (a FakeClock's `now`), default Date.now */
+  clock?: () => number;
   /** also receives every log line */
   logSink?: (line: string) => void;
   /** wall clock for the stats windows (ms) */
-  now?: () => number;
+  statsNow?: () => number;
+}
+
+/** A hand-driven wall clock for breaker cool-offs: starts at the real time, moves only with advance(). */
+export class FakeClock {
+  t = Date.now();
+  readonly now = () => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
 }
 
 type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
@@ -41,16 +54,18 @@ const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
+  const { clock, logSink, statsNow, ...routerOpts } = opts;
   const logs: string[] = [];
   const logger = createLogger((line) => {
     logs.push(line);
-    opts.logSink?.(line);
+    logSink?.(line);
   }, config.logging.level, config.logging.format);
-  const observability = new Observability({ version: VERSION, runtime, logger, now: opts.now });
-  const router = buildRouter(config, observability.hooksFor(config));
+  const observability = new Observability({ version: VERSION, runtime, logger, now: statsNow });
+  const state = createRoutingState(config, clock);
+  const router = buildRouter(config, observability.hooksFor(config), { ...routerOpts, ...state });
   const app = createApp({ router: () => router, observability });
   const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, stop: s.stop };
+  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
