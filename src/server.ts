@@ -9,11 +9,28 @@ import { safeUrl } from "./observability/requestlog.ts";
 import type { Platform } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
 import { redactSecrets } from "./providers/redact.ts";
-import { Router, type RouterHooks } from "./routing/failover.ts";
+import { BreakerRegistry } from "./routing/breaker.ts";
+import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
+import { HealthTracker } from "./routing/health.ts";
 import { GIT_COMMIT, VERSION } from "./version.ts";
 
-export function buildRouter(config: Config, hooks: RouterHooks = {}): Router {
-  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p))])), hooks);
+/** The routing state that outlives a config reload: create it once at startup and pass it to every buildRouter. */
+export interface RoutingState {
+  breakers: BreakerRegistry;
+  health: HealthTracker;
+}
+
+/** Breakers and health tracker for a config; `clock` is wall-clock ms (injected by tests). */
+export function createRoutingState(config: Config, clock: () => number = Date.now): RoutingState {
+  return { breakers: new BreakerRegistry(config, clock), health: new HealthTracker(config, clock) };
+}
+
+/**
+ * A Router for a config. Pass the same `opts.breakers` / `opts.health` (see createRoutingState) to every Router
+ * built after a reload: the Router syncs them to its config, keeping the state of unchanged provider names.
+ */
+export function buildRouter(config: Config, hooks: RouterHooks = {}, opts: RouterOptions = {}): Router {
+  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p))])), hooks, opts);
 }
 
 export function configPath(opts: CliOptions, env: Record<string, string | undefined>): string {
@@ -69,9 +86,11 @@ export async function main(platform: Platform): Promise<void> {
   }
 
   const logger = createLogger(platform.stdout, config.logging.level, config.logging.format);
-  // created once: stats and metrics survive a config reload (which builds a new Router with hooksFor(newConfig))
+  // created once: stats, metrics, breakers and health survive a config reload (which builds a new Router
+  // with hooksFor(newConfig) and the same routing state)
   const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger });
-  let router = buildRouter(config, observability.hooksFor(config));
+  const routing = createRoutingState(config);
+  let router = buildRouter(config, observability.hooksFor(config), routing);
   const app = createApp({ router: () => router, observability });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const envPort = platform.env.PORT;

@@ -49,6 +49,7 @@ describe("anthropic adapter through the router", () => {
     claude = await startAnthropicFake({ apiKey: KEY, reply: "Bonjour from Claude.", usage: { input_tokens: 21, output_tokens: 8 } });
     backup = await startOpenAIFake({ reply: "answer from backup" });
     r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - name: claude
     type: anthropic
@@ -539,6 +540,7 @@ describe("openai SDK against the router with Anthropic behind it", () => {
   before(async () => {
     claude = await startAnthropicFake({ apiKey: KEY, reply: "Hi from Claude via the SDK." });
     r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: ${KEY}, default_model: claude-haiku-test }
 `);

@@ -26,7 +26,7 @@ describe("idempotency", () => {
 providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
 auth: { enabled: true, api_keys: [${KEY_A}, { key: ${KEY_B}, name: b }] }
 idempotency: { ttl_seconds: 60, max_entries: 50 }
-`, {}, { now: () => clk.t });
+`, {}, { appNow: () => clk.t });
   });
   after(async () => {
     await r.stop();

@@ -268,6 +268,7 @@ describe("upstream responses that break the protocol", () => {
     r = await startRouter(`
 providers: [{ name: bad, type: openai, endpoint: ${bad.url}/v1, default_model: m, api_key: sk-upstream-key-for-echo-test, timeout_seconds: 1 }]
 routing: { stream_idle_timeout_seconds: 0.5 }
+circuit_breaker: { failure_threshold: 1000 }
 `);
   });
   after(async () => {

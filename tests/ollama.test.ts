@@ -22,6 +22,7 @@ describe("ollama adapter through the router", () => {
     o = await startOllamaFake({ reply: "Ollama says hello.", counts: { prompt_eval_count: 9, eval_count: 4 }, models: ["llama3:latest"] });
     b = await startOpenAIFake({ reply: "answer from B" });
     r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3, timeout_seconds: 2 }
   - { name: b, type: openai, endpoint: ${b.url}/v1, default_model: b-model }
@@ -169,6 +170,7 @@ routing: { fallback_chain: [local, b] }
   it("maps done_reason length to finish_reason length", async () => {
     const f = await startOllamaFake({ reply: "cut short", doneReason: "length" });
     const rr = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${f.url}, default_model: llama3 }
 `);
@@ -235,6 +237,7 @@ providers:
   it("moves on when the model is not installed (Ollama's 404 is not a client error)", async () => {
     const f = await startOllamaFake({ models: ["phi3:latest"] });
     const rr = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: a, type: ollama, endpoint: ${o.url}, default_model: phi3 }
   - { name: c, type: ollama, endpoint: ${f.url}, default_model: phi3 }
@@ -362,6 +365,7 @@ describe("ollama tool calls in answers", () => {
   before(async () => {
     o = await startOllamaFake({ toolCall: { name: "get_weather", arguments: { city: "Paris", unit: "celsius" } } });
     r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -403,6 +407,7 @@ describe("ollama stream errors and estimated usage", () => {
   it("turns an {\"error\"} line mid-stream into an SSE error event", async () => {
     const o = await startOllamaFake({ reply: "abcdefgh", chunks: 4, streamError: { after: 2, message: "out of memory" } });
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -421,6 +426,7 @@ providers:
   it("treats a stream that ends without done:true as broken", async () => {
     const o = await startOllamaFake({ reply: "abcdefgh", chunks: 4, noDone: true });
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -440,6 +446,7 @@ providers:
     const reply = "twelve chars"; // 12 chars -> 3 tokens
     const o = await startOllamaFake({ reply, counts: null });
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -463,6 +470,7 @@ providers:
     const o = await startOllamaFake({ counts: null });
     const seen: any[] = [];
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -483,6 +491,7 @@ describe("ollama thinking", () => {
   it("maps message.thinking to reasoning_content, streamed and not", async () => {
     const o = await startOllamaFake({ reply: "42", thinking: "Let me think." });
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
 `);
@@ -507,6 +516,7 @@ describe("ollama connection refused", () => {
   it("fails over when Ollama is not running", async () => {
     const b = await startOpenAIFake({ reply: "B here" });
     const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: local, type: ollama, endpoint: ${await refusedUrl()}, default_model: llama3 }
   - { name: b, type: openai, endpoint: ${b.url}/v1, default_model: m }
@@ -529,6 +539,7 @@ describe("official openai SDK against the router with Ollama behind", () => {
   before(async () => {
     o = await startOllamaFake({ reply: "Hi from llama via the SDK.", models: ["llama3:latest", "qwen2:latest"] });
     r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
 providers:
   - { name: ollama, type: ollama, endpoint: ${o.url}, default_model: llama3, models: [llama3, qwen2] }
 `);

@@ -16,6 +16,7 @@ providers:
   - { name: a, type: openai, endpoint: ${a.url}/v1, api_key: sk-a-secret, default_model: a-model, models: [gpt-test], timeout_seconds: 1 }
   - { name: b, type: openai_compatible, endpoint: ${b.url}/v1, default_model: b-model, model_map: { gpt-test: b-mapped } }
 routing: { fallback_chain: [a, b] }
+circuit_breaker: { failure_threshold: 1000 }  # many failures in a row here; breakers are tested in breakers.test.ts
 `);
   });
   after(async () => {

@@ -41,7 +41,7 @@ describe("request rate limit (token bucket)", () => {
     r = await startRouter(`
 providers: [{ name: m, type: mock }]
 rate_limit: { enabled: true, requests_per_minute: 60, burst: 3 }
-`, {}, { now: clk.now, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
+`, {}, { appNow: clk.now, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
   });
   after(() => r.stop());
   let ip = 0;
@@ -127,7 +127,7 @@ describe("rate limit per API key and behind a proxy", () => {
 providers: [{ name: m, type: mock }]
 auth: { enabled: true, api_keys: [${KEY_A}, ${KEY_B}] }
 rate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }
-`, {}, { now: () => 0, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
+`, {}, { appNow: () => 0, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
     try {
       const a = (ip: string) => ({ authorization: `Bearer ${KEY_A}`, "x-test-ip": ip });
       assert.equal((await send(r.url, a("10.1.0.1"))).status, 200);
@@ -151,7 +151,7 @@ rate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }
 server: { trust_proxy: true }
 providers: [{ name: m, type: mock }]
 rate_limit: { enabled: true, requests_per_minute: 60, burst: 1 }
-`, {}, { now: () => 0 });
+`, {}, { appNow: () => 0 });
     try {
       assert.equal((await send(r.url, { "x-forwarded-for": "203.0.113.1" })).status, 200);
       assert.equal((await send(r.url, { "x-forwarded-for": "203.0.113.1" })).status, 429);
@@ -173,7 +173,7 @@ describe("token rate limit (tokens_per_minute)", () => {
     r = await startRouter(`
 providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
 rate_limit: { enabled: true, requests_per_minute: 6000, burst: 100, tokens_per_minute: 100 }
-`, {}, { now: clk.now, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
+`, {}, { appNow: clk.now, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
   });
   after(async () => {
     await r.stop();

@@ -41,6 +41,8 @@ const ROUTE_METHODS: Record<string, string> = {
   "/metrics": "GET",
 };
 
+const ADMIN_RESET_RE = /^\/admin\/circuit\/[^/]+\/reset$/;
+
 let idCounter = 0;
 const idPrefix = crypto.randomUUID().slice(0, 8);
 function newRequestId(): string {
@@ -193,14 +195,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.get("/v1/models", (c) => c.json(listModels(deps.router())));
 
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/health", (c) => {
+    const report = deps.router().healthReport();
+    return c.json(report, report.status === "down" ? 503 : 200);
+  });
+
+  app.post("/admin/circuit/:provider/reset", (c) => {
+    const name = c.req.param("provider");
+    const snapshot = deps.router().resetBreaker(name);
+    if (!snapshot) {
+      return errorResponse(404, { message: `unknown provider "${name.slice(0, 100)}"`, type: "invalid_request_error", param: "provider", code: "provider_not_found" });
+    }
+    return c.json({ provider: name, ...snapshot });
+  });
 
   app.get("/stats", (c) => c.json(obs.statsJson(deps.router())));
 
   app.get("/metrics", () => new Response(obs.metricsText(deps.router()), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
 
   app.notFound((c: Context) => {
-    const allowed = ROUTE_METHODS[c.req.path];
+    const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) ? "POST" : undefined);
     if (allowed) {
       return errorResponse(405, { message: `method ${c.req.method} not allowed on ${c.req.path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
     }

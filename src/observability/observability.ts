@@ -12,13 +12,9 @@ import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
 
 export type StateOf = (provider: string) => BreakerState;
 
-/**
- * The breaker state of a provider as the router reports it; "closed" while the router has no breakers.
- * (Once the circuit breakers are merged, this can call router.providerState(name) directly.)
- */
+/** The breaker state of each provider as the router in force reports it. */
 export function providerStateOf(router: Router): StateOf {
-  const r = router as unknown as { providerState?: (name: string) => BreakerState };
-  return typeof r.providerState === "function" ? (name) => r.providerState!(name) : () => "closed";
+  return (name) => router.providerState(name) ?? "closed";
 }
 
 export interface ObservabilityOptions {

@@ -6,6 +6,9 @@ import { encoder } from "../providers/shared.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/usage.ts";
+import { BreakerRegistry, sanitizeError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
+import { HealthTracker } from "./health.ts";
+import { estimateRequestTokens, orderCandidates, type RankSignals } from "./strategies.ts";
 
 export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error";
 
@@ -76,19 +79,111 @@ export function classifyFailure(f: UpstreamFailure): FailureClass {
 const SSE_HEADERS = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" };
 const DONE = encoder.encode("data: [DONE]\n\n");
 
+/** A short description of a failure for the breaker's last_error. */
+function failureSummary(f: UpstreamFailure): string {
+  if (f.kind === "http") return `HTTP ${f.status}: ${f.message}`;
+  if (f.kind === "timeout") return `timeout: ${f.message}`;
+  return f.message;
+}
+
 function timeoutReason(): Error {
   const e = new Error("timeout");
   e.name = "TimeoutError";
   return e;
 }
 
+export interface HealthReport {
+  status: "ok" | "degraded" | "down";
+  providers: Record<string, BreakerSnapshot>;
+}
+
+export interface RouterOptions {
+  /** the circuit breakers; create once at startup and share across reloads (the Router syncs it to its config) */
+  breakers?: BreakerRegistry;
+  /** latency / success-rate signals for the latency and health strategies; shared like `breakers` */
+  health?: HealthTracker;
+  /** monotonic clock in ms for latencies and deadlines (default performance.now) */
+  now?: () => number;
+  /** randomness for retry jitter, 0..1 (default Math.random) */
+  random?: () => number;
+  /** first retry backoff in ms (doubles per retry, default 200) */
+  retryBaseMs?: number;
+  /** largest retry backoff in ms (default 5000) */
+  retryMaxBackoffMs?: number;
+}
+
+/** The per-request state of the failover loop. */
+interface Req {
+  kind: ApiKind;
+  body: ChatRequest | TextRequest;
+  ctx: RequestContext;
+  stream: boolean;
+  includeUsage: boolean;
+  deadline: number;
+  attempts: AttemptRecord[];
+  /** upstream attempts actually sent (retries included, skipped ones not) */
+  sent: number;
+  /** an attempt was cut short by the request deadline (timers may fire a hair early, so do not rely on now()) */
+  deadlineHit: boolean;
+  finish(status: number, extra?: Partial<RequestRecord>): void;
+}
+
+type Failed = UpstreamFailure & { cls: FailureClass };
+
+/** Failures worth retrying on the same provider (401/403 and other 4xx are not: they will not change). */
+function sameProviderRetryable(f: UpstreamFailure): boolean {
+  if (f.kind !== "http") return f.kind !== "aborted";
+  return f.status >= 500 || f.status === 408 || f.status === 429;
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+const clientClosed = () => errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
+
 export class Router {
   readonly adapters: Map<string, Adapter>;
+  readonly breakers: BreakerRegistry;
+  readonly health: HealthTracker;
+  readonly now: () => number;
   readonly #providers: Map<string, ProviderConfig>;
+  /** this config's breakers, held by reference so a reload that drops a provider does not break requests in flight */
+  readonly #breakerOf: Map<string, CircuitBreaker>;
+  readonly #signals: RankSignals;
+  readonly #random: () => number;
+  readonly #retryBaseMs: number;
+  readonly #retryMaxBackoffMs: number;
 
-  constructor(readonly config: Config, adapters: Map<string, Adapter>, readonly hooks: RouterHooks = {}, readonly now: () => number = () => performance.now()) {
+  constructor(readonly config: Config, adapters: Map<string, Adapter>, readonly hooks: RouterHooks = {}, opts: RouterOptions = {}) {
     this.adapters = adapters;
     this.#providers = new Map(config.providers.map((p) => [p.name, p]));
+    this.now = opts.now ?? (() => performance.now());
+    this.breakers = opts.breakers ?? new BreakerRegistry();
+    this.breakers.sync(config);
+    this.health = opts.health ?? new HealthTracker(undefined, this.breakers.now);
+    this.health.sync(config);
+    this.#breakerOf = new Map(config.providers.map((p) => [p.name, this.breakers.get(p.name)!]));
+    this.#random = opts.random ?? Math.random;
+    this.#retryBaseMs = opts.retryBaseMs ?? 200;
+    this.#retryMaxBackoffMs = opts.retryMaxBackoffMs ?? 5000;
+    this.#signals = {
+      state: (n) => this.#breakerOf.get(n)?.state,
+      latency: (n) => this.health.latency(n),
+      successRate: (n) => this.health.successRate(n),
+    };
   }
 
   /** The model a provider receives for a client model name. */
@@ -99,7 +194,43 @@ export class Router {
     return p.default_model;
   }
 
-  /** Candidates in the order they will be tried; a "provider/model" name pins one provider. */
+  /** A provider's breaker state (for /health, /stats, /metrics), or undefined for an unknown provider. */
+  providerState(name: string): BreakerState | undefined {
+    return this.#breakerOf.get(name)?.state;
+  }
+
+  /** Breaker snapshots of this config's providers, in config order. */
+  breakerSnapshots(): Record<string, BreakerSnapshot> {
+    const out: Record<string, BreakerSnapshot> = {};
+    for (const [name, b] of this.#breakerOf) out[name] = b.snapshot();
+    return out;
+  }
+
+  /**
+   * The body of GET /health: `down` when no provider can take traffic (every breaker open), `degraded` when at
+   * least one breaker is not closed, else `ok`.
+   */
+  healthReport(): HealthReport {
+    const providers = this.breakerSnapshots();
+    let open = 0, notClosed = 0, n = 0;
+    for (const name in providers) {
+      n++;
+      const st = providers[name].state;
+      if (st !== "closed") notClosed++;
+      if (st === "open") open++;
+    }
+    return { status: open === n ? "down" : notClosed ? "degraded" : "ok", providers };
+  }
+
+  /** Manual reset of a provider's breaker: the new snapshot, or undefined for an unknown provider. */
+  resetBreaker(name: string): BreakerSnapshot | undefined {
+    const b = this.#breakerOf.get(name);
+    if (!b) return undefined;
+    b.reset();
+    return b.snapshot();
+  }
+
+  /** Candidates in chain order; a "provider/model" name pins one provider. (routing.max_attempts is applied in handle.) */
   candidates(model: string): Candidate[] {
     const slash = model.indexOf("/");
     if (slash > 0) {
@@ -114,8 +245,12 @@ export class Router {
       const p = this.#providers.get(name)!;
       out.push({ provider: p, adapter: this.adapters.get(name)!, model: Router.resolveModel(p, model) });
     }
-    const max = this.config.routing.max_attempts;
-    return max && out.length > max ? out.slice(0, max) : out;
+    return out;
+  }
+
+  /** The candidates of one request in the order the configured strategy tries them. */
+  plan(kind: ApiKind, body: ChatRequest | TextRequest): Candidate[] {
+    return orderCandidates(this.config.routing.strategy, this.candidates(body.model), this.#signals, () => estimateRequestTokens(kind, body));
   }
 
   async handle(kind: ApiKind, body: ChatRequest | TextRequest, ctx: RequestContext): Promise<Response> {
@@ -131,112 +266,217 @@ export class Router {
 
   async #route(kind: ApiKind, body: ChatRequest | TextRequest, ctx: RequestContext, t0: number): Promise<Response> {
     const stream = body.stream === true;
-    const includeUsage = stream && body.stream_options?.include_usage === true;
     const attempts: AttemptRecord[] = [];
-    const deadline = t0 + this.config.routing.request_timeout_seconds * 1000;
-    const finish = (status: number, extra: Partial<RequestRecord> = {}) => {
-      if (extra.usage) ctx.onUsage?.(extra.usage);
-      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, ...extra });
+    const rq: Req = {
+      kind, body, ctx, stream, attempts,
+      includeUsage: stream && body.stream_options?.include_usage === true,
+      deadline: t0 + this.config.routing.request_timeout_seconds * 1000,
+      sent: 0,
+      deadlineHit: false,
+      finish: (status, extra = {}) => {
+        if (extra.usage) ctx.onUsage?.(extra.usage);
+        this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, ...extra });
+      },
     };
+    const maxProviders = this.config.routing.max_attempts ?? Infinity;
+    let tried = 0;
+    let skipped = 0;
+    let soonestMs = Infinity;
+    let timedOut = false;
 
-    for (const cand of this.candidates(body.model)) {
-      const remaining = deadline - this.now();
-      if (remaining <= 0) break;
-      const ac = new AbortController();
-      const onClientAbort = () => ac.abort(ctx.signal?.reason);
-      ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
-      const timer = setTimeout(() => ac.abort(timeoutReason()), Math.min(cand.provider.timeout_seconds * 1000, remaining));
-      const ta = this.now();
-      const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) => {
-        const a: AttemptRecord = { provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: this.now() - ta, ...extra };
+    providers: for (const cand of this.plan(kind, body)) {
+      if (tried >= maxProviders) break;
+      if (rq.deadlineHit || rq.deadline - this.now() <= 0) {
+        timedOut = true;
+        break;
+      }
+      const breaker = this.#breakerOf.get(cand.provider.name)!;
+      let permit = breaker.acquire();
+      if (!permit) {
+        // open, or every half-open probe slot taken: skip without a network call
+        skipped++;
+        soonestMs = Math.min(soonestMs, breaker.retryInMs());
+        const a: AttemptRecord = {
+          provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0,
+          reason: breaker.state === "open" ? "circuit open" : "circuit half-open: probe in progress",
+        };
         attempts.push(a);
-        return a;
-      };
-      const opts = { model: cand.model, stream, includeUsage, signal: ac.signal };
-      const res = kind === "chat" ? await cand.adapter.chat(body as ChatRequest, opts) : await cand.adapter.text(body as TextRequest, opts);
-
-      if (!res.ok) {
-        clearTimeout(timer);
-        ctx.signal?.removeEventListener("abort", onClientAbort);
-        const cls = classifyFailure(res);
-        const a = record(cls === "client" ? "client_error" : res.kind === "timeout" ? "timeout" : "error", res.status, { reason: res.message });
         this.hooks.onAttempt?.(a);
-        if (cls === "aborted") {
-          finish(499);
-          return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
-        }
-        if (cls === "client") {
-          finish(res.status, { provider: cand.provider.name, model: cand.model });
-          return errorResponse(res.status, {
-            message: res.message, type: res.type ?? "invalid_request_error", param: res.param ?? null, code: res.code ?? null,
-          }, { "x-router-provider": cand.provider.name, "x-router-attempts": String(attempts.length) });
-        }
         continue;
       }
-
-      const headers = { "x-router-provider": cand.provider.name, "x-router-attempts": String(attempts.length + 1) };
-      if (!res.stream) {
-        clearTimeout(timer);
-        ctx.signal?.removeEventListener("abort", onClientAbort);
-        const usage = res.usage ?? estimateUsage(kind, body, res.body);
-        const a = record("success", 200, { usage });
-        this.hooks.onAttempt?.(a);
-        finish(200, { provider: cand.provider.name, model: res.model, usage });
-        return new Response(res.body, { status: 200, headers: { "content-type": "application/json", ...headers } });
-      }
-
-      // Stream: read ahead until the first content chunk; a failure before it still fails over.
-      const pending: string[] = [];
-      let usage: Usage | undefined;
-      let failure: UpstreamFailure | undefined;
-      let ended = false;
-      try {
-        while (true) {
-          const r = await res.events.next();
-          if (r.done) {
-            ended = true;
-            break;
-          }
-          if (r.value.usage) usage = r.value.usage;
-          if (r.value.data !== null) pending.push(r.value.data);
-          if (r.value.content) break;
+      tried++;
+      for (let n = 0; ; n++) {
+        const r = await this.#attempt(rq, cand, breaker, permit);
+        if (r instanceof Response) return r;
+        // a context-window 400 goes straight to the next provider; other failures may retry this one
+        if (rq.deadlineHit) {
+          timedOut = true;
+          break providers;
         }
-      } catch (e) {
-        failure = streamFailure(e, ac.signal);
-      }
-      clearTimeout(timer);
-      if (failure) {
-        ctx.signal?.removeEventListener("abort", onClientAbort);
-        const a = record(failure.kind === "timeout" ? "timeout" : "error", failure.status, { reason: failure.message });
-        this.hooks.onAttempt?.(a);
-        if (failure.kind === "aborted") {
-          finish(499);
-          return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
+        if (r.cls !== "retryable" || n >= cand.provider.max_retries || !sameProviderRetryable(r)) break;
+        const wait = this.#retryDelay(n, r.retryAfter);
+        if (wait === undefined) break; // Retry-After longer than the cap: move on instead of waiting
+        if (this.now() + wait >= rq.deadline) break;
+        if (!(await sleep(wait, ctx.signal))) {
+          rq.finish(499);
+          return clientClosed();
         }
-        continue;
+        if (rq.deadline - this.now() <= 0) {
+          timedOut = true;
+          break providers;
+        }
+        const next = breaker.acquire();
+        if (!next) break; // the breaker opened meanwhile (or another request holds the probe)
+        permit = next;
       }
-      const ttfb = this.now() - ta;
-      return new Response(
-        this.#pipe(res, pending, ended, usage, ac, () => ctx.signal?.removeEventListener("abort", onClientAbort), (ok, u0, reason) => {
-          const u = ok ? u0 ?? estimateUsage(kind, body) : u0;
-          const a = record(ok ? "success" : "error", ok ? 200 : 502, { ttfb_ms: ttfb, usage: u, reason });
-          this.hooks.onAttempt?.(a);
-          finish(ok ? 200 : 502, { provider: cand.provider.name, model: res.model, usage: u });
-        }),
-        { status: 200, headers: { ...SSE_HEADERS, ...headers } },
-      );
     }
 
-    finish(502);
-    if (attempts.length === 0) {
-      return errorResponse(503, { message: "no provider could take the request", type: "upstream_error", code: "all_providers_unavailable" });
+    if (rq.sent === 0 && skipped > 0 && !timedOut) {
+      const retryAfter = Math.max(1, Math.ceil(soonestMs / 1000));
+      rq.finish(503);
+      return errorResponse(503, {
+        message: `no provider can take the request: every circuit breaker is open (or busy probing); retry in ${retryAfter}s`,
+        type: "upstream_error",
+        code: "all_providers_unavailable",
+      }, { "retry-after": String(retryAfter) });
     }
+    const list = attempts.map((a) => ({ provider: a.provider, status: a.status, reason: a.reason ?? a.outcome }));
+    if (timedOut) {
+      rq.finish(504);
+      return errorResponse(504, {
+        message: `no provider answered within routing.request_timeout_seconds (${this.config.routing.request_timeout_seconds}s)`,
+        type: "upstream_error",
+        code: "request_timeout",
+        attempts: list,
+      });
+    }
+    rq.finish(502);
     return errorResponse(502, {
-      message: `all ${attempts.length} provider attempt(s) failed`,
+      message: `all ${rq.sent} provider attempt(s) failed`,
       type: "upstream_error",
       code: "all_providers_failed",
-      attempts: attempts.map((a) => ({ provider: a.provider, status: a.status, reason: a.reason ?? a.outcome })),
+      attempts: list,
     });
+  }
+
+  /** Backoff before retry n (0-based): 200 ms x 2^n capped, with jitter, at least Retry-After; undefined past the cap. */
+  #retryDelay(n: number, retryAfterSec: number | undefined): number | undefined {
+    if (retryAfterSec !== undefined && retryAfterSec > this.config.routing.max_retry_after_seconds) return undefined;
+    const backoff = Math.min(this.#retryMaxBackoffMs, this.#retryBaseMs * 2 ** n);
+    const jittered = backoff / 2 + this.#random() * (backoff / 2);
+    return Math.max(jittered, (retryAfterSec ?? 0) * 1000);
+  }
+
+  /** Breaker and health accounting of one attempt. */
+  #settle(cand: Candidate, breaker: CircuitBreaker, permit: Permit, verdict: "success" | "failure" | "neutral", latencyMs: number, f?: UpstreamFailure): void {
+    if (verdict === "success") {
+      breaker.success(permit);
+      this.health.success(cand.provider.name, latencyMs);
+    } else if (verdict === "failure") {
+      breaker.failure(permit, sanitizeError(f ? failureSummary(f) : "failed", cand.provider.api_key), f?.retryAfter);
+      this.health.failure(cand.provider.name);
+    } else {
+      breaker.release(permit);
+    }
+  }
+
+  /** One upstream attempt: a final Response (success, client error, client gone) or a failure to go on from. */
+  async #attempt(rq: Req, cand: Candidate, breaker: CircuitBreaker, permit: Permit): Promise<Response | Failed> {
+    const { ctx, attempts } = rq;
+    const remaining = rq.deadline - this.now();
+    const ac = new AbortController();
+    const onClientAbort = () => ac.abort(ctx.signal?.reason);
+    ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
+    if (ctx.signal?.aborted) ac.abort(ctx.signal.reason);
+    const providerMs = cand.provider.timeout_seconds * 1000;
+    const timer = setTimeout(() => {
+      if (remaining < providerMs) rq.deadlineHit = true;
+      ac.abort(timeoutReason());
+    }, Math.min(providerMs, remaining));
+    const ta = this.now();
+    const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) => {
+      const a: AttemptRecord = { provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: this.now() - ta, ...extra };
+      attempts.push(a);
+      this.hooks.onAttempt?.(a);
+      return a;
+    };
+    const fail = (f: UpstreamFailure): Response | Failed => {
+      ctx.signal?.removeEventListener("abort", onClientAbort);
+      const cls = classifyFailure(f);
+      // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
+      const counts = cls === "retryable" && !(f.kind === "timeout" && rq.deadlineHit);
+      this.#settle(cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
+      record(cls === "client" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
+        reason: cls === "client" ? f.message : sanitizeError(f.message, cand.provider.api_key),
+      });
+      if (cls === "aborted") {
+        rq.finish(499);
+        return clientClosed();
+      }
+      if (cls === "client") {
+        rq.finish(f.status, { provider: cand.provider.name, model: cand.model });
+        return errorResponse(f.status, {
+          message: f.message, type: f.type ?? "invalid_request_error", param: f.param ?? null, code: f.code ?? null,
+        }, { "x-router-provider": cand.provider.name, "x-router-attempts": String(rq.sent) });
+      }
+      return { ...f, cls };
+    };
+
+    rq.sent++;
+    const opts = { model: cand.model, stream: rq.stream, includeUsage: rq.includeUsage, signal: ac.signal };
+    const res = rq.kind === "chat" ? await cand.adapter.chat(rq.body as ChatRequest, opts) : await cand.adapter.text(rq.body as TextRequest, opts);
+
+    if (!res.ok) {
+      clearTimeout(timer);
+      return fail(res);
+    }
+
+    const headers = { "x-router-provider": cand.provider.name, "x-router-attempts": String(rq.sent) };
+    if (!res.stream) {
+      clearTimeout(timer);
+      ctx.signal?.removeEventListener("abort", onClientAbort);
+      const usage = res.usage ?? estimateUsage(rq.kind, rq.body, res.body);
+      const a = record("success", 200, { usage });
+      this.#settle(cand, breaker, permit, "success", a.latency_ms);
+      rq.finish(200, { provider: cand.provider.name, model: res.model, usage });
+      return new Response(res.body, { status: 200, headers: { "content-type": "application/json", ...headers } });
+    }
+
+    // Stream: read ahead until the first content chunk; a failure before it still fails over.
+    const pending: string[] = [];
+    let usage: Usage | undefined;
+    let failure: UpstreamFailure | undefined;
+    let ended = false;
+    try {
+      while (true) {
+        const r = await res.events.next();
+        if (r.done) {
+          ended = true;
+          break;
+        }
+        if (r.value.usage) usage = r.value.usage;
+        if (r.value.data !== null) pending.push(r.value.data);
+        if (r.value.content) break;
+      }
+    } catch (e) {
+      failure = streamFailure(e, ac.signal);
+    }
+    clearTimeout(timer);
+    if (failure) return fail(failure);
+    // Committed: the breaker and health verdict waits for the end of the stream.
+    const ttfb = this.now() - ta;
+    return new Response(
+      this.#pipe(res, pending, ended, usage, ac, () => ctx.signal?.removeEventListener("abort", onClientAbort), (end, u0, reason) => {
+        const u = end === "ok" ? u0 ?? estimateUsage(rq.kind, rq.body) : u0;
+        const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
+        record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
+        this.#settle(cand, breaker, permit, end === "ok" ? "success" : end === "aborted" ? "neutral" : "failure", ttfb, {
+          ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed",
+        });
+        rq.finish(end === "ok" ? 200 : status, { provider: cand.provider.name, model: res.model, usage: u });
+      }),
+      { status: 200, headers: { ...SSE_HEADERS, ...headers } },
+    );
   }
 
   /** The client-facing SSE body of a committed stream. */
@@ -247,17 +487,17 @@ export class Router {
     usage: Usage | undefined,
     ac: AbortController,
     detach: () => void,
-    done: (ok: boolean, usage: Usage | undefined, reason?: string) => void,
+    done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
   ): ReadableStream<Uint8Array> {
     const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     let closed = false;
-    const close = (ok: boolean, reason?: string) => {
+    const close = (end: "ok" | "failed" | "aborted", reason?: string) => {
       if (closed) return;
       closed = true;
       if (idleTimer) clearTimeout(idleTimer);
       detach();
-      done(ok, usage, reason);
+      done(end, usage, reason);
     };
     const events = res.events;
     return new ReadableStream<Uint8Array>({
@@ -266,7 +506,7 @@ export class Router {
         if (ended) {
           controller.enqueue(DONE);
           controller.close();
-          close(true);
+          close("ok");
         }
       },
       async pull(controller) {
@@ -285,7 +525,7 @@ export class Router {
                 controller.close();
               } catch { /* client gone */ }
             }
-            close(false, msg);
+            close(f.kind === "aborted" ? "aborted" : "failed", msg);
             return;
           } finally {
             clearTimeout(idleTimer);
@@ -293,7 +533,7 @@ export class Router {
           if (r.done) {
             controller.enqueue(DONE);
             controller.close();
-            close(true);
+            close("ok");
             return;
           }
           if (r.value.usage) usage = r.value.usage;
@@ -306,7 +546,7 @@ export class Router {
       cancel() {
         ac.abort(new DOMException("client disconnected", "AbortError"));
         events.return(undefined).catch(() => {});
-        close(false, "client disconnected");
+        close("aborted", "client disconnected");
       },
     }, { highWaterMark: 0 });
   }

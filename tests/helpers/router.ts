@@ -2,8 +2,8 @@
 // so every test goes through real HTTP.
 import { parseConfig } from "../../src/config/load.ts";
 import { createApp, type AppDeps } from "../../src/http/app.ts";
-import { buildRouter } from "../../src/server.ts";
-import type { Router, RouterHooks } from "../../src/routing/failover.ts";
+import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
+import type { Router, RouterHooks, RouterOptions } from "../../src/routing/failover.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { Observability } from "../../src/observability/observability.ts";
 import { VERSION } from "../../src/version.ts";
@@ -15,20 +15,35 @@ export interface RunningRouter {
   observability: Observability;
   /** every line the router logged (request log), in order */
   logs: string[];
+  /** the breakers and health tracker, shared by every Router this server builds */
+  state: RoutingState;
   stop(): Promise<void>;
 }
 
-export interface StartOptions {
+export interface StartOptions extends Omit<RouterOptions, "breakers" | "health"> {
+  /** wall clock in ms for breakers and health (a FakeClock's `now`), default Date.now */
+  clock?: () => number;
   /** also receives every log line */
   logSink?: (line: string) => void;
-  /** clock in ms: stats windows, rate limiting, idempotency TTL */
-  now?: () => number;
+  /** wall clock for the stats windows (ms) */
+  statsNow?: () => number;
+  /** the app's clock in ms: rate limiting and idempotency TTL */
+  appNow?: () => number;
   /** the client address the app sees for a request (default 127.0.0.1) */
   remoteAddr?: (req: Request) => string | undefined;
   /** more observers of the routing loop (called after the observability hooks) */
   hooks?: RouterHooks;
   /** extra app dependencies (an idempotency store, a rate limiter) */
   deps?: Partial<AppDeps>;
+}
+
+/** A hand-driven wall clock for breaker cool-offs: starts at the real time, moves only with advance(). */
+export class FakeClock {
+  t = Date.now();
+  readonly now = () => this.t;
+  advance(ms: number): void {
+    this.t += ms;
+  }
 }
 
 type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { port: number; stop(): Promise<void> };
@@ -47,25 +62,25 @@ export const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
+  const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, ...routerOpts } = opts;
   const logs: string[] = [];
   const logger = createLogger((line) => {
     logs.push(line);
-    opts.logSink?.(line);
+    logSink?.(line);
   }, config.logging.level, config.logging.format);
-  const observability = new Observability({ version: VERSION, runtime, logger, now: opts.now });
+  const observability = new Observability({ version: VERSION, runtime, logger, now: statsNow });
   const obsHooks = observability.hooksFor(config);
-  const extra = opts.hooks;
   const hooks: RouterHooks = extra
     ? {
       onAttempt: (a) => (obsHooks.onAttempt?.(a), extra.onAttempt?.(a)),
       onRequest: (r) => (obsHooks.onRequest?.(r), extra.onRequest?.(r)),
     }
     : obsHooks;
-  const router = buildRouter(config, hooks);
-  const app = createApp({ ...opts.deps, router: () => router, observability, now: opts.now });
-  const addr = opts.remoteAddr;
-  const s = serve((req) => app.fetch(req, { remoteAddr: addr ? addr(req) : "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, stop: s.stop };
+  const state = createRoutingState(config, clock);
+  const router = buildRouter(config, hooks, { ...routerOpts, ...state });
+  const app = createApp({ ...deps, router: () => router, observability, now: appNow });
+  const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
+  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {

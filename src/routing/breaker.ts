@@ -1,0 +1,234 @@
+// Circuit breakers, one per provider: CLOSED -> OPEN after `failure_threshold` consecutive failures,
+// OPEN -> HALF_OPEN when the cool-off ends, HALF_OPEN -> CLOSED on a probe success or back to OPEN (fresh
+// cool-off) on a probe failure. The clock is injected (`now()` in ms since the epoch) so tests need not sleep.
+//
+// Concurrency: the router asks `acquire()` before every upstream attempt and settles the permit exactly once
+// (success / failure / release). acquire() is synchronous, so under any number of simultaneous requests
+// exactly `half_open_max_requests` probe permits are handed out in HALF_OPEN. Each permit remembers the
+// breaker's generation (bumped at every state change): a late result from before a transition (a request
+// that started while CLOSED and ends after the breaker opened) does not move the state again.
+import type { CircuitBreakerConfig, Config } from "../config/schema.ts";
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export interface BreakerSnapshot {
+  state: BreakerState;
+  consecutive_failures: number;
+  last_error: string | null;
+  /** ISO time the breaker last opened (null while closed) */
+  opened_at: string | null;
+  /** ISO time an open breaker turns half-open (null unless open) */
+  retry_at: string | null;
+}
+
+export interface Permit {
+  /** true when this attempt is a half-open probe */
+  readonly probe: boolean;
+  readonly gen: number;
+  settled: boolean;
+}
+
+/** How long an error message kept for /health may be. */
+const MAX_ERROR_CHARS = 200;
+const TOKEN_RE = /\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}|\bBearer\s+[A-Za-z0-9._\-]+|\b(?:key|token|api_key|apikey)=[^\s&"']+/gi;
+
+/**
+ * A short, secret-free version of an upstream error message for /health and logs: the provider's own key is
+ * removed, key- and token-looking strings are masked, and the text is cut to 200 characters.
+ */
+export function sanitizeError(message: string, secret?: string): string {
+  let s = message;
+  if (secret && secret.length >= 4) s = s.split(secret).join("***");
+  s = s.replace(TOKEN_RE, "***").replace(/\s+/g, " ").trim();
+  return s.length > MAX_ERROR_CHARS ? s.slice(0, MAX_ERROR_CHARS - 1) + "…" : s;
+}
+
+export class CircuitBreaker {
+  #settings: CircuitBreakerConfig;
+  #state: BreakerState = "closed";
+  #failures = 0;
+  #openedAt: number | null = null;
+  #retryAt = 0;
+  #probes = 0;
+  #gen = 0;
+  #lastError: string | null = null;
+
+  constructor(settings: CircuitBreakerConfig, readonly now: () => number = Date.now) {
+    this.#settings = { ...settings };
+  }
+
+  get settings(): Readonly<CircuitBreakerConfig> {
+    return this.#settings;
+  }
+
+  /** New thresholds from a config reload; the current state and counters are kept. */
+  configure(settings: CircuitBreakerConfig): void {
+    this.#settings = { ...settings };
+  }
+
+  /** OPEN turns HALF_OPEN lazily, the first time anyone looks after the cool-off. */
+  #refresh(): void {
+    if (this.#state === "open" && this.now() >= this.#retryAt) {
+      this.#state = "half_open";
+      this.#probes = 0;
+      this.#gen++;
+    }
+  }
+
+  get state(): BreakerState {
+    this.#refresh();
+    return this.#state;
+  }
+
+  /** Consecutive failures counted so far (reset by a success). */
+  get consecutiveFailures(): number {
+    return this.#failures;
+  }
+
+  /** ms until an open breaker turns half-open; 0 when it is not open. */
+  retryInMs(): number {
+    this.#refresh();
+    return this.#state === "open" ? Math.max(0, this.#retryAt - this.now()) : 0;
+  }
+
+  /** Whether an attempt may go out now: a permit, or null (open, or every half-open probe slot taken). */
+  acquire(): Permit | null {
+    this.#refresh();
+    if (this.#state === "closed") return { probe: false, gen: this.#gen, settled: false };
+    if (this.#state === "half_open" && this.#probes < this.#settings.half_open_max_requests) {
+      this.#probes++;
+      return { probe: true, gen: this.#gen, settled: false };
+    }
+    return null;
+  }
+
+  /** The attempt succeeded: a probe closes the breaker; in CLOSED the failure count resets. */
+  success(p: Permit): void {
+    if (p.settled) return;
+    p.settled = true;
+    if (p.gen !== this.#gen) return;
+    if (p.probe) {
+      this.#probes--;
+      this.#close();
+    } else if (this.#state === "closed") {
+      this.#failures = 0;
+    }
+  }
+
+  /**
+   * The attempt failed (connection error, timeout, 5xx, 408, 429, 401, 403, broken stream). `retryAfterSec`
+   * (from a Retry-After header) keeps a breaker this failure opens, or one already open, open at least that long.
+   */
+  failure(p: Permit, error: string, retryAfterSec?: number): void {
+    if (p.settled) return;
+    p.settled = true;
+    this.#lastError = error;
+    const ra = retryAfterSec !== undefined && retryAfterSec > 0 ? retryAfterSec * 1000 : 0;
+    if (p.gen !== this.#gen) {
+      // a late result: it does not move the state, but a Retry-After still extends an open breaker
+      this.#refresh();
+      if (this.#state === "open" && ra) this.#retryAt = Math.max(this.#retryAt, this.now() + ra);
+      return;
+    }
+    this.#failures++;
+    if (p.probe) {
+      this.#probes--;
+      this.#trip(ra);
+    } else if (this.#state === "closed" && this.#failures >= this.#settings.failure_threshold) {
+      this.#trip(ra);
+    }
+  }
+
+  /** Neither success nor failure (a client error, context window exceeded, the client went away). */
+  release(p: Permit): void {
+    if (p.settled) return;
+    p.settled = true;
+    if (p.probe && p.gen === this.#gen) this.#probes--;
+  }
+
+  /** Manual reset: CLOSED, counters and last error cleared. */
+  reset(): void {
+    this.#close();
+    this.#lastError = null;
+  }
+
+  #close(): void {
+    this.#state = "closed";
+    this.#failures = 0;
+    this.#openedAt = null;
+    this.#retryAt = 0;
+    this.#probes = 0;
+    this.#gen++;
+  }
+
+  #trip(retryAfterMs: number): void {
+    const now = this.now();
+    this.#state = "open";
+    this.#openedAt = now;
+    this.#retryAt = now + Math.max(this.#settings.cooldown_seconds * 1000, retryAfterMs);
+    this.#probes = 0;
+    this.#gen++;
+  }
+
+  snapshot(): BreakerSnapshot {
+    this.#refresh();
+    return {
+      state: this.#state,
+      consecutive_failures: this.#failures,
+      last_error: this.#lastError,
+      opened_at: this.#openedAt === null ? null : new Date(this.#openedAt).toISOString(),
+      retry_at: this.#state === "open" ? new Date(this.#retryAt).toISOString() : null,
+    };
+  }
+}
+
+/**
+ * The breakers of every configured provider, keyed by provider name. Created once at startup and shared by
+ * every Router built from a (re)loaded config: `sync(config)` keeps the breaker (and its state) of each
+ * provider whose name is unchanged, applies new thresholds, adds new providers and drops removed ones.
+ */
+export class BreakerRegistry {
+  readonly #breakers = new Map<string, CircuitBreaker>();
+
+  constructor(config?: Pick<Config, "providers">, readonly now: () => number = Date.now) {
+    if (config) this.sync(config);
+  }
+
+  sync(config: Pick<Config, "providers">): void {
+    const names = new Set<string>();
+    for (const p of config.providers) {
+      names.add(p.name);
+      const b = this.#breakers.get(p.name);
+      if (b) b.configure(p.circuit_breaker);
+      else this.#breakers.set(p.name, new CircuitBreaker(p.circuit_breaker, this.now));
+    }
+    for (const name of [...this.#breakers.keys()]) if (!names.has(name)) this.#breakers.delete(name);
+  }
+
+  get(name: string): CircuitBreaker | undefined {
+    return this.#breakers.get(name);
+  }
+
+  names(): string[] {
+    return [...this.#breakers.keys()];
+  }
+
+  /** A provider's breaker state, or undefined for an unknown provider. */
+  state(name: string): BreakerState | undefined {
+    return this.#breakers.get(name)?.state;
+  }
+
+  /** Resets one breaker; the new snapshot, or undefined for an unknown provider. */
+  reset(name: string): BreakerSnapshot | undefined {
+    const b = this.#breakers.get(name);
+    if (!b) return undefined;
+    b.reset();
+    return b.snapshot();
+  }
+
+  snapshot(): Record<string, BreakerSnapshot> {
+    const out: Record<string, BreakerSnapshot> = {};
+    for (const [name, b] of this.#breakers) out[name] = b.snapshot();
+    return out;
+  }
+}

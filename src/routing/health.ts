@@ -1,0 +1,85 @@
+// Per-provider routing signals for the `latency` and `health` strategies: an EWMA of the latency of
+// successful attempts, and the success rate over a small window of recent attempts. Constant time and
+// memory per provider; the clock is injected (ms since the epoch) so tests control staleness.
+import type { Config } from "../config/schema.ts";
+
+/** Weight of the newest sample in the latency EWMA. */
+export const LATENCY_ALPHA = 0.3;
+/** Latency data older than this is forgotten, so a provider that was slow once gets tried again. */
+export const LATENCY_STALE_MS = 5 * 60_000;
+/** The success rate covers the last WINDOW attempts that are at most WINDOW_MS old. */
+export const WINDOW = 50;
+export const WINDOW_MS = 5 * 60_000;
+
+class ProviderHealth {
+  ewma: number | undefined;
+  lastLatencyAt = 0;
+  readonly at = new Float64Array(WINDOW);
+  readonly ok = new Uint8Array(WINDOW);
+  size = 0;
+  next = 0;
+
+  push(t: number, ok: boolean): void {
+    this.at[this.next] = t;
+    this.ok[this.next] = ok ? 1 : 0;
+    this.next = (this.next + 1) % WINDOW;
+    if (this.size < WINDOW) this.size++;
+  }
+}
+
+export class HealthTracker {
+  readonly #providers = new Map<string, ProviderHealth>();
+
+  constructor(config?: Pick<Config, "providers">, readonly now: () => number = Date.now) {
+    if (config) this.sync(config);
+  }
+
+  /** Keeps the data of providers whose names are unchanged, adds new ones, drops removed ones. */
+  sync(config: Pick<Config, "providers">): void {
+    const names = new Set(config.providers.map((p) => p.name));
+    for (const n of names) if (!this.#providers.has(n)) this.#providers.set(n, new ProviderHealth());
+    for (const n of [...this.#providers.keys()]) if (!names.has(n)) this.#providers.delete(n);
+  }
+
+  #get(name: string): ProviderHealth {
+    let h = this.#providers.get(name);
+    if (!h) this.#providers.set(name, (h = new ProviderHealth()));
+    return h;
+  }
+
+  /** A successful attempt; `latencyMs` is the time until the answer started (first content chunk for streams). */
+  success(name: string, latencyMs: number): void {
+    const h = this.#get(name);
+    const t = this.now();
+    const fresh = h.ewma === undefined || t - h.lastLatencyAt > LATENCY_STALE_MS;
+    h.ewma = fresh ? latencyMs : h.ewma! + LATENCY_ALPHA * (latencyMs - h.ewma!);
+    h.lastLatencyAt = t;
+    h.push(t, true);
+  }
+
+  /** A failed attempt (the breaker's notion of failure: not client errors or client aborts). */
+  failure(name: string): void {
+    this.#get(name).push(this.now(), false);
+  }
+
+  /** The rolling latency in ms, or undefined when there is no recent data. */
+  latency(name: string): number | undefined {
+    const h = this.#providers.get(name);
+    if (!h || h.ewma === undefined || this.now() - h.lastLatencyAt > LATENCY_STALE_MS) return undefined;
+    return h.ewma;
+  }
+
+  /** Successes / attempts over the recent window, or undefined when there is no recent attempt. */
+  successRate(name: string): number | undefined {
+    const h = this.#providers.get(name);
+    if (!h || h.size === 0) return undefined;
+    const since = this.now() - WINDOW_MS;
+    let n = 0, ok = 0;
+    for (let i = 0; i < h.size; i++) {
+      if (h.at[i] < since) continue;
+      n++;
+      ok += h.ok[i];
+    }
+    return n ? ok / n : undefined;
+  }
+}

@@ -1,0 +1,128 @@
+// The four routing strategies as pure functions: each orders one request's candidates; the failover loop
+// then walks that order (skipping providers whose breaker is open). Sorting is stable, so ties keep the
+// chain order.
+import { estimateTokens } from "../providers/shared.ts";
+import type { ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
+import type { BreakerState } from "./breaker.ts";
+
+export type Strategy = "priority" | "cost" | "latency" | "health";
+
+export interface Price {
+  input: number;
+  output: number;
+}
+
+/** What a strategy needs to know about a candidate (the Router's candidates have this shape). */
+export interface Rankable {
+  provider: { name: string; pricing?: Record<string, Price> };
+  /** the model this provider would run for the request */
+  model: string;
+}
+
+/** The live signals strategies read (breaker states and the health tracker). */
+export interface RankSignals {
+  state(name: string): BreakerState | undefined;
+  /** rolling latency in ms of recent successes, undefined without recent data */
+  latency(name: string): number | undefined;
+  /** recent success rate 0..1, undefined without recent data */
+  successRate(name: string): number | undefined;
+}
+
+export interface TokenEstimate {
+  input: number;
+  output: number;
+}
+
+/** Output tokens assumed for the cost estimate when the request sets no max_tokens. */
+export const DEFAULT_OUTPUT_TOKENS = 512;
+
+/** The request's input tokens estimated from its text, and its output tokens from max_tokens (or a default). */
+export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextRequest): TokenEstimate {
+  let input = 0;
+  if (kind === "chat") {
+    for (const m of (body as ChatRequest).messages) {
+      if (typeof m.content === "string") input += estimateTokens(m.content);
+      else if (Array.isArray(m.content)) {
+        for (const p of m.content) if (p.type === "text" && typeof p.text === "string") input += estimateTokens(p.text);
+      }
+    }
+  } else {
+    const prompt = (body as TextRequest).prompt;
+    if (typeof prompt === "string") input = estimateTokens(prompt);
+    else if (Array.isArray(prompt)) for (const s of prompt) if (typeof s === "string") input += estimateTokens(s);
+  }
+  const max = (body as ChatRequest).max_completion_tokens ?? body.max_tokens;
+  return { input, output: typeof max === "number" && max > 0 ? max : DEFAULT_OUTPUT_TOKENS };
+}
+
+/** The price of a model from a provider's pricing table (by model, "*" as fallback), or undefined. */
+export function priceFor(pricing: Record<string, Price> | undefined, model: string): Price | undefined {
+  if (!pricing) return undefined;
+  return pricing[model] ?? pricing["*"];
+}
+
+/** Estimated USD cost of a request on a candidate; Infinity when the provider has no price for the model. */
+export function estimateCost(c: Rankable, tokens: TokenEstimate): number {
+  const p = priceFor(c.provider.pricing, c.model);
+  if (!p) return Infinity;
+  return (tokens.input * p.input + tokens.output * p.output) / 1e6;
+}
+
+function sortBy<T>(cands: T[], key: (c: T) => number): T[] {
+  const keyed = cands.map((c, i) => ({ c, i, k: key(c) }));
+  keyed.sort((a, b) => (a.k === b.k ? a.i - b.i : a.k < b.k ? -1 : 1));
+  return keyed.map((x) => x.c);
+}
+
+/** `priority`: the chain as written. */
+export function byPriority<T>(cands: T[]): T[] {
+  return cands;
+}
+
+/** `cost`: cheapest estimated cost first; providers without a price for the model last; ties keep chain order. */
+export function byCost<T extends Rankable>(cands: T[], tokens: TokenEstimate): T[] {
+  return sortBy(cands, (c) => estimateCost(c, tokens));
+}
+
+/**
+ * `latency`: providers with no recent latency data first (in chain order, so they get tried and earn data),
+ * then lowest rolling latency first.
+ */
+export function byLatency<T extends Rankable>(cands: T[], signals: Pick<RankSignals, "latency">): T[] {
+  return sortBy(cands, (c) => signals.latency(c.provider.name) ?? -1);
+}
+
+const STATE_RANK: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/**
+ * `health`: closed breakers before half-open ones (open ones last: they are skipped anyway), then highest
+ * recent success rate first; a provider with no recent data counts as healthy (rate 1).
+ */
+export function byHealth<T extends Rankable>(cands: T[], signals: Pick<RankSignals, "state" | "successRate">): T[] {
+  return sortBy(cands, (c) => {
+    const name = c.provider.name;
+    const rank = STATE_RANK[signals.state(name) ?? "closed"];
+    const rate = signals.successRate(name) ?? 1;
+    return rank * 2 - rate; // rate is in 0..1, so the state rank always dominates
+  });
+}
+
+/** Orders one request's candidates by the configured strategy. */
+export function orderCandidates<T extends Rankable>(
+  strategy: Strategy,
+  cands: T[],
+  signals: RankSignals,
+  tokens: () => TokenEstimate,
+): T[] {
+  if (cands.length < 2) return cands;
+  switch (strategy) {
+    case "priority":
+      return byPriority(cands);
+    case "cost":
+      return byCost(cands, tokens());
+    case "latency":
+      return byLatency(cands, signals);
+    case "health":
+      return byHealth(cands, signals);
+  }
+}
