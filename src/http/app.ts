@@ -5,21 +5,29 @@ import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
 import type { Router } from "../routing/failover.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
+import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
 
 export interface AppDeps {
   /** the router in force (a getter, so a config reload can swap it between requests) */
   router(): Router;
+  /** true while the server shuts down: every new request gets 503 (see src/server.ts) */
+  draining?(): boolean;
+  /** re-reads the config file and swaps it in (POST /admin/reload); absent when there is no file */
+  reload?(): Promise<ReloadResult>;
+  /** the `config` block of /health (src/reload.ts) */
+  configHealth?(): ConfigHealth;
 }
 
-type Env = { Variables: { requestId: string } };
+type Env = { Variables: { requestId: string; router: Router } };
 
 const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
   "/v1/completions": "POST",
   "/v1/models": "GET",
   "/health": "GET",
+  "/admin/reload": "POST",
 };
 
 let idCounter = 0;
@@ -31,13 +39,13 @@ function newRequestId(): string {
 const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
 
 /** Reads the body as JSON: 415 for a non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON. */
-function jsonBody(maxBytes: () => number): MiddlewareHandler<Env> {
+function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env> {
   return async (c, next) => {
     const ct = c.req.header("content-type");
     if (ct && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(ct)) {
       return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
     }
-    const max = maxBytes();
+    const max = maxBytes(c);
     const tooLarge = () =>
       errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
     const declared = Number(c.req.header("content-length"));
@@ -107,21 +115,40 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID_RE.test(given) ? given : newRequestId();
     c.set("requestId", id);
-    await next();
+    if (deps.draining?.()) {
+      c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
+    } else {
+      // the Router in force when the request arrived: a config reload mid-request does not affect it
+      c.set("router", deps.router());
+      await next();
+    }
     c.res.headers.set("x-request-id", id);
   });
 
-  const maxBytes = () => deps.router().config.server.max_body_bytes;
+  const maxBytes = (c: Context<Env>) => c.get("router").config.server.max_body_bytes;
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), (c) =>
-    deps.router().handle("chat", c.req.valid("json") as ChatRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+    c.get("router").handle("chat", c.req.valid("json") as ChatRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
 
   app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), (c) =>
-    deps.router().handle("text", c.req.valid("json") as TextRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
+    c.get("router").handle("text", c.req.valid("json") as TextRequest, { requestId: c.get("requestId"), signal: c.req.raw.signal }));
 
-  app.get("/v1/models", (c) => c.json(listModels(deps.router())));
+  app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));
 
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/health", (c) => c.json({ status: "ok", ...(deps.configHealth ? { config: deps.configHealth() } : {}) }));
+
+  // Hot reload (src/reload.ts). TODO(issue 5): /admin/* requires the admin key when auth is on.
+  app.post("/admin/reload", async (c) => {
+    if (!deps.reload) return errorResponse(404, { message: "config reload is not available (no config file)", type: "invalid_request_error", code: "not_found" });
+    const r = await deps.reload();
+    if (r.ok) return c.json({ status: "reloaded", loaded_at: r.loaded_at, strategy: r.strategy, chain: r.chain, providers: r.providers });
+    return errorResponse(r.status, {
+      message: r.message,
+      type: r.status === 400 ? "invalid_request_error" : "server_error",
+      code: r.status === 400 ? "invalid_config" : "reload_failed",
+      problems: r.problems,
+    });
+  });
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path];
