@@ -59,6 +59,7 @@ export class ConfigHolder {
   #watchTimer: ReturnType<typeof setTimeout> | undefined;
   #watching = false;
   #stopped = true;
+  #closed = false;
 
   constructor(opts: ConfigHolderOptions) {
     this.#opts = opts;
@@ -150,13 +151,15 @@ export class ConfigHolder {
 
   /** Starts polling the file when server.watch_config is true (and follows later reloads that change it). */
   async start(): Promise<void> {
-    this.#stopped = false;
     if (this.#opts.stat && this.#fileKey === null) this.#fileKey = fileKey(await this.#opts.stat(this.#opts.path).catch(() => null));
+    if (this.#closed) return;
+    this.#stopped = false;
     this.#syncWatch();
   }
 
-  /** Stops polling (at shutdown). */
+  /** Stops polling for good (at shutdown). */
   stop(): void {
+    this.#closed = true;
     this.#stopped = true;
     this.#watching = false;
     if (this.#watchTimer) clearTimeout(this.#watchTimer);

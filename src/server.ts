@@ -115,15 +115,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
   const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port });
-  logger.log("info", "config loaded", {
-    config: path,
-    strategy: config.routing.strategy,
-    chain: config.routing.fallback_chain,
-    providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: p.endpoint, default_model: p.default_model })),
-  });
-  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
-
-  await holder.start();
+  // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));
 
   // Graceful shutdown: stop listening, answer 503 to any new request on an open connection, let in-flight
@@ -156,6 +148,16 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   };
   platform.onSignal("SIGTERM", () => shutdown("SIGTERM"));
   platform.onSignal("SIGINT", () => shutdown("SIGINT"));
+
+  logger.log("info", "config loaded", {
+    config: path,
+    strategy: config.routing.strategy,
+    chain: config.routing.fallback_chain,
+    providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: p.endpoint, default_model: p.default_model })),
+  });
+  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
+
+  await holder.start();
 }
 
 /** `failover-router healthcheck`: GET /health of a running router; exit 0 on 200, else 1. */

@@ -53,7 +53,7 @@ export function run(cmd: string[], opts: { cwd: string; env?: Record<string, str
     let stdout = "", stderr = "";
     child.stdout!.on("data", (d) => (stdout += d));
     child.stderr!.on("data", (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30000);
+    const timer = setTimeout(() => signalProcess(child, "SIGKILL"), opts.timeoutMs ?? 30000);
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(e);
@@ -118,7 +118,7 @@ export async function startProcess(args: string[], opts: { cwd: string; cmd?: st
   try {
     url = await listening;
   } catch (e) {
-    child.kill("SIGKILL");
+    signalProcess(child, "SIGKILL");
     await exited;
     throw e;
   }
@@ -139,12 +139,22 @@ export async function startProcess(args: string[], opts: { cwd: string; cmd?: st
     get done() {
       return done;
     },
-    kill: (signal = "SIGTERM") => void child.kill(signal),
+    kill: (signal = "SIGTERM") => signalProcess(child, signal),
     async stop() {
-      if (!done) child.kill("SIGKILL");
+      if (!done) signalProcess(child, "SIGKILL");
       await exited;
     },
   };
+}
+
+/**
+ * Sends a signal. Not child.kill(): Deno's node:child_process marks the child killed after the first signal
+ * and ignores every later one (a SIGHUP would then block the SIGKILL that cleans up).
+ */
+export function signalProcess(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(child.pid!, signal);
+  } catch { /* already gone */ }
 }
 
 /** Polls `fn` until it returns a truthy value (or throws after timeoutMs). */
