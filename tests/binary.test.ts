@@ -30,13 +30,20 @@ function newestSource(): number {
   return newest;
 }
 
-/** Builds dist/failover-router unless it is newer than every source file. */
+function gitHead(): string {
+  return spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+}
+
+/** Builds dist/failover-router unless it is newer than every source file and was built from this commit. */
 function ensureBinary(): void {
   let built = 0;
   try {
     built = statSync(BINARY).mtimeMs;
   } catch { /* missing */ }
-  if (built > newestSource()) return;
+  if (built > newestSource()) {
+    const version = spawnSync(BINARY, ["--version"], { encoding: "utf8", timeout: 30000 }).stdout ?? "";
+    if (version.includes(`commit ${gitHead()}`)) return;
+  }
   const r = spawnSync("bash", [join(ROOT, "scripts/build")], { cwd: ROOT, encoding: "utf8", timeout: 180000 });
   if (r.status !== 0) throw new Error(`scripts/build failed (${r.status ?? r.signal}):\n${r.stdout}\n${r.stderr}`);
 }
@@ -75,7 +82,7 @@ routing: { fallback_chain: [dead, a, backup] }
     const v = await run([bin, "--version"], { cwd: dir });
     assert.equal(v.code, 0);
     assert.match(v.stdout, /^failover-router \d+\.\d+\.\d+ \(bun \d+\.\d+\.\d+, commit [0-9a-f]{7,}(-dirty)?\)\n$/);
-    const head = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout.trim();
+    const head = gitHead();
     if (head) assert.ok(v.stdout.includes(`commit ${head}`), `${v.stdout} should name ${head}`);
   });
 
