@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson } from "./helpers/router.ts";
+import { parseConfig } from "../src/config/load.ts";
+import { ConfigHolder } from "../src/reload.ts";
+import { buildRouter } from "../src/server.ts";
 import { readUntil, rmTemp, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
@@ -198,5 +201,72 @@ describe("server.watch_config", () => {
     } finally {
       await r.stop();
     }
+  });
+});
+
+describe("ConfigHolder (in-process)", () => {
+  const yaml = (chain: string) => `providers: [{ name: a, type: mock }, { name: b, type: mock }]\nrouting: { fallback_chain: ${chain} }\n`;
+
+  it("builds each Router with the one in force, tells listeners after a swap, and serialises reloads", async () => {
+    let file = yaml("[a, b]");
+    const built: { chain: string[]; previousChain?: string[] }[] = [];
+    let loads = 0;
+    const holder = new ConfigHolder({
+      path: "config.yaml",
+      config: parseConfig(file),
+      load: async () => {
+        const n = ++loads;
+        await new Promise((r) => setTimeout(r, n === 1 ? 50 : 0)); // the first load is the slowest
+        return parseConfig(file);
+      },
+      build: (cfg, previous) => {
+        built.push({ chain: cfg.routing.fallback_chain, previousChain: previous?.config.routing.fallback_chain });
+        return buildRouter(cfg);
+      },
+    });
+    const seen: string[] = [];
+    holder.onReload((cfg, old) => seen.push(`${old.routing.fallback_chain.join(",")} -> ${cfg.routing.fallback_chain.join(",")}`));
+    const first = holder.router;
+
+    file = yaml("[b, a]");
+    const [r1, r2] = await Promise.all([holder.reload("admin"), holder.reload("SIGHUP")]);
+    assert.ok(r1.ok && r2.ok);
+    assert.deepEqual(built, [
+      { chain: ["a", "b"], previousChain: undefined },
+      { chain: ["b", "a"], previousChain: ["a", "b"] },
+      { chain: ["b", "a"], previousChain: ["b", "a"] },
+    ]);
+    assert.deepEqual(seen, ["a,b -> b,a", "b,a -> b,a"]);
+    assert.notEqual(holder.router, first);
+    assert.deepEqual(first.config.routing.fallback_chain, ["a", "b"], "a Router held by a request never changes");
+
+    file = yaml("[a, zzz]");
+    const bad = await holder.reload("admin");
+    assert.equal(bad.ok, false);
+    assert.equal(built.length, 3, "nothing built for an invalid file");
+    assert.equal(seen.length, 2, "no listener call for a failed reload");
+    assert.deepEqual(holder.config.routing.fallback_chain, ["b", "a"]);
+    assert.match(holder.health().last_reload_error ?? "", /routing\.fallback_chain\[1\]: unknown provider "zzz"/);
+  });
+
+  it("a build that throws is a 500 reload failure and keeps the Router in force", async () => {
+    let fail = false;
+    const holder = new ConfigHolder({
+      path: "config.yaml",
+      config: parseConfig(yaml("[a, b]")),
+      load: async () => parseConfig(yaml("[b]")),
+      build: (cfg) => {
+        if (fail) throw new Error("adapter exploded");
+        return buildRouter(cfg);
+      },
+    });
+    const before = holder.router;
+    fail = true;
+    const r = await holder.reload("admin");
+    assert.ok(!r.ok);
+    assert.equal(r.status, 500);
+    assert.deepEqual(r.problems, ["adapter exploded"]);
+    assert.equal(holder.router, before);
+    assert.equal(holder.health().last_reload_error, "adapter exploded");
   });
 });
