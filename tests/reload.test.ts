@@ -135,7 +135,7 @@ describe("hot reload", () => {
   });
 
   it("requests in flight during a reload finish on the config they started with", async () => {
-    a.fault = { chunkDelayMs: 150, delayMs: 0 };
+    a.fault = { chunkDelayMs: 300 }; // ~2 s for the whole stream
     // a stream from A, committed (first content chunk received) before the reload
     const streamRes = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
     assert.equal(streamRes.headers.get("x-router-provider"), "a");
@@ -143,12 +143,13 @@ describe("hot reload", () => {
     // a non-streaming request to A that is still waiting for its answer during the reload
     const slowA = await startOpenAIFake({ reply: "slow answer from A" });
     try {
-      slowA.fault = { delayMs: 1000 };
+      slowA.fault = { delayMs: 1500 };
       writeFile(path, configYaml(slowA, b, "[a, b]"));
       let res = await fetch(`${r.url}/admin/reload`, { method: "POST" });
       assert.equal(res.status, 200);
       await res.arrayBuffer();
-      const pending = postJson(`${r.url}/v1/chat/completions`, chat());
+      let answered = false;
+      const pending = postJson(`${r.url}/v1/chat/completions`, chat()).finally(() => (answered = true));
       await waitFor(() => slowA.requests.length === 1, "the slow request to reach provider a");
 
       // the new config drops provider a altogether; a is still answering both requests above
@@ -157,6 +158,7 @@ describe("hot reload", () => {
       assert.equal(res.status, 200);
       assert.deepEqual((await res.json()).chain, ["b"]);
       assert.equal(await answeredBy(r.url), "b", "new requests use the new config");
+      assert.equal(answered, false, "the slow request was still in flight during the reload");
 
       const slow = await pending;
       assert.equal(slow.status, 200);
