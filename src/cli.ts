@@ -1,7 +1,9 @@
 // Command-line parsing: failover-router [serve|check] [--config PATH] [--host HOST] [--port PORT].
 export interface CliOptions {
-  command: "serve" | "check" | "help" | "version";
+  command: "serve" | "check" | "healthcheck" | "help" | "version";
   config?: string;
+  /** healthcheck: the URL to probe */
+  url?: string;
   host?: string;
   port?: number;
 }
@@ -11,20 +13,29 @@ export const HELP = `failover-router: one OpenAI-compatible endpoint in front of
 Usage:
   failover-router [serve] [--config PATH] [--host HOST] [--port PORT]
   failover-router check [--config PATH]
+  failover-router healthcheck [--url URL | --config PATH --host HOST --port PORT]
   failover-router --help | --version
 
 Commands:
   serve     run the router (default)
   check     validate the config and print the resolved chain; exit 1 on any problem
+  healthcheck
+            GET /health of a running router (default http://127.0.0.1:<port>/health, port as for
+            serve); exit 0 when it answers 200, else 1. For container HEALTHCHECKs (no curl needed)
 
 Options:
   -c, --config PATH   config file (default: $ROUTER_CONFIG, else ./config.yaml)
       --host HOST     listen address (default: $HOST, else server.host, else 0.0.0.0)
   -p, --port PORT     listen port (default: $PORT, else server.port, else 8000)
+      --url URL       healthcheck: the URL to probe
   -h, --help          show this help
   -v, --version       print version, runtime and git commit
 
-Environment: ./.env is loaded if present (variables already set win).`;
+Environment: ./.env is loaded if present (variables already set win).
+
+Signals (serve): SIGHUP reloads the config file (an invalid file keeps the old config); SIGTERM or SIGINT
+drain in-flight requests and streams (up to server.shutdown_timeout_seconds), then exit 0; a second
+SIGTERM or SIGINT exits at once.`;
 
 export class CliError extends Error {}
 
@@ -66,8 +77,12 @@ export function parseArgs(argv: string[]): CliOptions {
         out.port = n;
         break;
       }
+      case "--url":
+        out.url = value();
+        break;
       case "serve":
       case "check":
+      case "healthcheck":
         if (commandSeen) throw new CliError(`unexpected argument "${arg}"`);
         commandSeen = true;
         out.command = arg;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
 // Bun entrypoint: adapts Bun.serve, files, env and signals to the Platform interface.
+import { stat } from "node:fs/promises";
 import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
 
@@ -15,6 +16,15 @@ const platform: Platform = {
     const f = Bun.file(path);
     return (await f.exists()) ? await f.text() : null;
   },
+  async stat(path) {
+    try {
+      const s = await stat(path);
+      return { mtimeMs: s.mtimeMs, size: s.size };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return null;
+      throw e;
+    }
+  },
   serve(handler, { hostname, port }) {
     const server = Bun.serve({
       hostname,
@@ -25,6 +35,7 @@ const platform: Platform = {
     return {
       port: server.port ?? port,
       hostname: server.hostname ?? hostname,
+      // stop(false) stops listening and resolves when in-flight requests and streams have finished
       stop: (graceful) => server.stop(!graceful),
     };
   },

@@ -23,6 +23,15 @@ const platform: Platform = {
       throw e;
     }
   },
+  async stat(path) {
+    try {
+      const s = await Deno.stat(path);
+      return { mtimeMs: s.mtime?.getTime() ?? 0, size: s.size };
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
+      throw e;
+    }
+  },
   serve(handler, { hostname, port }) {
     let bound = { hostname, port };
     const server = Deno.serve({ hostname, port, onListen: (addr) => void (bound = { hostname: addr.hostname, port: addr.port }) }, (req, info) =>
@@ -32,7 +41,9 @@ const platform: Platform = {
         return (server.addr as Deno.NetAddr).port ?? bound.port;
       },
       hostname: (server.addr as Deno.NetAddr).hostname ?? bound.hostname,
-      stop: (graceful) => (graceful ? server.shutdown() : server.shutdown()),
+      // shutdown() stops listening and resolves when in-flight requests and streams have finished; Deno has no
+      // forced close, so a non-graceful stop is the same and the caller exits the process.
+      stop: () => server.shutdown(),
     };
   },
   onSignal: (sig, fn) => Deno.addSignalListener(sig, fn),

@@ -2,11 +2,23 @@
 // touches Bun.*, Deno.* or node:* itself.
 export type Handler = (req: Request, info: { remoteAddr?: string }) => Response | Promise<Response>;
 
+export type Signal = "SIGHUP" | "SIGTERM" | "SIGINT";
+
 export interface ServerHandle {
   port: number;
   hostname: string;
-  /** stop accepting connections; resolves when in-flight requests have finished (graceful) or at once */
+  /**
+   * Stops accepting new connections (idle keep-alive connections are closed too). graceful: resolves once
+   * every in-flight request, including a streaming response body, has finished. Not graceful: closes
+   * every connection at once (where the runtime can; Deno cannot, and the caller then exits the process).
+   */
   stop(graceful: boolean): Promise<void>;
+}
+
+export interface FileStat {
+  /** modification time, milliseconds since the epoch */
+  mtimeMs: number;
+  size: number;
 }
 
 export interface Platform {
@@ -17,8 +29,10 @@ export interface Platform {
   setEnv(key: string, value: string): void;
   /** null when the file does not exist */
   readTextFile(path: string): Promise<string | null>;
+  /** null when the file does not exist (follows symlinks, so a swapped ConfigMap link counts as a change) */
+  stat(path: string): Promise<FileStat | null>;
   serve(handler: Handler, opts: { hostname: string; port: number }): ServerHandle;
-  onSignal(signal: "SIGHUP" | "SIGTERM" | "SIGINT", fn: () => void): void;
+  onSignal(signal: Signal, fn: () => void): void;
   exit(code: number): never;
   stdout(line: string): void;
   stderr(line: string): void;

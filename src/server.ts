@@ -6,9 +6,10 @@ import { createApp } from "./http/app.ts";
 import { createLogger } from "./observability/logger.ts";
 import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
-import type { Platform } from "./platform.ts";
+import type { Platform, Signal } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
 import { redactSecrets } from "./providers/redact.ts";
+import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
 import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
 import { HealthTracker } from "./routing/health.ts";
@@ -26,7 +27,8 @@ export function createRoutingState(config: Config, clock: () => number = Date.no
 }
 
 /**
- * A Router for a config. Pass the same `opts.breakers` / `opts.health` (see createRoutingState) to every Router
+ * A Router for a config, built at start-up and again on every config reload: it creates no long-lived state
+ * itself. Pass the same `opts.breakers` / `opts.health` (see createRoutingState) to every Router
  * built after a reload: the Router syncs them to its config, keeping the state of unchanged provider names.
  */
 export function buildRouter(config: Config, hooks: RouterHooks = {}, opts: RouterOptions = {}): Router {
@@ -68,12 +70,14 @@ export async function main(platform: Platform): Promise<void> {
   }
 
   const path = configPath(opts, platform.env);
+  if (opts.command === "healthcheck") return healthcheck(platform, opts, path);
+
   let config: Config;
   try {
     config = await loadConfigFile(platform, path);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    platform.stderr(`${path}: invalid config`);
+    platform.stderr(`${path}: invalid config (${e.problems.length} problem${e.problems.length === 1 ? "" : "s"})`);
     for (const p of e.problems) platform.stderr(`  ${p}`);
     platform.exit(1);
   }
@@ -82,20 +86,86 @@ export async function main(platform: Platform): Promise<void> {
     platform.stdout(`${path}: OK`);
     platform.stdout(`strategy: ${config.routing.strategy}`);
     platform.stdout(`chain: ${config.routing.fallback_chain.join(" -> ")}`);
+    for (const p of config.providers) platform.stdout(`provider ${p.name}: ${p.type} ${p.endpoint} (default model ${p.default_model})`);
     return;
   }
 
+  await serve(platform, opts, path, config);
+}
+
+function listenPort(opts: CliOptions, env: Record<string, string | undefined>, config: Config | undefined): number {
+  const envPort = env.PORT;
+  return opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config?.server.port ?? 8000);
+}
+
+const SIGNAL_NUMBER: Record<Signal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+async function serve(platform: Platform, opts: CliOptions, path: string, config: Config): Promise<void> {
   const logger = createLogger(platform.stdout, config.logging.level, config.logging.format);
-  // created once: stats, metrics, breakers and health survive a config reload (which builds a new Router
-  // with hooksFor(newConfig) and the same routing state)
+
+  // ---- Long-lived state: created ONCE here, handed to every Router that a reload builds. ----
+  // Stats, metrics, breakers and health survive a reload for providers whose names are unchanged (the Router
+  // syncs the routing state to its config); rate-limit buckets and the idempotency store live in the app.
   const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger });
   const routing = createRoutingState(config);
-  let router = buildRouter(config, observability.hooksFor(config), routing);
-  const app = createApp({ router: () => router, observability });
+  const holder = new ConfigHolder({
+    path,
+    config,
+    load: (p) => loadConfigFile(platform, p),
+    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), routing),
+    stat: (p) => platform.stat(p),
+    logger,
+  });
+  holder.onReload((cfg) => {
+    logger.level = cfg.logging.level;
+    logger.format = cfg.logging.format;
+  });
+
+  let draining = false;
+  const app = createApp({
+    router: () => holder.router,
+    observability,
+    draining: () => draining,
+    reload: () => holder.reload("admin"),
+    configHealth: () => holder.health(),
+  });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
-  const envPort = platform.env.PORT;
-  const port = opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config.server.port);
+  const port = listenPort(opts, platform.env, config);
   const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port });
+  // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
+  platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));
+
+  // Graceful shutdown: stop listening, answer 503 to any new request on an open connection, let in-flight
+  // requests and streams finish (up to server.shutdown_timeout_seconds), exit 0. A second signal exits at once.
+  const shutdown = (sig: Signal) => {
+    if (draining) {
+      logger.log("warn", `second ${sig}: exiting at once`);
+      platform.exit(128 + SIGNAL_NUMBER[sig]);
+    }
+    draining = true;
+    holder.stop();
+    const timeoutS = holder.config.server.shutdown_timeout_seconds;
+    logger.log("info", "shutting down: draining in-flight requests", { signal: sig, timeout_seconds: timeoutS });
+    const timer = setTimeout(() => {
+      logger.log("warn", `shutdown timeout (${timeoutS}s) reached; closing the remaining connections`);
+      platform.exit(0);
+    }, timeoutS * 1000);
+    server.stop(true).then(
+      () => {
+        clearTimeout(timer);
+        logger.log("info", "stopped");
+        platform.exit(0);
+      },
+      (e) => {
+        clearTimeout(timer);
+        logger.log("error", "error while stopping the server", { error: (e as Error)?.message ?? String(e) });
+        platform.exit(1);
+      },
+    );
+  };
+  platform.onSignal("SIGTERM", () => shutdown("SIGTERM"));
+  platform.onSignal("SIGINT", () => shutdown("SIGINT"));
+
   logger.log("info", "config loaded", {
     config: path,
     strategy: config.routing.strategy,
@@ -103,14 +173,38 @@ export async function main(platform: Platform): Promise<void> {
     // no api_key, no header values; the endpoint without credentials or query string
     providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
-  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, runtime: platform.runtime });
+  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
 
-  const shutdown = async () => {
-    logger.log("info", "shutting down");
-    await server.stop(true);
-    platform.exit(0);
-  };
-  platform.onSignal("SIGTERM", shutdown);
-  platform.onSignal("SIGINT", shutdown);
-  void router;
+  await holder.start();
+}
+
+/** `failover-router healthcheck`: GET /health of a running router; exit 0 on 200, else 1. */
+async function healthcheck(platform: Platform, opts: CliOptions, path: string): Promise<void> {
+  let url = opts.url;
+  if (!url) {
+    // the port and host as `serve` would pick them; an unreadable config falls back to the defaults
+    let config: Config | undefined;
+    try {
+      config = await loadConfigFile(platform, path);
+    } catch { /* defaults */ }
+    let host = opts.host ?? platform.env.HOST ?? config?.server.host ?? "127.0.0.1";
+    if (host === "0.0.0.0" || host === "::" || host === "[::]" || host === "") host = "127.0.0.1";
+    if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`;
+    url = `http://${host}:${listenPort(opts, platform.env, config)}/health`;
+  }
+  let status = 0;
+  let detail: string;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    status = res.status;
+    detail = (await res.text()).slice(0, 500);
+  } catch (e) {
+    detail = (e as Error)?.message ?? String(e);
+  }
+  if (status === 200) {
+    platform.stdout(`healthy: ${url}`);
+    return;
+  }
+  platform.stderr(`unhealthy: ${url}: ${status ? `HTTP ${status} ` : ""}${detail}`);
+  platform.exit(1);
 }

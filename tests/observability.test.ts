@@ -465,6 +465,7 @@ providers:
       env,
       setEnv: (k, v) => void (env[k] = v),
       readTextFile: async (p) => (p === "obs-test.yaml" ? yaml : null),
+      stat: async () => null,
       serve(handler, { hostname, port }) {
         const gl = globalThis as any;
         if (gl.Bun) {

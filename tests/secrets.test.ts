@@ -82,6 +82,7 @@ logging: { level: debug }
       env,
       setEnv: (k, v) => void (env[k] = v),
       readTextFile: async (p) => (p === "secrets.yaml" ? yaml : null),
+      stat: async () => null,
       serve(handler, { hostname }) {
         const s = serve((req) => handler(req, { remoteAddr: "127.0.0.1" }));
         url = `http://127.0.0.1:${s.port}`;

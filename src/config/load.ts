@@ -74,7 +74,8 @@ export function parseConfig(text: string, env: Env = {}): Config {
   const problems: string[] = [];
   const expanded = expand(raw, env, [], problems);
   if (problems.length) throw new ConfigError(problems);
-  const result = ConfigSchema.safeParse(expanded);
+  // reportInput: zod 4 leaves issue.input out otherwise, and issueMessage needs it to tell "required" from a wrong type
+  const result = ConfigSchema.safeParse(expanded, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((i) => {
       // unrecognized_keys at a path: name the key itself in the path

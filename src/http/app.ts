@@ -13,6 +13,7 @@ import { observeRequests } from "../observability/http.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
+import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
 
@@ -28,6 +29,12 @@ export interface AppDeps {
   /** idempotency backend (default: in memory, bounded by idempotency.max_entries) */
   idempotencyStore?: IdempotencyStore;
   rateLimiter?: RateLimiter;
+  /** true while the server shuts down: every new request gets 503 (see src/server.ts) */
+  draining?(): boolean;
+  /** re-reads the config file and swaps it in (POST /admin/reload); absent when there is no file */
+  reload?(): Promise<ReloadResult>;
+  /** the `config` block of /health (src/reload.ts) */
+  configHealth?(): ConfigHealth;
 }
 
 type Env = AppEnv;
@@ -39,6 +46,7 @@ const ROUTE_METHODS: Record<string, string> = {
   "/health": "GET",
   "/stats": "GET",
   "/metrics": "GET",
+  "/admin/reload": "POST",
 };
 
 const ADMIN_RESET_RE = /^\/admin\/circuit\/[^/]+\/reset$/;
@@ -79,13 +87,13 @@ function isJsonType(ct: string): boolean {
 }
 
 /** Reads the body as JSON: 415 for a non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON. */
-function jsonBody(maxBytes: () => number): MiddlewareHandler<Env> {
+function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env> {
   return async (c, next) => {
     const ct = c.req.header("content-type");
     if (ct && !isJsonType(ct)) {
       return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
     }
-    const max = maxBytes();
+    const max = maxBytes(c);
     const tooLarge = () =>
       errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
     const declared = Number(c.req.header("content-length"));
@@ -163,7 +171,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID_RE.test(given) ? given : newRequestId();
     c.set("requestId", id);
-    await next();
+    if (deps.draining?.()) {
+      c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
+    } else {
+      // the Router in force when the request arrived: a config reload mid-request does not affect it
+      c.set("router", deps.router());
+      await next();
+    }
     c.res.headers.set("x-request-id", id);
   });
 
@@ -188,30 +202,44 @@ export function createApp(deps: AppDeps): Hono<Env> {
   };
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>
-    deps.router().handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
+    c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
 
   app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), idem, (c) =>
-    deps.router().handle("text", c.req.valid("json") as TextRequest, routed(c)));
+    c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
-  app.get("/v1/models", (c) => c.json(listModels(deps.router())));
+  app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));
 
   app.get("/health", (c) => {
-    const report = deps.router().healthReport();
-    return c.json(report, report.status === "down" ? 503 : 200);
+    const report = c.get("router").healthReport();
+    const body = deps.configHealth ? { ...report, config: deps.configHealth() } : report;
+    return c.json(body, report.status === "down" ? 503 : 200);
   });
 
   app.post("/admin/circuit/:provider/reset", (c) => {
     const name = c.req.param("provider");
-    const snapshot = deps.router().resetBreaker(name);
+    const snapshot = c.get("router").resetBreaker(name);
     if (!snapshot) {
       return errorResponse(404, { message: `unknown provider "${name.slice(0, 100)}"`, type: "invalid_request_error", param: "provider", code: "provider_not_found" });
     }
     return c.json({ provider: name, ...snapshot });
   });
 
-  app.get("/stats", (c) => c.json(obs.statsJson(deps.router())));
+  // Hot reload (src/reload.ts); the auth middleware guards every /admin/* path with the admin key.
+  app.post("/admin/reload", async (c) => {
+    if (!deps.reload) return errorResponse(404, { message: "config reload is not available (no config file)", type: "invalid_request_error", code: "not_found" });
+    const r = await deps.reload();
+    if (r.ok) return c.json({ status: "reloaded", loaded_at: r.loaded_at, strategy: r.strategy, chain: r.chain, providers: r.providers });
+    return errorResponse(r.status, {
+      message: r.message,
+      type: r.status === 400 ? "invalid_request_error" : "server_error",
+      code: r.status === 400 ? "invalid_config" : "reload_failed",
+      problems: r.problems,
+    });
+  });
 
-  app.get("/metrics", () => new Response(obs.metricsText(deps.router()), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
+  app.get("/stats", (c) => c.json(obs.statsJson(c.get("router"))));
+
+  app.get("/metrics", (c) => new Response(obs.metricsText(c.get("router")), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) ? "POST" : undefined);

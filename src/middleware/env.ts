@@ -1,6 +1,7 @@
 // The Hono environment of the app: what the platform passes to app.fetch (Bindings) and what the
 // middleware chain shares through the context (Variables).
 import type { Usage } from "../providers/types.ts";
+import type { Router } from "../routing/failover.ts";
 
 export type AppEnv = {
   Bindings: {
@@ -9,6 +10,8 @@ export type AppEnv = {
   };
   Variables: {
     requestId: string;
+    /** the Router in force when the request arrived (a reload mid-request does not change it) */
+    router: Router;
     /** set when the request was handed to the router (which then reports it to the observers itself) */
     routed: boolean;
     /** the authenticated key's name (the configured `name`, `api_keys[i]`, or "admin"); never the key itself. Unset when auth is off or the path is public. */
