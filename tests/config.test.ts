@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { ConfigError, parseConfig } from "../src/config/load.ts";
-import { ROOT } from "./helpers/proc.ts";
+import { ROOT } from "./helpers/process.ts";
 
 function problems(yaml: string, env: Record<string, string> = {}): string[] {
   try {
