@@ -113,7 +113,6 @@ export const ConfigSchema = z
       .strictObject({
         level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
         format: z.enum(["json", "pretty"]).default("json"),
-        log_bodies: z.boolean().default(false),
       })
       .prefault({}),
   })
