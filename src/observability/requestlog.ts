@@ -1,6 +1,7 @@
 // The one structured log line written per client request, and the redaction of configured secrets from the
 // only free text it carries (upstream failure reasons). Bodies and headers are never logged.
 import type { Config } from "../config/schema.ts";
+import { providerSecrets, redact } from "../providers/redact.ts";
 import type { AttemptRecord } from "../routing/failover.ts";
 
 const MAX_TEXT = 200;
@@ -15,10 +16,7 @@ export class Redactor {
   readonly #secrets: string[];
   constructor(config: Pick<Config, "providers"> & Partial<Pick<Config, "auth">>) {
     const s = new Set<string>();
-    for (const p of config.providers) {
-      if (p.api_key) s.add(p.api_key);
-      for (const v of Object.values(p.headers ?? {})) s.add(v);
-    }
+    for (const p of config.providers) for (const v of providerSecrets(p)) s.add(v);
     for (const k of config.auth?.api_keys ?? []) {
       if (typeof k === "string") s.add(k);
       else if ("key" in k) s.add(k.key);
@@ -29,8 +27,7 @@ export class Redactor {
   }
 
   redact(text: string): string {
-    for (const secret of this.#secrets) if (text.includes(secret)) text = text.split(secret).join("[REDACTED]");
-    return text;
+    return redact(text, this.#secrets);
   }
 }
 
