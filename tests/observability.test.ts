@@ -6,8 +6,7 @@ import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, runtime, startRouter, type RunningRouter } from "./helpers/router.ts";
 import { parseMetrics, scrape, value } from "./helpers/metrics.ts";
-import { main } from "../src/server.ts";
-import type { Platform, ServerHandle } from "../src/platform.ts";
+import { runMain } from "./helpers/platform.ts";
 
 const chat = (model: string, extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: "user", content: "hi" }], ...extra });
 const approx = (a: number, b: number, eps = 1e-9) => assert.ok(Math.abs(a - b) <= eps, `${a} != ${b}`);
@@ -437,14 +436,14 @@ providers: [{ name: f, type: openai, endpoint: "${f.url}/v1", default_model: m }
 describe("no secret in logs, /stats or /metrics", () => {
   const KEY = "sk-DISTINCTIVE-obs-test-key-7f3a9c41";
   const HEADER_SECRET = "hdr-DISTINCTIVE-secret-55e0b2";
-  let f: FakeServer, g: FakeServer, server: ServerHandle | undefined;
-  const out: string[] = [];
+  let f: FakeServer, g: FakeServer;
+  let stopMain = async () => {};
   before(async () => {
     f = await startOpenAIFake();
     g = await startOpenAIFake();
   });
   after(async () => {
-    await server?.stop(false);
+    await stopMain();
     await f.stop();
     await g.stop();
   });
@@ -457,35 +456,9 @@ providers:
   - { name: f, type: openai, endpoint: "${f.url}/v1", api_key: "\${OBS_TEST_KEY}", headers: { x-extra-auth: "${HEADER_SECRET}" }, default_model: m }
   - { name: g, type: openai, endpoint: "${g.url}/v1", default_model: m }
 `;
-    const env: Record<string, string | undefined> = { OBS_TEST_KEY: KEY };
-    const platform: Platform = {
-      runtime,
-      runtimeVersion: "test",
-      args: ["--config", "obs-test.yaml"],
-      env,
-      setEnv: (k, v) => void (env[k] = v),
-      readTextFile: async (p) => (p === "obs-test.yaml" ? yaml : null),
-      stat: async () => null,
-      serve(handler, { hostname, port }) {
-        const gl = globalThis as any;
-        if (gl.Bun) {
-          const s = gl.Bun.serve({ hostname, port, fetch: (req: Request) => handler(req, {}) });
-          server = { port: s.port, hostname, stop: async () => void s.stop(true) };
-        } else {
-          const s = gl.Deno.serve({ hostname, port, onListen() {} }, (req: Request) => handler(req, {}));
-          server = { port: s.addr.port, hostname, stop: () => s.shutdown() };
-        }
-        return server;
-      },
-      onSignal() {},
-      exit(code) {
-        throw new Error(`exit ${code}: ${out.join("\n")}`);
-      },
-      stdout: (line) => void out.push(line),
-      stderr: (line) => void out.push(line),
-    };
-    await main(platform);
-    const url = `http://127.0.0.1:${server!.port}`;
+    const running = await runMain({ args: ["--config", "obs-test.yaml"], files: { "obs-test.yaml": yaml }, env: { OBS_TEST_KEY: KEY } });
+    stopMain = running.stop;
+    const { url, out } = running;
     assert.ok(out.some((l) => l.includes("listening on")), "start-up log");
     const startup = json(out).find((l) => l.msg === "config loaded");
     assert.deepEqual(startup.chain, ["f", "g"]);

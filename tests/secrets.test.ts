@@ -2,10 +2,8 @@
 // headers, SSE events, errors, or its log lines, even when an upstream echoes its key back.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { Platform } from "../src/platform.ts";
-import { main } from "../src/server.ts";
+import { runMain } from "./helpers/platform.ts";
 import { FakeServer } from "./fakes/common.ts";
-import { runtime, serve } from "./helpers/router.ts";
 
 const PROVIDER_A = "sk-PROVIDERCANARY-a-7f3a9c1e5b2d";
 const PROVIDER_B = "sk-PROVIDERCANARY-b-0c4e8a2f6d1b";
@@ -59,7 +57,7 @@ describe("secrets never leak", () => {
   let up: Awaited<ReturnType<typeof startEchoUpstream>>;
   let url = "";
   let stopServer: () => Promise<void> = async () => {};
-  const logs: string[] = [];
+  let logs: string[] = [];
 
   before(async () => {
     up = await startEchoUpstream();
@@ -74,29 +72,14 @@ auth:
 rate_limit: { enabled: true, burst: 1000 }
 logging: { level: debug }
 `;
-    const env: Record<string, string | undefined> = { PROVIDER_A_KEY: PROVIDER_A, PROVIDER_B_KEY: PROVIDER_B, ROUTER_API_KEY: CLIENT, ROUTER_ADMIN_KEY: ADMIN };
-    const platform: Platform = {
-      runtime,
-      runtimeVersion: "test",
+    const running = await runMain({
       args: ["serve", "--config", "secrets.yaml", "--host", "127.0.0.1", "--port", "0"],
-      env,
-      setEnv: (k, v) => void (env[k] = v),
-      readTextFile: async (p) => (p === "secrets.yaml" ? yaml : null),
-      stat: async () => null,
-      serve(handler, { hostname }) {
-        const s = serve((req) => handler(req, { remoteAddr: "127.0.0.1" }));
-        url = `http://127.0.0.1:${s.port}`;
-        stopServer = s.stop;
-        return { port: s.port, hostname, stop: () => s.stop() };
-      },
-      onSignal() {},
-      exit(code) {
-        throw new Error(`exit ${code}: ${logs.join("\n")}`);
-      },
-      stdout: (l) => void logs.push(l),
-      stderr: (l) => void logs.push(l),
-    };
-    await main(platform);
+      files: { "secrets.yaml": yaml },
+      env: { PROVIDER_A_KEY: PROVIDER_A, PROVIDER_B_KEY: PROVIDER_B, ROUTER_API_KEY: CLIENT, ROUTER_ADMIN_KEY: ADMIN },
+    });
+    url = running.url;
+    stopServer = running.stop;
+    logs = running.out;
     assert.ok(url, "main() started serving");
   });
   after(async () => {
