@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { failureFromResponse, postJson, protocolFailure, sseEvents } from "./shared.ts";
+import { failureFromResponse, postJson, protocolFailure, SseParser, type SseEvent } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 
@@ -54,35 +54,61 @@ function readUsage(u: any): Usage | undefined {
   return { prompt_tokens: p, completion_tokens: c, total_tokens: Number(u.total_tokens) || p + c };
 }
 
+/**
+ * The upstream SSE body as StreamEvents. One generator reads, decodes and parses (SseParser) in place: no
+ * stacked line/event generators, one JSON.parse per chunk to learn content/usage/error, and the chunk's own
+ * text is forwarded (never re-serialised).
+ */
 async function* passthrough(body: ReadableStream<Uint8Array>, kind: "chat" | "text", includeUsage: boolean): AsyncGenerator<StreamEvent, void, undefined> {
-  for await (const ev of sseEvents(body)) {
-    const data = ev.data;
-    if (data === "[DONE]") return;
-    let chunk: any;
-    try {
-      chunk = JSON.parse(data);
-    } catch {
-      throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
-    }
-    if (chunk?.error) {
-      const e = chunk.error;
-      throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
-    }
-    const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
-    const choice = chunk.choices?.[0];
-    let content = false;
-    if (choice) {
-      if (choice.finish_reason) content = true;
-      else if (kind === "text") content = typeof choice.text === "string" && choice.text.length > 0;
-      else {
-        const d = choice.delta;
-        content = !!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
-          (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0));
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  const out: SseEvent[] = [];
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) {
+        parser.push(decoder.decode(), out);
+        parser.end(out);
+      } else parser.push(decoder.decode(value, { stream: true }), out);
+      for (let i = 0; i < out.length; i++) {
+        const data = out[i].data;
+        if (data === "[DONE]") return;
+        yield toEvent(data, kind, includeUsage);
       }
+      out.length = 0;
+      if (done) break;
     }
-    // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
-    const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
-    yield { data: drop ? null : data, content, usage };
+  } finally {
+    reader.cancel().catch(() => {});
   }
   throw new UpstreamStreamError("upstream stream ended before [DONE]");
+}
+
+function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean): StreamEvent {
+  let chunk: any;
+  try {
+    chunk = JSON.parse(data);
+  } catch {
+    throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
+  }
+  if (chunk?.error) {
+    const e = chunk.error;
+    throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
+  }
+  const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
+  const choice = chunk.choices?.[0];
+  let content = false;
+  if (choice) {
+    if (choice.finish_reason) content = true;
+    else if (kind === "text") content = typeof choice.text === "string" && choice.text.length > 0;
+    else {
+      const d = choice.delta;
+      content = !!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
+        (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0));
+    }
+  }
+  // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
+  const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
+  return { data: drop ? null : data, content, usage };
 }
