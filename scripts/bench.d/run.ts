@@ -40,10 +40,11 @@ type LegName = (typeof ALL_LEGS)[number];
 const LEGS = opt("--legs", SMOKE ? "direct,bun,deno" : ALL_LEGS.join(",")).split(",").filter(Boolean) as LegName[];
 for (const l of LEGS) if (!ALL_LEGS.includes(l)) fail(`unknown leg ${l} (legs: ${ALL_LEGS.join(", ")})`);
 if (!LEGS.includes("direct")) LEGS.unshift("direct"); // overheads need the baseline
-const DURATION = Number(opt("--duration", SMOKE ? "1" : "10"));
+const DURATION = Math.max(1, Math.round(Number(opt("--duration", SMOKE ? "1" : "10"))));
+const CLIENT_SECS = SMOKE ? 0.3 : DURATION; // fixed-rate and stream runs
 const CONNS = opt("--conns", SMOKE ? "16" : "1,16,64").split(",").map(Number);
 const RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
-const OPEN_STREAMS = Number(opt("--streams", SMOKE ? "50" : "1000"));
+const OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
 const STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
 const WARMUP_S = SMOKE ? 0 : Math.min(2, DURATION / 4);
 const WRITE_DOCS = flag("--write-docs");
@@ -112,6 +113,19 @@ async function waitReady(url: string, p: Proc, name: string, timeoutMs = 30000) 
   throw new Error(`${name} did not answer ${url} within ${timeoutMs / 1000}s`);
 }
 
+const CLK_TCK = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
+/** CPU time (user + system, all threads) of a process in microseconds. */
+function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+    return ((Number(f[11]) + Number(f[12])) / CLK_TCK) * 1e6; // utime, stime
+  } catch {
+    return NaN;
+  }
+}
+
 function procStatus(pid: number): { rss: number; hwm: number } | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -140,7 +154,7 @@ const lastJson = (text: string, prefix = "") => {
 };
 
 // ---------- load generators ----------
-interface WrkResult { rps: number; p50: number; p99: number; p999: number; requests: number; errors: number }
+interface WrkResult { rps: number; p50: number; p99: number; p999: number; requests: number; errors: number; cpu_us?: number; upstream_cpu_us?: number }
 async function wrk(url: string, conns: number, secs: number, body: string, headers: string, idem: boolean): Promise<WrkResult> {
   const threads = Math.min(conns, 2);
   const r = await run(["wrk", `-t${threads}`, `-c${conns}`, `-d${secs}s`, "--timeout", "10s", "-s", join(HERE, "post.lua"), url], {
@@ -238,7 +252,16 @@ interface LegResult {
   hold?: { requested: number; max_open: number; completed: number; errors: number; firstError: string; peak_rss: number; hwm: number; idle_hwm: number; open_ms?: number; note?: string };
 }
 
-async function measureLeg(leg: Leg, upstream: string): Promise<LegResult> {
+/** wrk plus the CPU time per request of the gateway process and of the upstream (robust on a shared machine). */
+async function wrkCpu(pid: number | undefined, upPid: number, ...args: Parameters<typeof wrk>): Promise<WrkResult> {
+  const c0 = cpuMicros(pid), u0 = cpuMicros(upPid);
+  const w = await wrk(...args);
+  w.cpu_us = (cpuMicros(pid) - c0) / w.requests;
+  w.upstream_cpu_us = (cpuMicros(upPid) - u0) / w.requests;
+  return w;
+}
+
+async function measureLeg(leg: Leg, upstream: string, upPid: number): Promise<LegResult> {
   const res: LegResult = { name: leg.name, label: leg.label, ok: true, problems: [], wrk: {} };
   const problem = (p: string) => {
     res.ok = false;
@@ -260,57 +283,61 @@ async function measureLeg(leg: Leg, upstream: string): Promise<LegResult> {
       return res;
     }
     if (proc) {
-      await sleep(SMOKE ? 100 : 1000);
+      await sleep(SMOKE ? 50 : 1000);
       const s = procStatus(proc.pid)!;
       res.mem = { idle_hwm: s.hwm, idle_rss: s.rss, load_hwm: NaN };
     }
     if (WARMUP_S) await wrk(url, 16, WARMUP_S, BODY, leg.headers, leg.idempotency);
     for (const c of CONNS) {
       log(`  ${leg.name}: wrk ${c} connections, ${DURATION}s`);
-      const w = await wrk(url, c, DURATION, BODY, leg.headers, leg.idempotency);
+      const w = await wrkCpu(proc?.pid, upPid, url, c, DURATION, BODY, leg.headers, leg.idempotency);
       res.wrk[c] = w;
       if (w.errors) problem(`wrk c=${c}: ${w.errors} errors of ${w.requests}`);
       if (w.requests === 0) problem(`wrk c=${c}: no request completed`);
     }
     if (!SMOKE) {
       log(`  ${leg.name}: wrk streaming, 16 connections, ${DURATION}s`);
-      const w = await wrk(url, 16, DURATION, STREAM_BODY, leg.headers, leg.idempotency);
+      const w = await wrkCpu(proc?.pid, upPid, url, 16, DURATION, STREAM_BODY, leg.headers, leg.idempotency);
       res.wrkStream = w;
       if (w.errors) problem(`wrk stream: ${w.errors} errors of ${w.requests}`);
     }
-    log(`  ${leg.name}: fixed rate ${RATE} req/s, ${DURATION + (WARMUP_S ? 1 : 0)}s`);
-    const rate = await client("rate", [url, RATE, DURATION + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
+    log(`  ${leg.name}: fixed rate ${RATE} req/s, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
+    const rate = await client("rate", [url, RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
     res.rate = rate.json;
     if (rate.json.errors) problem(`fixed rate: ${rate.json.errors} errors (${rate.json.firstError})`);
-    log(`  ${leg.name}: ${STREAM_CONC} concurrent paced streams, ${DURATION + (WARMUP_S ? 1 : 0)}s`);
-    const st = await client("stream", [url, STREAM_CONC, DURATION + (WARMUP_S ? 1 : 0)], leg.headers);
+    log(`  ${leg.name}: ${STREAM_CONC} concurrent paced streams, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
+    const st = await client("stream", [url, STREAM_CONC, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers);
     res.stream = st.json;
     if (st.json.errors) problem(`streams: ${st.json.errors} errors (${st.json.firstError})`);
     if (proc && res.mem) res.mem.load_hwm = procStatus(proc.pid)!.hwm;
+    // smoke: the open-streams check runs on this process (no second start)
+    if (SMOKE && proc) await measureHold(leg, upstream, res, problem, {}, started);
   } catch (e) {
     problem(`failed: ${(e as Error).message}`);
   } finally {
     if (proc) await stopProc(proc);
   }
-  if (leg.name !== "direct" && !leg.name.endsWith("-features")) await measureHold(leg, upstream, res, problem);
+  if (!SMOKE && leg.name !== "direct" && !leg.name.endsWith("-features")) await measureHold(leg, upstream, res, problem);
   return res;
 }
 
 /** A fresh process: idle RSS, then N streams held open at once; peak RSS while they are open. */
-async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: (p: string) => void, env: Record<string, string> = {}) {
+async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: (p: string) => void, env: Record<string, string> = {}, running?: { proc?: Proc; url: string }) {
   log(`  ${leg.name}: ${OPEN_STREAMS} open streams${env.BUN_CONFIG_MAX_HTTP_REQUESTS ? ` (BUN_CONFIG_MAX_HTTP_REQUESTS=${env.BUN_CONFIG_MAX_HTTP_REQUESTS})` : ""}`);
   let started: { proc?: Proc; url: string };
   try {
-    started = await leg.start(upstream, env);
+    started = running ?? await leg.start(upstream, env);
   } catch (e) {
     problem(`hold: did not start: ${(e as Error).message}`);
     return;
   }
   const { proc, url } = started;
   try {
-    const chk = await client("check", [url], leg.headers);
-    if (!chk.json.ok) return problem(`hold: check failed: ${chk.json.problems.join("; ")}`);
-    await sleep(SMOKE ? 100 : 1000);
+    if (!running) {
+      const chk = await client("check", [url], leg.headers);
+      if (!chk.json.ok) return problem(`hold: check failed: ${chk.json.problems.join("; ")}`);
+      await sleep(1000);
+    }
     const idle = procStatus(proc!.pid)!;
     let peak = idle.rss;
     const holdSecs = SMOKE ? 10 : 30;
@@ -351,7 +378,7 @@ async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: 
   } catch (e) {
     problem(`hold failed: ${(e as Error).message}`);
   } finally {
-    if (proc) await stopProc(proc);
+    if (proc && !running) await stopProc(proc);
   }
 }
 
@@ -392,21 +419,35 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
     out.push("");
   };
   const ok = results.filter((r) => r.wrk && Object.keys(r.wrk).length);
+  if (SMOKE) {
+    // a short table: the smoke run only proves every leg answers correctly end to end
+    table(["leg", "checks", `req/s c=${CONNS.join(",")}`, `${RATE} req/s p50 ms`, "stream TTFB p50 ms", "chunks batched", "RSS idle / streams MB"], results.map((r) => [
+      r.label, r.ok ? "ok" : `**FAILED**`, CONNS.map((c) => (r.wrk[c] ? Math.round(r.wrk[c].rps) : "-")).join(" / "), r1(r.rate?.latency_ms?.p50),
+      r1(r.stream?.ttfb_ms?.p50), r.stream?.events ? `${r.stream.batched_events}/${r.stream.events}` : "-",
+      r.mem ? `${r1(r.mem.idle_hwm)} / ${r1(r.hold?.peak_rss)}` : "-",
+    ]));
+    if (!results.every((r) => r.ok)) {
+      out.push("Problems:");
+      for (const r of results) for (const p of r.problems) out.push(`- ${r.label}: ${p}`);
+    }
+    return { text: out.join("\n"), failed: !results.every((r) => r.ok), targets: [] };
+  }
 
   out.push(`### Throughput, fixed concurrency (wrk, ${DURATION}s per run, non-streaming)`, "");
   table(
-    ["leg", ...CONNS.flatMap((c) => [`req/s c=${c}`, `p50 / p99 ms c=${c}`]), `vs direct c=${CONNS[CONNS.length - 1]}`, ...(by("portkey") ? ["vs Portkey"] : [])],
+    ["leg", ...CONNS.flatMap((c) => [`req/s c=${c}`, `p50 / p99 ms c=${c}`]), `vs direct c=${CONNS[CONNS.length - 1]}`, ...(by("portkey") ? ["vs Portkey"] : []), `gateway CPU µs/req c=${CONNS[CONNS.length - 1]}`],
     ok.map((r) => {
       const last = CONNS[CONNS.length - 1];
       const vs = direct?.wrk[last] ? r.wrk[last].rps / direct.wrk[last].rps : NaN;
       const vp = by("portkey")?.wrk[last] ? r.wrk[last].rps / by("portkey")!.wrk[last].rps : NaN;
-      return [r.label, ...CONNS.flatMap((c) => [r.wrk[c] ? Math.round(r.wrk[c].rps) : "-", r.wrk[c] ? `${r1(r.wrk[c].p50)} / ${r1(r.wrk[c].p99)}` : "-"]), `${(vs * 100).toFixed(0)}%`, ...(by("portkey") ? [`${vp.toFixed(2)}x`] : [])];
+      return [r.label, ...CONNS.flatMap((c) => [r.wrk[c] ? Math.round(r.wrk[c].rps) : "-", r.wrk[c] ? `${r1(r.wrk[c].p50)} / ${r1(r.wrk[c].p99)}` : "-"]), `${(vs * 100).toFixed(0)}%`, ...(by("portkey") ? [`${vp.toFixed(2)}x`] : []), r.name === "direct" ? `(upstream ${r1(r.wrk[last]?.upstream_cpu_us)})` : r1(r.wrk[last]?.cpu_us)];
     }),
   );
   if (ok.some((r) => r.wrkStream)) {
     out.push("### Streaming throughput (wrk, 16 connections, 20-chunk streams written back to back)", "");
-    table(["leg", "streams/s", "p50 / p99 ms", "vs direct"], ok.filter((r) => r.wrkStream).map((r) => [
+    table(["leg", "streams/s", "p50 / p99 ms", "vs direct", "gateway CPU µs/stream"], ok.filter((r) => r.wrkStream).map((r) => [
       r.label, Math.round(r.wrkStream!.rps), `${r1(r.wrkStream!.p50)} / ${r1(r.wrkStream!.p99)}`, direct?.wrkStream ? `${((r.wrkStream!.rps / direct.wrkStream.rps) * 100).toFixed(0)}%` : "-",
+      r.name === "direct" ? `(upstream ${r1(r.wrkStream!.upstream_cpu_us)})` : r1(r.wrkStream!.cpu_us),
     ]));
   }
   const withRate = results.filter((r) => r.rate);
@@ -612,7 +653,7 @@ async function profile(runtime: string, upstream: string) {
 // ---------- main ----------
 async function main() {
   const upPort = await freePort();
-  const up = spawn("upstream", [BUN, join(HERE, "upstream.ts"), "--port", String(upPort)], { HOLD_MS: SMOKE ? "1500" : "8000" });
+  const up = spawn("upstream", [BUN, join(HERE, "upstream.ts"), "--port", String(upPort)], { HOLD_MS: SMOKE ? "300" : "8000" });
   const upstream = `http://127.0.0.1:${upPort}`;
   await waitReady(`${upstream}/health`, up, "upstream");
   if (PROFILE) {
@@ -626,7 +667,7 @@ async function main() {
   const results: LegResult[] = [];
   for (const name of LEGS) {
     log(`leg ${name}`);
-    results.push(await measureLeg(makeLeg(name), upstream));
+    results.push(await measureLeg(makeLeg(name), upstream, up.pid));
   }
   await stopProc(up);
   const { text, failed } = report(results, m);
