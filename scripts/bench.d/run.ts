@@ -9,10 +9,12 @@
 //   --legs a,b,...          direct,bun,deno,portkey,bun-features,deno-features (default: all)
 //   --duration S            seconds per wrk run, fixed-rate run and stream run (default 10)
 //   --conns 1,16,64         wrk concurrency levels (default 1,16,64)
-//   --rate R                fixed-rate requests/s (default 1000)
+//   --rate R                fixed-rate requests/s (default 1000; the targets use it)
+//   --low-rate R            a second fixed-rate run (default 200, 0: none), below Portkey's saturation point
 //   --streams N             concurrently open streams for the memory test (default 1000)
 //   --stream-conc C         concurrent paced streams for the TTFB / chunk-delay run (default 16)
 //   --write-docs            replace the results section of docs/benchmarks.md
+//   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
 //                           during a wrk run (non-streaming + streaming) and print the top self-time functions
 // Environment from scripts/bench: BENCH_ROUTER_BIN (compiled router), BENCH_PORTKEY_DIR (Portkey install).
@@ -40,13 +42,14 @@ type LegName = (typeof ALL_LEGS)[number];
 const LEGS = opt("--legs", SMOKE ? "direct,bun,deno" : ALL_LEGS.join(",")).split(",").filter(Boolean) as LegName[];
 for (const l of LEGS) if (!ALL_LEGS.includes(l)) fail(`unknown leg ${l} (legs: ${ALL_LEGS.join(", ")})`);
 if (!LEGS.includes("direct")) LEGS.unshift("direct"); // overheads need the baseline
-const DURATION = Math.max(1, Math.round(Number(opt("--duration", SMOKE ? "1" : "10"))));
+let DURATION = Math.max(1, Math.round(Number(opt("--duration", SMOKE ? "1" : "10"))));
 const CLIENT_SECS = SMOKE ? 0.3 : DURATION; // fixed-rate and stream runs
-const CONNS = opt("--conns", SMOKE ? "16" : "1,16,64").split(",").map(Number);
-const RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
-const OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
-const STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
-const WARMUP_S = SMOKE ? 0 : Math.min(2, DURATION / 4);
+let CONNS = opt("--conns", SMOKE ? "16" : "1,16,64").split(",").map(Number);
+let RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
+let LOW_RATE = Number(opt("--low-rate", SMOKE ? "0" : "200")); // a second fixed rate (0: none), below Portkey's saturation
+let OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
+let STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
+const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
 const PROFILE = opt("--profile", "");
 const ROUTER_BIN = process.env.BENCH_ROUTER_BIN ?? join(BENCH_DIR, "router-bun");
@@ -168,7 +171,7 @@ async function wrk(url: string, conns: number, secs: number, body: string, heade
 
 async function client(mode: string, args: (string | number)[], headers: string, extraEnv: Record<string, string> = {}) {
   const r = await run([BUN, join(HERE, "client.ts"), mode, ...args.map(String)], {
-    BENCH_HEADERS: headers, BENCH_WARMUP_S: String(WARMUP_S ? 1 : 0), BUN_CONFIG_MAX_HTTP_REQUESTS: "65536", ...extraEnv,
+    BENCH_HEADERS: headers, BENCH_WARMUP_S: String(WARMUP_S ? 1 : 0), BUN_CONFIG_MAX_HTTP_REQUESTS: "16384", ...extraEnv,
   });
   return { code: r.code, json: lastJson(r.out), out: r.out, err: r.err };
 }
@@ -247,6 +250,7 @@ interface LegResult {
   wrk: Record<string, WrkResult>;
   wrkStream?: WrkResult;
   rate?: any;
+  rateLow?: any;
   stream?: any;
   mem?: { idle_hwm: number; idle_rss: number; load_hwm: number };
   hold?: { requested: number; max_open: number; completed: number; errors: number; firstError: string; peak_rss: number; hwm: number; idle_hwm: number; open_ms?: number; note?: string };
@@ -305,6 +309,12 @@ async function measureLeg(leg: Leg, upstream: string, upPid: number): Promise<Le
     const rate = await client("rate", [url, RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
     res.rate = rate.json;
     if (rate.json.errors) problem(`fixed rate: ${rate.json.errors} errors (${rate.json.firstError})`);
+    if (LOW_RATE) {
+      log(`  ${leg.name}: fixed rate ${LOW_RATE} req/s, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
+      const low = await client("rate", [url, LOW_RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
+      res.rateLow = low.json;
+      if (low.json.errors) problem(`fixed rate ${LOW_RATE}: ${low.json.errors} errors (${low.json.firstError})`);
+    }
     log(`  ${leg.name}: ${STREAM_CONC} concurrent paced streams, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
     const st = await client("stream", [url, STREAM_CONC, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers);
     res.stream = st.json;
@@ -342,7 +352,7 @@ async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: 
     let peak = idle.rss;
     const holdSecs = SMOKE ? 10 : 30;
     const c = Bun.spawn([BUN, join(HERE, "client.ts"), "hold", url, String(OPEN_STREAMS), String(holdSecs)], {
-      cwd: ROOT, env: { ...process.env, BENCH_HEADERS: leg.headers, BUN_CONFIG_MAX_HTTP_REQUESTS: "65536" }, stdout: "pipe", stderr: "pipe",
+      cwd: ROOT, env: { ...process.env, BENCH_HEADERS: leg.headers, BUN_CONFIG_MAX_HTTP_REQUESTS: "16384" }, stdout: "pipe", stderr: "pipe",
     });
     children.add(c);
     let sampling = true;
@@ -368,7 +378,7 @@ async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: 
       log(`  ${leg.name}: ${res.hold.note}`);
       await stopProc(proc!);
       const first = res.hold;
-      await measureHold(leg, upstream, res, problem, { BUN_CONFIG_MAX_HTTP_REQUESTS: "65536" });
+      await measureHold(leg, upstream, res, problem, { BUN_CONFIG_MAX_HTTP_REQUESTS: "16384" });
       (res as any).hold_default = first;
       return;
     }
@@ -450,13 +460,15 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
       r.name === "direct" ? `(upstream ${r1(r.wrkStream!.upstream_cpu_us)})` : r1(r.wrkStream!.cpu_us),
     ]));
   }
-  const withRate = results.filter((r) => r.rate);
-  if (withRate.length) {
-    out.push(`### Latency at a fixed ${RATE} req/s (open loop, non-streaming; overhead = leg - direct)`, "");
-    const d = direct?.rate?.latency_ms;
+  for (const [key, rate] of [["rate", RATE], ["rateLow", LOW_RATE]] as const) {
+    const withRate = results.filter((r) => r[key]);
+    if (!withRate.length) continue;
+    out.push(`### Latency at a fixed ${rate} req/s (open loop, non-streaming; overhead = leg - direct)`, "");
+    const d = direct?.[key]?.latency_ms;
     table(["leg", "achieved req/s", "p50 ms", "p99 ms", "p99.9 ms", "overhead p50 ms", "overhead p99 ms"], withRate.map((r) => {
-      const l = r.rate.latency_ms;
-      return [r.label, r1(r.rate.achieved_rps), r1(l.p50), r1(l.p99), r1(l.p999), r.name === "direct" ? "-" : r1(l.p50 - d.p50), r.name === "direct" ? "-" : r1(l.p99 - d.p99)];
+      const l = r[key].latency_ms;
+      const sat = r[key].achieved_rps < 0.95 * rate ? " (saturated)" : "";
+      return [r.label, r1(r[key].achieved_rps) + sat, r1(l.p50), r1(l.p99), r1(l.p999), r.name === "direct" ? "-" : r1(l.p50 - d.p50), r.name === "direct" ? "-" : r1(l.p99 - d.p99)];
     }));
   }
   const withStream = results.filter((r) => r.stream?.ttfb_ms?.n);
@@ -510,8 +522,12 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
     check(`overhead at ${RATE} req/s p99 <= 3 ms`, oh99 <= 3, `${r1(oh99)} ms`);
     if (r.wrk[last] && direct.wrk[last]) check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${((r.wrk[last].rps / direct.wrk[last].rps) * 100).toFixed(0)}%`);
     if (pk?.rate && pk.wrk[last] && r.wrk[last]) {
-      const p50 = pk.rate.latency_ms.p50 - direct.rate.latency_ms.p50, p99 = pk.rate.latency_ms.p99 - direct.rate.latency_ms.p99;
-      check("overhead >= 2x lower than Portkey (p50, p99)", p50 >= 2 * oh50 && p99 >= 2 * oh99, `Portkey ${r1(p50)} / ${r1(p99)} ms vs ${r1(oh50)} / ${r1(oh99)} ms`);
+      for (const [key, rate] of [["rate", RATE], ["rateLow", LOW_RATE]] as const) {
+        if (!pk[key] || !r[key] || !direct[key]) continue;
+        const d = direct[key].latency_ms, me = r[key].latency_ms, p = pk[key].latency_ms;
+        const p50 = p.p50 - d.p50, p99 = p.p99 - d.p99, m50 = me.p50 - d.p50, m99 = me.p99 - d.p99;
+        check(`overhead at ${rate} req/s >= 2x lower than Portkey (p50, p99)`, p50 >= 2 * m50 && p99 >= 2 * m99, `Portkey ${r1(p50)} / ${r1(p99)} ms vs ${r1(m50)} / ${r1(m99)} ms`);
+      }
       check(`throughput c=${last} higher than Portkey`, r.wrk[last].rps > pk.wrk[last].rps, `${(r.wrk[last].rps / pk.wrk[last].rps).toFixed(2)}x`);
     }
     if (r.stream?.ttfb_ms?.n && direct.stream?.ttfb_ms?.n) {
@@ -522,6 +538,8 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
     }
     if (r.hold) {
       check("RSS idle <= 80 MB", r.hold.idle_hwm <= 80, `${r1(r.hold.idle_hwm)} MB`);
+      const hd = (r as any).hold_default;
+      if (hd) check(`${OPEN_STREAMS} streams open at once, as shipped`, hd.max_open >= OPEN_STREAMS, `${hd.max_open} (${hd.note})`);
       check(`RSS with ${OPEN_STREAMS} open streams <= 250 MB`, r.hold.peak_rss <= 250 && r.hold.max_open >= OPEN_STREAMS, `${r1(r.hold.peak_rss)} MB${r.hold.note ? ` (${r.hold.note})` : ""}`);
     }
   }
@@ -651,7 +669,24 @@ async function profile(runtime: string, upstream: string) {
 }
 
 // ---------- main ----------
+function benchCommand(): string {
+  const rest = argv.filter((a) => a !== "--write-docs");
+  return rest.length ? `npm run bench -- ${rest.join(" ")}` : "npm run bench";
+}
+
+/** --from FILE: render the tables (and --write-docs) again from a saved results JSON, without measuring. */
+function fromSaved(file: string) {
+  const saved = JSON.parse(readFileSync(file, "utf8"));
+  ({ DURATION, CONNS, RATE, OPEN_STREAMS, STREAM_CONC } = saved.options);
+  LOW_RATE = saved.options.LOW_RATE ?? 0;
+  const { text, failed } = report(saved.results, saved.machine);
+  console.log(text);
+  if (WRITE_DOCS) writeDocs(text, saved.command ?? "npm run bench");
+  process.exit(failed ? 1 : 0);
+}
+
 async function main() {
+  if (opt("--from", "")) return fromSaved(opt("--from", ""));
   const upPort = await freePort();
   const up = spawn("upstream", [BUN, join(HERE, "upstream.ts"), "--port", String(upPort)], { HOLD_MS: SMOKE ? "300" : "8000" });
   const upstream = `http://127.0.0.1:${upPort}`;
@@ -672,10 +707,10 @@ async function main() {
   await stopProc(up);
   const { text, failed } = report(results, m);
   mkdirSync(BENCH_DIR, { recursive: true });
-  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, options: { DURATION, CONNS, RATE, OPEN_STREAMS, STREAM_CONC }, results }, null, 2));
+  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, command: benchCommand(), options: { DURATION, CONNS, RATE, LOW_RATE, OPEN_STREAMS, STREAM_CONC }, results }, null, 2));
   console.log(text);
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-  if (WRITE_DOCS) writeDocs(text, `npm run bench -- ${argv.filter((a) => a !== "--write-docs").join(" ")}`.trim());
+  if (WRITE_DOCS) writeDocs(text, benchCommand());
   if (SMOKE) console.log(failed ? "bench smoke: FAILED" : "bench smoke: OK");
   process.exit(failed ? 1 : 0);
 }
