@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseEvents, usageOf } from "./shared.ts";
+import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, SseParser, usageOf, type SseEvent } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -55,53 +55,78 @@ function readUsage(u: any): Usage | undefined {
   return { prompt_tokens: p, completion_tokens: c, total_tokens: Number(u.total_tokens) || p + c };
 }
 
+/**
+ * The upstream SSE body as StreamEvents. One generator reads, decodes and parses (SseParser) in place: no
+ * stacked line/event generators, one JSON.parse per chunk to learn content/usage/error, and the chunk's own
+ * text is forwarded (never re-serialised). For an upstream that sends no usage chunk, the characters generated
+ * are counted and an estimated usage is reported at [DONE].
+ */
 async function* passthrough(
   body: ReadableStream<Uint8Array>,
   kind: "chat" | "text",
   includeUsage: boolean,
   promptTokens: () => number,
 ): AsyncGenerator<StreamEvent, void, undefined> {
-  // for an upstream that sends no usage chunk: count the characters generated to estimate the tokens
-  let sawUsage = false;
-  let chars = 0;
-  for await (const ev of sseEvents(body)) {
-    const data = ev.data;
-    if (data === "[DONE]") {
-      if (!sawUsage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(chars), true) };
-      return;
-    }
-    let chunk: any;
-    try {
-      chunk = JSON.parse(data);
-    } catch {
-      throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
-    }
-    if (chunk?.error) {
-      const e = chunk.error;
-      throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
-    }
-    const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
-    if (usage) sawUsage = true;
-    const choice = chunk.choices?.[0];
-    let content = false;
-    if (choice) {
-      if (kind === "text") {
-        if (typeof choice.text === "string") chars += choice.text.length;
-        content = !!choice.finish_reason || (typeof choice.text === "string" && choice.text.length > 0);
-      } else {
-        const d = choice.delta;
-        if (d) {
-          if (typeof d.content === "string") chars += d.content.length;
-          if (typeof d.reasoning_content === "string") chars += d.reasoning_content.length;
-          if (Array.isArray(d.tool_calls)) for (const t of d.tool_calls) if (typeof t?.function?.arguments === "string") chars += t.function.arguments.length;
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  const out: SseEvent[] = [];
+  const seen = { usage: false, chars: 0 };
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) {
+        parser.push(decoder.decode(), out);
+        parser.end(out);
+      } else parser.push(decoder.decode(value, { stream: true }), out);
+      for (let i = 0; i < out.length; i++) {
+        const data = out[i].data;
+        if (data === "[DONE]") {
+          if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
+          return;
         }
-        content = !!choice.finish_reason || (!!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
-          (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0)));
+        yield toEvent(data, kind, includeUsage, seen);
       }
+      out.length = 0;
+      if (done) break;
     }
-    // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
-    const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
-    yield { data: drop ? null : data, content, usage };
+  } finally {
+    reader.cancel().catch(() => {});
   }
   throw new UpstreamStreamError("upstream stream ended before [DONE]");
+}
+
+function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: { usage: boolean; chars: number }): StreamEvent {
+  let chunk: any;
+  try {
+    chunk = JSON.parse(data);
+  } catch {
+    throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
+  }
+  if (chunk?.error) {
+    const e = chunk.error;
+    throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
+  }
+  const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
+  if (usage) seen.usage = true;
+  const choice = chunk.choices?.[0];
+  let content = false;
+  if (choice) {
+    if (kind === "text") {
+      if (typeof choice.text === "string") seen.chars += choice.text.length;
+      content = !!choice.finish_reason || (typeof choice.text === "string" && choice.text.length > 0);
+    } else {
+      const d = choice.delta;
+      if (d) {
+        if (typeof d.content === "string") seen.chars += d.content.length;
+        if (typeof d.reasoning_content === "string") seen.chars += d.reasoning_content.length;
+        if (Array.isArray(d.tool_calls)) for (const t of d.tool_calls) if (typeof t?.function?.arguments === "string") seen.chars += t.function.arguments.length;
+      }
+      content = !!choice.finish_reason || (!!d && ((typeof d.content === "string" && d.content.length > 0) || !!d.tool_calls || !!d.refusal ||
+        (typeof d.reasoning_content === "string" && d.reasoning_content.length > 0)));
+    }
+  }
+  // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
+  const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
+  return { data: drop ? null : data, content, usage };
 }

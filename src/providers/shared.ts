@@ -87,13 +87,14 @@ export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<s
     while (true) {
       const { done, value } = await reader.read();
       if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const end = nl > 0 && buf.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-        yield buf.slice(0, end);
-        buf = buf.slice(nl + 1);
+      const s = buf ? buf + decoder.decode(value, { stream: true }) : decoder.decode(value, { stream: true });
+      // scan with an index and cut the remainder once per read (not once per line)
+      let pos = 0, nl: number;
+      while ((nl = s.indexOf("\n", pos)) >= 0) {
+        yield s.slice(pos, nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl);
+        pos = nl + 1;
       }
+      buf = pos === 0 ? s : s.slice(pos);
     }
     buf += decoder.decode();
     if (buf) yield buf;
@@ -107,22 +108,81 @@ export interface SseEvent {
   data: string;
 }
 
-/** Parses a text/event-stream body into events (event name defaults to "message"). */
-export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
-  let event = "";
-  let data: string[] = [];
-  for await (const line of lines(body)) {
-    if (line === "") {
-      if (data.length) yield { event: event || "message", data: data.join("\n") };
-      event = "";
-      data = [];
-    } else if (line.startsWith("data:")) {
-      data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5));
-    } else if (line.startsWith("event:")) {
-      event = line.slice(6).trim();
+/**
+ * Incremental text/event-stream parser: push() decoded text as it arrives, get the complete events (event
+ * name defaults to "message"; comments and unknown fields are ignored; LF or CRLF line ends). Synchronous
+ * and allocation-light, so an adapter can parse inside its own read loop instead of stacking generators.
+ */
+export class SseParser {
+  #buf = "";
+  #event = "";
+  #data: string | null = null;
+  #more: string[] | null = null;
+
+  /** Parses `text` (the next decoded piece of the body) and appends every event it completes to `out`. */
+  push(text: string, out: SseEvent[]): void {
+    const s = this.#buf ? this.#buf + text : text;
+    let pos = 0, nl: number;
+    while ((nl = s.indexOf("\n", pos)) >= 0) {
+      this.#line(s, pos, nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl, out);
+      pos = nl + 1;
+    }
+    this.#buf = pos === 0 ? s : s.slice(pos);
+  }
+
+  /** The body ended: a last unterminated line and a pending event still count. */
+  end(out: SseEvent[]): void {
+    if (this.#buf) {
+      const s = this.#buf;
+      this.#buf = "";
+      this.#line(s, 0, s.charCodeAt(s.length - 1) === 13 ? s.length - 1 : s.length, out);
+    }
+    this.#dispatch(out);
+  }
+
+  #line(s: string, start: number, end: number, out: SseEvent[]): void {
+    if (start === end) this.#dispatch(out);
+    else if (s.startsWith("data:", start)) {
+      const v = s.charCodeAt(start + 5) === 32 ? start + 6 : start + 5;
+      const d = s.slice(v, end);
+      if (this.#data === null) this.#data = d;
+      else (this.#more ??= []).push(d);
+    } else if (s.startsWith("event:", start)) {
+      this.#event = s.slice(start + 6, end).trim();
     } // comments (":") and other fields are ignored
   }
-  if (data.length) yield { event: event || "message", data: data.join("\n") };
+
+  #dispatch(out: SseEvent[]): void {
+    if (this.#data !== null) {
+      const data = this.#more ? [this.#data, ...this.#more].join("\n") : this.#data;
+      out.push({ event: this.#event || "message", data });
+    }
+    this.#event = "";
+    this.#data = null;
+    this.#more = null;
+  }
+}
+
+/** Parses a text/event-stream body into events (event name defaults to "message"). */
+export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  const out: SseEvent[] = [];
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) {
+        parser.push(decoder.decode(), out);
+        parser.end(out);
+      } else parser.push(decoder.decode(value, { stream: true }), out);
+      for (let i = 0; i < out.length; i++) yield out[i];
+      out.length = 0;
+      if (done) return;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 export function usageOf(prompt: number, completion: number, estimated?: boolean): Usage {
