@@ -62,22 +62,19 @@ const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
 /** JSON nested deeper than this is refused: deep nesting overflows the stack of JSON.stringify and friends. */
 export const MAX_JSON_DEPTH = 128;
 
-/** True when the JSON text in `b` nests arrays/objects deeper than `limit` (a byte scan, strings skipped). */
-function tooDeep(b: Uint8Array, limit: number): boolean {
-  if (b.length <= limit) return false; // each level needs at least one byte
-  let depth = 0, inString = false;
-  for (let i = 0; i < b.length; i++) {
-    const ch = b[i];
-    if (inString) {
-      if (ch === 92) i++; // backslash: skip the escaped byte
-      else if (ch === 34) inString = false;
-    } else if (ch === 34) inString = true;
-    else if (ch === 123 || ch === 91) {
-      if (++depth > limit) return true;
-    } else if (ch === 125 || ch === 93) depth--;
+/** True when a parsed JSON value nests arrays/objects deeper than `limit` (walks nodes, not bytes: cheap for long strings). */
+function tooDeep(v: unknown, limit: number): boolean {
+  if (v === null || typeof v !== "object") return false;
+  if (limit === 0) return true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (tooDeep(v[i], limit - 1)) return true;
+  } else {
+    for (const k in v) if (tooDeep((v as Record<string, unknown>)[k], limit - 1)) return true;
   }
   return false;
 }
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** application/json or application/<anything>+json, any parameters. */
 function isJsonType(ct: string): boolean {
@@ -94,14 +91,21 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
       return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
     }
     const max = maxBytes(c);
+    const deep = () =>
+      errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
     const tooLarge = () =>
       errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
-    const declared = Number(c.req.header("content-length"));
+    const cl = c.req.header("content-length");
+    const declared = cl === undefined ? NaN : Number(cl);
     if (declared > max) return tooLarge();
     const body = c.req.raw.body;
     let bytes: Uint8Array;
     if (!body) bytes = new Uint8Array(0);
-    else {
+    else if (declared >= 0) {
+      // the server reads exactly Content-Length bytes, already checked against the limit: one read
+      bytes = new Uint8Array(await c.req.raw.arrayBuffer());
+    } else {
+      // chunked or unknown length: count as it arrives and stop at the limit
       const chunks: Uint8Array[] = [];
       let size = 0;
       const reader = body.getReader();
@@ -126,17 +130,15 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
     }
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      text = utf8.decode(bytes);
     } catch {
       return errorResponse(400, { message: "request body is not valid UTF-8", type: "invalid_request_error", code: "invalid_encoding" });
-    }
-    if (tooDeep(bytes, MAX_JSON_DEPTH)) {
-      return errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (e) {
+      if (e instanceof RangeError) return deep();
       // the parser's message quotes the body: keep only the position, so no client text is echoed (or logged)
       const pos = /position (\d+)/.exec((e as Error).message)?.[1];
       return errorResponse(400, { message: `request body is not valid JSON${pos ? ` (at position ${pos})` : ""}`, type: "invalid_request_error", code: "invalid_json" });
@@ -144,6 +146,7 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
     if (json === null || typeof json !== "object" || Array.isArray(json)) {
       return errorResponse(400, { message: "request body must be a JSON object", type: "invalid_request_error", code: "invalid_json" });
     }
+    if (tooDeep(json, MAX_JSON_DEPTH)) return deep();
     c.set("rawBody", bytes);
     // hand the parsed body to zValidator without a second parse
     (c.req as unknown as { bodyCache: Record<string, unknown> }).bodyCache.json = Promise.resolve(json);
