@@ -490,7 +490,16 @@ export class Router {
     done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
   ): ReadableStream<Uint8Array> {
     const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
+    // One timer per stream, not one per chunk: it re-arms itself for the rest of the current wait.
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
+    let waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
+    const onIdleTimer = () => {
+      idleTimer = undefined;
+      if (closed) return;
+      const waited = waitingSince ? performance.now() - waitingSince : 0;
+      if (waitingSince && waited >= idleMs) ac.abort(timeoutReason());
+      else idleTimer = setTimeout(onIdleTimer, idleMs - waited);
+    };
     let closed = false;
     const close = (end: "ok" | "failed" | "aborted", reason?: string) => {
       if (closed) return;
@@ -512,7 +521,8 @@ export class Router {
       async pull(controller) {
         // loop until something is enqueued: an event may carry nothing to forward (a dropped usage chunk)
         while (true) {
-          idleTimer = setTimeout(() => ac.abort(timeoutReason()), idleMs);
+          waitingSince = performance.now();
+          if (!idleTimer) idleTimer = setTimeout(onIdleTimer, idleMs);
           let r: IteratorResult<StreamEvent, void>;
           try {
             r = await events.next();
@@ -528,7 +538,7 @@ export class Router {
             close(f.kind === "aborted" ? "aborted" : "failed", msg);
             return;
           } finally {
-            clearTimeout(idleTimer);
+            waitingSince = 0;
           }
           if (r.done) {
             controller.enqueue(DONE);
