@@ -236,8 +236,22 @@ routing: { fallback_chain: [claude, backup] }
       }]);
     });
 
-    it("rejects an image it cannot map with a 400 naming the field, without calling upstream", async () => {
+    it("passes an image it cannot map to the next provider, without calling Anthropic", async () => {
       const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+        messages: [{ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url: "data:image/png,rawbytes" } }] }],
+      }));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-router-provider"), "backup");
+      await res.body?.cancel();
+      assert.equal(claude.requests.length, 0);
+      assert.equal(backup.requests.length, 1);
+      const h = await (await fetch(`${r.url}/health`)).json();
+      assert.equal(h.providers.claude.consecutive_failures, 0, "not a breaker failure");
+    });
+
+    it("rejects an image it cannot map with a 400 naming the field when Anthropic is the only choice", async () => {
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+        model: "claude/claude-test",
         messages: [{ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url: "data:image/png,rawbytes" } }] }],
       }));
       assert.equal(res.status, 400);
@@ -376,6 +390,7 @@ routing: { fallback_chain: [claude, backup] }
 
     it("rejects tool_call arguments that are not JSON with a 400 naming the field", async () => {
       const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+        model: "claude/claude-test",
         messages: [
           { role: "user", content: "x" },
           { role: "assistant", content: "ok", tool_calls: [{ id: "t1", type: "function", function: { name: "f", arguments: "{not json" } }] },

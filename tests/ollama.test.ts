@@ -105,8 +105,20 @@ routing: { fallback_chain: [local, b] }
     assert.deepEqual(o.requests[0].body.messages, [{ role: "user", content: "What is this?\nBe short.", images: [PNG_B64] }]);
   });
 
-  it("rejects a remote image URL with a 400 naming the field, without calling upstream", async () => {
+  it("passes a remote image URL, which Ollama cannot take, to the next provider without calling Ollama", async () => {
     const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+      messages: [{ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] }],
+    }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-router-provider"), "b");
+    await res.body?.cancel();
+    assert.equal(o.requests.length, 0);
+    assert.equal(b.requests.length, 1);
+  });
+
+  it("rejects a remote image URL with a 400 naming the field when Ollama is pinned", async () => {
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+      model: "local/llama3",
       messages: [{ role: "user", content: [{ type: "text", text: "x" }, { type: "image_url", image_url: { url: "https://example.com/cat.png" } }] }],
     }));
     assert.equal(res.status, 400);
@@ -208,6 +220,7 @@ providers:
 
   it("answers malformed tool call arguments with a 400 naming the field", async () => {
     const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+      model: "local/llama3",
       messages: [
         { role: "user", content: "x" },
         { role: "assistant", tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: "not json" } }] },
@@ -588,5 +601,30 @@ providers:
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);
     for (const id of ["llama3", "qwen2", "ollama/llama3", "ollama/qwen2"]) assert.ok(ids.includes(id), `${id} listed`);
+  });
+});
+
+describe("a request no provider in the chain can express", () => {
+  it("gets the first provider's 400 naming the field, not a 502, and calls no one", async () => {
+    const o1 = await startOllamaFake({ reply: "one" });
+    const o2 = await startOllamaFake({ reply: "two" });
+    const r = await startRouter(`
+providers:
+  - { name: o1, type: ollama, endpoint: ${o1.url}, default_model: llama3 }
+  - { name: o2, type: ollama, endpoint: ${o2.url}, default_model: llama3 }
+`);
+    try {
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat({
+        messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "https://example.com/cat.png" } }] }],
+      }));
+      assert.equal(res.status, 400);
+      const body = await res.json();
+      assert.equal(body.error.param, "messages[0].content[0].image_url.url");
+      assert.equal(o1.requests.length + o2.requests.length, 0);
+    } finally {
+      await r.stop();
+      await o1.stop();
+      await o2.stop();
+    }
   });
 });

@@ -84,7 +84,7 @@ export class AnthropicAdapter implements Adapter {
       body = toMessagesRequest(req, opts.model, opts.stream);
     } catch (e) {
       if (!(e instanceof BadRequest)) throw e;
-      return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message };
+      return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message, unsupported: true };
     }
     const res = await postJson(this.#url, this.#headers, body, opts.signal);
     if (!(res instanceof Response)) return res;

@@ -178,7 +178,7 @@ export class OllamaAdapter implements Adapter {
 }
 
 function untranslatable(e: Untranslatable): UpstreamFailure {
-  return { ok: false, status: 400, kind: "http", message: e.message, type: "invalid_request_error", param: e.param, code: "unsupported_content" };
+  return { ok: false, status: 400, kind: "http", message: e.message, type: "invalid_request_error", param: e.param, code: "unsupported_content", unsupported: true };
 }
 
 async function ollamaFailure(res: Response): Promise<UpstreamFailure> {

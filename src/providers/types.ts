@@ -77,6 +77,8 @@ export interface UpstreamFailure {
   retryAfter?: number;
   /** the upstream said the prompt is larger than its context window */
   contextExceeded?: boolean;
+  /** the adapter cannot express this request in its provider's protocol; nothing was sent upstream */
+  unsupported?: boolean;
 }
 
 /** One event of an OpenAI-shaped stream: `data` is the JSON text of one chunk (no "data: " prefix). */

@@ -65,11 +65,13 @@ interface Candidate {
 export type FailureClass =
   | "client" // 400/413/422: the client's fault, returned at once
   | "context" // context window exceeded: try the next provider, not a breaker failure
+  | "unsupported" // this provider's protocol cannot express the request (nothing sent): next provider, not a failure
   | "retryable" // connection error, timeout, 5xx, 408, 429, 401, 403, other 4xx: next provider
   | "aborted"; // the client went away
 
 export function classifyFailure(f: UpstreamFailure): FailureClass {
   if (f.kind === "aborted") return "aborted";
+  if (f.unsupported) return "unsupported";
   if (f.kind !== "http") return "retryable";
   if (f.contextExceeded) return "context";
   if (f.status === 400 || f.status === 413 || f.status === 422) return "client";
@@ -284,6 +286,8 @@ export class Router {
     let soonestMs = Infinity;
     let timedOut = false;
 
+    let firstUnsupported: Failed | undefined;
+    let failedOtherwise = false;
     providers: for (const cand of this.plan(kind, body)) {
       if (tried >= maxProviders) break;
       if (rq.deadlineHit || rq.deadline - this.now() <= 0) {
@@ -308,6 +312,8 @@ export class Router {
       for (let n = 0; ; n++) {
         const r = await this.#attempt(rq, cand, breaker, permit);
         if (r instanceof Response) return r;
+        if (r.cls === "unsupported") firstUnsupported ??= r;
+        else failedOtherwise = true;
         // a context-window 400 goes straight to the next provider; other failures may retry this one
         if (rq.deadlineHit) {
           timedOut = true;
@@ -339,6 +345,12 @@ export class Router {
         type: "upstream_error",
         code: "all_providers_unavailable",
       }, { "retry-after": String(retryAfter) });
+    }
+    if (firstUnsupported && !failedOtherwise && !timedOut) {
+      // no provider could take this request as written (e.g. an image URL where only base64 works): the client's to fix
+      const f = firstUnsupported;
+      rq.finish(400);
+      return errorResponse(400, { message: f.message, type: f.type ?? "invalid_request_error", param: f.param ?? null, code: f.code ?? null });
     }
     const list = attempts.map((a) => ({ provider: a.provider, status: a.status, reason: a.reason ?? a.outcome }));
     if (timedOut) {
@@ -406,7 +418,7 @@ export class Router {
       // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
       const counts = cls === "retryable" && !(f.kind === "timeout" && rq.deadlineHit);
       this.#settle(cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
-      record(cls === "client" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
+      record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
         reason: cls === "client" ? f.message : sanitizeError(f.message, cand.provider.api_key),
       });
       if (cls === "aborted") {
