@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, SseParser, usageOf, type SseEvent } from "./shared.ts";
+import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseEvents, usageOf } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -56,10 +56,10 @@ function readUsage(u: any): Usage | undefined {
 }
 
 /**
- * The upstream SSE body as StreamEvents. One generator reads, decodes and parses (SseParser) in place: no
- * stacked line/event generators, one JSON.parse per chunk to learn content/usage/error, and the chunk's own
- * text is forwarded (never re-serialised). For an upstream that sends no usage chunk, the characters generated
- * are counted and an estimated usage is reported at [DONE].
+ * The upstream SSE body as StreamEvents: sseEvents parses the stream in one pass (SseParser), one JSON.parse
+ * per chunk learns content/usage/error, and the chunk's own text is forwarded (never re-serialised). For an
+ * upstream that sends no usage chunk, the characters generated are counted and an estimated usage is reported
+ * at [DONE].
  */
 async function* passthrough(
   body: ReadableStream<Uint8Array>,
@@ -67,31 +67,13 @@ async function* passthrough(
   includeUsage: boolean,
   promptTokens: () => number,
 ): AsyncGenerator<StreamEvent, void, undefined> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  const parser = new SseParser();
-  const out: SseEvent[] = [];
   const seen = { usage: false, chars: 0 };
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) {
-        parser.push(decoder.decode(), out);
-        parser.end(out);
-      } else parser.push(decoder.decode(value, { stream: true }), out);
-      for (let i = 0; i < out.length; i++) {
-        const data = out[i].data;
-        if (data === "[DONE]") {
-          if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
-          return;
-        }
-        yield toEvent(data, kind, includeUsage, seen);
-      }
-      out.length = 0;
-      if (done) break;
+  for await (const { data } of sseEvents(body)) {
+    if (data === "[DONE]") {
+      if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
+      return;
     }
-  } finally {
-    reader.cancel().catch(() => {});
+    yield toEvent(data, kind, includeUsage, seen);
   }
   throw new UpstreamStreamError("upstream stream ended before [DONE]");
 }
