@@ -10,6 +10,7 @@ import {
   postJson,
   protocolFailure,
   randomId,
+  sseBody,
   sseEvents,
   stopList,
   textToChat,
@@ -91,11 +92,9 @@ export class AnthropicAdapter implements Adapter {
     if (!res.ok) return failureFromResponse(res, pickError);
 
     if (opts.stream) {
-      if (!res.body || !(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
-        res.body?.cancel().catch(() => {});
-        return protocolFailure(`upstream answered a stream request with ${res.headers.get("content-type") ?? "no content type"}`);
-      }
-      return { ok: true, stream: true, model: opts.model, events: streamEvents(res.body, kind, opts) };
+      const body = sseBody(res);
+      if (!(body instanceof ReadableStream)) return body;
+      return { ok: true, stream: true, model: opts.model, events: streamEvents(body, kind, opts) };
     }
 
     let text: string;

@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseEvents, usageOf } from "./shared.ts";
+import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseBody, sseEvents, usageOf } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -31,11 +31,9 @@ export class OpenAIAdapter implements Adapter {
     if (!(res instanceof Response)) return res;
     if (!res.ok) return failureFromResponse(res, pickError);
     if (opts.stream) {
-      if (!res.body || !(res.headers.get("content-type") ?? "").includes("text/event-stream")) {
-        res.body?.cancel().catch(() => {});
-        return protocolFailure(`upstream answered a stream request with ${res.headers.get("content-type") ?? "no content type"}`);
-      }
-      return { ok: true, stream: true, model: opts.model, events: passthrough(res.body, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
+      const sse = sseBody(res);
+      if (!(sse instanceof ReadableStream)) return sse;
+      return { ok: true, stream: true, model: opts.model, events: passthrough(sse, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;

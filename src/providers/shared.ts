@@ -78,6 +78,14 @@ export function protocolFailure(message: string): UpstreamFailure {
   return { ok: false, status: 502, kind: "protocol", message };
 }
 
+/** The body of an answer to a stream request, or a protocol failure when it is not text/event-stream. */
+export function sseBody(res: Response): ReadableStream<Uint8Array> | UpstreamFailure {
+  const ct = res.headers.get("content-type");
+  if (res.body && ct?.includes("text/event-stream")) return res.body;
+  res.body?.cancel().catch(() => {});
+  return protocolFailure(`upstream answered a stream request with ${ct ?? "no content type"}`);
+}
+
 /** Splits a byte stream into lines (LF or CRLF), decoding UTF-8 across chunk boundaries. */
 export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<string, void, undefined> {
   const reader = body.getReader();
