@@ -1,6 +1,7 @@
 // API-key authentication: `Authorization: Bearer <key>` or `x-api-key: <key>`, checked against auth.api_keys
 // (plain keys or their sha256) and auth.admin_api_key. Every configured key is compared, each in constant
 // time; only the key's name ever leaves this module (c.get("keyName")), never the key.
+import { sha256 as sha256Bytes } from "./sha256.ts";
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
@@ -31,9 +32,8 @@ interface KeyTable {
 
 const encoder = new TextEncoder();
 
-export async function sha256(data: Uint8Array | string): Promise<Uint8Array> {
-  const bytes = typeof data === "string" ? encoder.encode(data) : data;
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+export function sha256(data: Uint8Array | string): Uint8Array {
+  return sha256Bytes(typeof data === "string" ? encoder.encode(data) : data);
 }
 
 export function toHex(bytes: Uint8Array): string {
@@ -152,8 +152,8 @@ export function auth(config: () => Config): MiddlewareHandler<AppEnv> {
     }
     const table = tableFor(cfg);
     const bytes = encoder.encode(key);
-    // hashing costs an async crypto call: only when some keys are configured as key_sha256
-    const digest = table.hashed ? await sha256(bytes) : null;
+    // hash only when some keys are configured as key_sha256
+    const digest = table.hashed ? sha256(bytes) : null;
     const isAdmin = table.admin !== null && timingSafeEqual(bytes, table.admin.bytes!);
     if (admin) {
       if (isAdmin) {
