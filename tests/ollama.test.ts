@@ -9,6 +9,22 @@ import type { OllamaAdapter } from "../src/providers/ollama.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "llama3", messages: [{ role: "user", content: "hi" }], ...extra });
 const textOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices[0]?.delta?.content ?? e.choices[0]?.text ?? "").join("");
+/** One Ollama fake behind a router that has it as its only provider; both stopped afterwards. */
+async function withOllama(opts: Parameters<typeof startOllamaFake>[0], fn: (o: FakeServer, r: RunningRouter) => Promise<void>): Promise<void> {
+  const o = await startOllamaFake(opts);
+  const r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
+providers:
+  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
+`);
+  try {
+    await fn(o, r);
+  } finally {
+    await r.stop();
+    await o.stop();
+  }
+}
+
 const weatherTool = {
   type: "function",
   function: { name: "get_weather", description: "Weather for a city", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } },
@@ -418,52 +434,28 @@ providers:
 
 describe("ollama stream errors and estimated usage", () => {
   it("turns an {\"error\"} line mid-stream into an SSE error event", async () => {
-    const o = await startOllamaFake({ reply: "abcdefgh", chunks: 4, streamError: { after: 2, message: "out of memory" } });
-    const r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
-`);
-    try {
+    await withOllama({ reply: "abcdefgh", chunks: 4, streamError: { after: 2, message: "out of memory" } }, async (o, r) => {
       const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
       const events = await readSse(res);
       assert.equal(textOf(events.slice(0, -1)), "abcd");
       assert.notEqual(events.at(-1), "[DONE]");
       assert.equal(events.at(-1).error.message, "out of memory");
-    } finally {
-      await r.stop();
-      await o.stop();
-    }
+    });
   });
 
   it("treats a stream that ends without done:true as broken", async () => {
-    const o = await startOllamaFake({ reply: "abcdefgh", chunks: 4, noDone: true });
-    const r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
-`);
-    try {
+    await withOllama({ reply: "abcdefgh", chunks: 4, noDone: true }, async (o, r) => {
       const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
       const events = await readSse(res);
       assert.equal(textOf(events.slice(0, -1)), "abcdefgh");
       assert.notEqual(events.at(-1), "[DONE]");
       assert.match(events.at(-1).error.message, /ended before/);
-    } finally {
-      await r.stop();
-      await o.stop();
-    }
+    });
   });
 
   it("estimates usage (about 4 characters a token) when Ollama leaves the counts out", async () => {
     const reply = "twelve chars"; // 12 chars -> 3 tokens
-    const o = await startOllamaFake({ reply, counts: null });
-    const r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
-`);
-    try {
+    await withOllama({ reply, counts: null }, async (o, r) => {
       const prompt = "x".repeat(40); // 40 chars + newline -> 11 tokens
       let res = await postJson(`${r.url}/v1/chat/completions`, chat({ messages: [{ role: "user", content: prompt }] }));
       const body = await res.json();
@@ -473,42 +465,24 @@ providers:
       assert.deepEqual(events.at(-2).usage, { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 });
       res = await postJson(`${r.url}/v1/completions`, { model: "llama3", prompt: "y".repeat(20) });
       assert.deepEqual((await res.json()).usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
-    } finally {
-      await r.stop();
-      await o.stop();
-    }
+    });
   });
 
   it("marks estimated usage for the router's records", async () => {
-    const o = await startOllamaFake({ counts: null });
     const seen: any[] = [];
-    const r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
-`);
-    (r.router.hooks as any).onRequest = (rec: any) => seen.push(rec);
-    try {
+    await withOllama({ counts: null }, async (o, r) => {
+      (r.router.hooks as any).onRequest = (rec: any) => seen.push(rec);
       const res = await postJson(`${r.url}/v1/chat/completions`, chat());
       await res.json();
       assert.equal(seen.length, 1);
       assert.equal(seen[0].usage.estimated, true);
-    } finally {
-      await r.stop();
-      await o.stop();
-    }
+    });
   });
 });
 
 describe("ollama thinking", () => {
   it("maps message.thinking to reasoning_content, streamed and not", async () => {
-    const o = await startOllamaFake({ reply: "42", thinking: "Let me think." });
-    const r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: local, type: ollama, endpoint: ${o.url}, default_model: llama3 }
-`);
-    try {
+    await withOllama({ reply: "42", thinking: "Let me think." }, async (o, r) => {
       let res = await postJson(`${r.url}/v1/chat/completions`, chat({ think: true }));
       const m = (await res.json()).choices[0].message;
       assert.equal(m.content, "42");
@@ -518,10 +492,7 @@ providers:
       const events = (await readSse(res)).slice(0, -1);
       assert.equal(events.map((e) => e.choices[0]?.delta?.reasoning_content ?? "").join(""), "Let me think.");
       assert.equal(textOf(events), "42");
-    } finally {
-      await r.stop();
-      await o.stop();
-    }
+    });
   });
 });
 
