@@ -17,6 +17,17 @@ async function until(cond: () => boolean, ms = 5000): Promise<boolean> {
   return cond();
 }
 
+/** Sends a non-streamed chat request and abandons it (client disconnect) once `upstream` has received it. */
+async function abandonOnceReceived(url: string, upstream: FakeServer): Promise<void> {
+  const ac = new AbortController();
+  const p = fetch(`${url}/v1/chat/completions`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chat()), signal: ac.signal,
+  }).catch((e) => e);
+  assert.ok(await until(() => upstream.requests.length === 1));
+  ac.abort();
+  await p;
+}
+
 describe("timeouts, disconnects and retries", () => {
   let a: FakeServer, b: FakeServer;
   let r: RunningRouter | undefined;
@@ -131,13 +142,7 @@ circuit_breaker: { failure_threshold: 100 }
     it("aborts the upstream request when the client goes away before the answer", async () => {
       await start();
       a.fault = { hang: true };
-      const ac = new AbortController();
-      const p = fetch(`${r!.url}/v1/chat/completions`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chat()), signal: ac.signal,
-      }).catch((e) => e);
-      assert.ok(await until(() => a.requests.length === 1));
-      ac.abort();
-      await p;
+      await abandonOnceReceived(r!.url, a);
       assert.ok(await until(() => a.aborted === 1), "the upstream connection was closed");
       await sleep(100);
       assert.equal(b.requests.length, 0, "no failover for a client that left");
@@ -230,13 +235,7 @@ circuit_breaker: { failure_threshold: 100 }
     it("a client that leaves during the backoff stops the retries", async () => {
       await start("max_retries: 3", "", { retryBaseMs: 1000 });
       a.fault = { status: 503 };
-      const ac = new AbortController();
-      const p = fetch(`${r!.url}/v1/chat/completions`, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chat()), signal: ac.signal,
-      }).catch((e) => e);
-      assert.ok(await until(() => a.requests.length === 1));
-      ac.abort();
-      await p;
+      await abandonOnceReceived(r!.url, a);
       await sleep(1500);
       assert.equal(a.requests.length, 1, "no retry after the client left");
       assert.equal(b.requests.length, 0);
