@@ -15,12 +15,3 @@ export function errorJson(e: ErrorBody): string {
 export function errorResponse(status: number, e: ErrorBody, headers?: Record<string, string>): Response {
   return new Response(errorJson(e), { status, headers: { "content-type": "application/json", ...headers } });
 }
-
-export function errorTypeForStatus(status: number): string {
-  if (status === 401) return "authentication_error";
-  if (status === 403) return "permission_error";
-  if (status === 404) return "not_found_error";
-  if (status === 429) return "rate_limit_error";
-  if (status >= 500) return "server_error";
-  return "invalid_request_error";
-}
