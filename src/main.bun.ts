@@ -1,5 +1,7 @@
 #!/usr/bin/env bun
 // Bun entrypoint: adapts Bun.serve, files, env and signals to the Platform interface.
+// first: re-executes this process with Bun's fetch concurrency cap lifted (see the file) before anything loads
+import { FETCH_CAP_VAR, fetchCapProblem } from "./runtime/bun-fetch-cap.ts";
 import { stat } from "node:fs/promises";
 import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
@@ -43,6 +45,9 @@ const platform: Platform = {
   exit: (code) => process.exit(code),
   stdout: (line) => void process.stdout.write(line + "\n"),
   stderr: (line) => void process.stderr.write(line + "\n"),
+  startupWarnings: fetchCapProblem
+    ? [`at most 256 concurrent upstream requests (streams beyond that wait): ${fetchCapProblem}; set ${FETCH_CAP_VAR}=16384 in the environment to lift the cap`]
+    : undefined,
 };
 
 await main(platform);

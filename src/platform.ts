@@ -36,4 +36,6 @@ export interface Platform {
   exit(code: number): never;
   stdout(line: string): void;
   stderr(line: string): void;
+  /** runtime limits the entrypoint could not lift, logged at warn when serving starts */
+  startupWarnings?: string[];
 }

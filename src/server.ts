@@ -173,6 +173,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     // no api_key, no header values; the endpoint without credentials or query string
     providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
+  for (const w of platform.startupWarnings ?? []) logger.log("warn", w);
   logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
 
   await holder.start();

@@ -34,7 +34,7 @@ export function writeFile(path: string, text: string): void {
 function childEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !["ROUTER_CONFIG", "PORT", "HOST"].includes(k)) env[k] = v;
+    if (v !== undefined && !["ROUTER_CONFIG", "PORT", "HOST", "BUN_CONFIG_MAX_HTTP_REQUESTS"].includes(k)) env[k] = v;
   }
   return { ...env, NO_COLOR: "1", ...extra };
 }
