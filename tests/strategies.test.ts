@@ -20,7 +20,7 @@ function signals(s: { state?: Record<string, BreakerState>; latency?: Record<str
 }
 
 describe("estimateRequestTokens", () => {
-  it("estimates input from the text of every message and output from max_tokens", () => {
+  it("estimates input from the text of every message (as recorded usage does) and output from max_tokens", () => {
     const t = estimateRequestTokens("chat", {
       model: "x",
       messages: [
@@ -29,7 +29,8 @@ describe("estimateRequestTokens", () => {
       ],
       max_tokens: 77,
     });
-    assert.deepEqual(t, { input: 110, output: 77 });
+    // 40 + 400 characters of text, one newline after each message's text: ceil(442 / 4)
+    assert.deepEqual(t, { input: 111, output: 77 });
   });
 
   it("prefers max_completion_tokens, defaults the output, and reads legacy prompts", () => {

@@ -1,7 +1,7 @@
 // The four routing strategies as pure functions: each orders one request's candidates; the failover loop
 // then walks that order (skipping providers whose breaker is open). Sorting is stable, so ties keep the
 // chain order.
-import { estimateTokens } from "../providers/shared.ts";
+import { estimatePromptTokens } from "../providers/usage.ts";
 import type { ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import type { BreakerState } from "./breaker.ts";
 
@@ -38,19 +38,8 @@ export const DEFAULT_OUTPUT_TOKENS = 512;
 
 /** The request's input tokens estimated from its text, and its output tokens from max_tokens (or a default). */
 export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextRequest): TokenEstimate {
-  let input = 0;
-  if (kind === "chat") {
-    for (const m of (body as ChatRequest).messages) {
-      if (typeof m.content === "string") input += estimateTokens(m.content);
-      else if (Array.isArray(m.content)) {
-        for (const p of m.content) if (p.type === "text" && typeof p.text === "string") input += estimateTokens(p.text);
-      }
-    }
-  } else {
-    const prompt = (body as TextRequest).prompt;
-    if (typeof prompt === "string") input = estimateTokens(prompt);
-    else if (Array.isArray(prompt)) for (const s of prompt) if (typeof s === "string") input += estimateTokens(s);
-  }
+  // the same prompt estimate as the usage recorded when a provider reports none (providers/usage.ts)
+  const input = estimatePromptTokens(kind, body);
   const max = (body as ChatRequest).max_completion_tokens ?? body.max_tokens;
   return { input, output: typeof max === "number" && max > 0 ? max : DEFAULT_OUTPUT_TOKENS };
 }
