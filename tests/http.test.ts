@@ -26,6 +26,20 @@ providers:
     ]);
   });
 
+  it("retrieves one model by id, also provider/model, and 404s an unknown one", async () => {
+    for (const [id, owner] of [["mock-b", "m1"], ["m2/mock-z", "m2"]]) {
+      const res = await fetch(`${r.url}/v1/models/${id}`);
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { id, object: "model", created: 0, owned_by: owner });
+    }
+    const res = await fetch(`${r.url}/v1/models/gpt-nope`);
+    assert.equal(res.status, 404);
+    const err = (await res.json()).error;
+    assert.equal(err.code, "model_not_found");
+    assert.equal(err.param, "model");
+    assert.match(err.message, /gpt-nope/);
+  });
+
   it("answers from the mock provider, non-stream and stream", async () => {
     let res = await postJson(`${r.url}/v1/chat/completions`, chat);
     const body = await res.json();

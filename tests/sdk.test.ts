@@ -64,6 +64,13 @@ providers:
     assert.deepEqual(ids, ["gpt-x", "down/gpt-x", "up-model", "up/up-model"]);
   });
 
+  it("models.retrieve, and NotFoundError for a model the router does not serve", async () => {
+    const m = await client.models.retrieve("up/up-model");
+    assert.equal(m.id, "up/up-model");
+    assert.equal(m.owned_by, "up");
+    await assert.rejects(client.models.retrieve("nope"), (e: unknown) => e instanceof OpenAI.NotFoundError && (e.error as { code?: string })?.code === "model_not_found");
+  });
+
   it("surfaces all-providers-failed as an APIError with status 502", async () => {
     up.fault = { status: 500, times: 1 };
     await assert.rejects(

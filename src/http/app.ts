@@ -211,6 +211,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
   app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));
+  // models.retrieve; an id may hold a slash ("provider/model")
+  app.get("/v1/models/:model{.+}", (c) => {
+    const id = c.req.param("model");
+    const m = listModels(c.get("router")).data.find((x) => x.id === id);
+    if (m) return c.json(m);
+    return errorResponse(404, {
+      message: `The model '${id.slice(0, 200)}' is not served by this router (GET /v1/models lists them)`,
+      type: "invalid_request_error", param: "model", code: "model_not_found",
+    });
+  });
 
   app.get("/health", (c) => {
     const report = c.get("router").healthReport();
