@@ -4,7 +4,7 @@
 // failing over past a provider answering 503.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { APICallError, generateText, isStepCount, streamText, tool } from "ai";
+import { APICallError, generateText, isStepCount, Output, streamText, tool } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { z } from "zod";
@@ -178,6 +178,20 @@ providers:
     );
   });
 
+  it("a stream that breaks after its first content ends in an error part and finishReason error, not a silent success", async () => {
+    for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
+      up.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
+      const errors: unknown[] = [];
+      const s = streamText({ model, prompt: "hi", maxRetries: 0, onError: ({ error }) => void errors.push(error) });
+      const ps = await parts(s);
+      const err = ps.find((p) => p.type === "error");
+      assert.ok(err, `an error part, got ${JSON.stringify(ps.map((p) => p.type))}`);
+      assert.match(String(err.error?.message ?? err.error), /upstream stream broke/);
+      assert.equal(errors.length, 1);
+      assert.equal(await s.finishReason, "error");
+    }
+  });
+
   it("openai(model) (the Responses API, POST /v1/responses) gets a 404 that says to use chat completions", async () => {
     const before = up.requests.length + down.requests.length;
     await assert.rejects(
@@ -280,6 +294,42 @@ providers:
         assert.deepEqual(calls[0].input, WEATHER_ARGS);
         assert.equal(await s.finishReason, "tool-calls");
       }
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("parallel tool calls, streamed and not: both tool_use blocks become the SDK's tool calls, in order", async () => {
+    claude.options.toolUses = [{ name: "get_weather", input: WEATHER_ARGS }, { name: "get_time", input: { zone: "Europe/Paris" } }];
+    claude.options.reply = "";
+    const tools = { get_weather: weatherTool(), get_time: tool({ description: "Local time", inputSchema: z.object({ zone: z.string() }) }) };
+    const expected = [["get_weather", WEATHER_ARGS], ["get_time", { zone: "Europe/Paris" }]];
+    try {
+      const g = await generateText({ model: compat("gpt-x"), prompt: "weather and time in Paris?", tools, maxRetries: 0 });
+      assert.deepEqual(g.toolCalls.map((t) => [t.toolName, t.input]), expected);
+      const s = streamText({ model: openai.chat("gpt-x"), prompt: "weather and time in Paris?", tools, maxRetries: 0 });
+      assert.deepEqual((await s.toolCalls).map((t) => [t.toolName, t.input]), expected);
+      const ids = (await s.toolCalls).map((t) => t.toolCallId);
+      assert.equal(new Set(ids).size, 2, "distinct tool call ids");
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("structured output (Output.object) and an image file part are translated for Claude", async () => {
+    claude.options.reply = '{"city":"Paris"}';
+    try {
+      const res = await generateText({
+        model: openai.chat("gpt-x"),
+        messages: [{ role: "user", content: [{ type: "text", text: "Which city is this?" }, { type: "file", data: new Uint8Array([137, 80, 78, 71]), mediaType: "image/png" }] }],
+        output: Output.object({ schema: z.object({ city: z.string() }) }),
+        maxRetries: 0,
+      });
+      assert.deepEqual(res.output, { city: "Paris" });
+      const body = lastBody(claude);
+      assert.match(body.system, /JSON Schema/);
+      assert.match(body.system, /"city"/);
+      assert.deepEqual(body.messages[0].content[1], { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw==" } });
     } finally {
       claude.reset();
     }

@@ -129,6 +129,15 @@ providers:
     assert.deepEqual({ role: msgs[2].role, tool_call_id: msgs[2].tool_call_id, content: msgs[2].content }, { role: "tool", tool_call_id: "call_1", content: "sunny in Paris" });
   });
 
+  it("a stream that breaks after its first content throws, not a silent truncated success", async () => {
+    up.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
+    let text = "";
+    await assert.rejects(async () => {
+      for await (const c of await chatModel(r).stream("hi")) text += c.content;
+    }, /upstream stream broke/);
+    assert.ok(text.length > 0 && text.length < "Hello from upstream!".length, `partial text before the error, got ${JSON.stringify(text)}`);
+  });
+
   it("legacy completions: the OpenAI LLM class, invoke and stream", async () => {
     const llm = new OpenAI({ model: "gpt-x", apiKey: "client-key", configuration: { baseURL: `${r.url}/v1` }, maxRetries: 0 });
     assert.equal(await llm.invoke("Say hello"), "Hello from upstream!");
