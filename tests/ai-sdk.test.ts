@@ -101,6 +101,18 @@ providers:
     assert.equal((await s.usage).outputTokens, 7);
   });
 
+  it("openai.completion(): legacy completions, generateText and streamText", async () => {
+    const g = await generateText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
+    assert.equal(g.text, "Hello from upstream!");
+    assert.equal(up.requests.at(-1)!.path, "/v1/completions");
+    const s = streamText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
+    const ds = await deltas(s);
+    assert.ok(ds.length >= 2);
+    assert.equal(ds.join(""), "Hello from upstream!");
+    assert.equal(await s.finishReason, "stop");
+    assert.equal((await s.usage).outputTokens, 7);
+  });
+
   it("tool call: the SDK sees the tool name and the parsed, schema-checked arguments", async () => {
     upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
     try {

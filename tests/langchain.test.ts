@@ -4,7 +4,7 @@
 // Anthropic, after failing over past a provider answering 503.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ChatOpenAI, OpenAI } from "@langchain/openai";
+import { ChatOpenAI, ChatOpenAICompletions, OpenAI } from "@langchain/openai";
 import { AIMessage, type AIMessageChunk, HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
 import { z } from "zod";
@@ -163,6 +163,10 @@ providers:
       return true;
     });
     assert.equal(up.requests.length + down.requests.length, before, "no provider was called");
+    // the documented way out: ChatOpenAICompletions always speaks chat completions
+    const m = await new ChatOpenAICompletions({ model: "gpt-5-codex", apiKey: "client-key", configuration: { baseURL: `${r.url}/v1` }, maxRetries: 0 }).invoke("hi");
+    assert.equal(m.content, "Hello from upstream!");
+    assert.equal(up.requests.at(-1)!.path, "/v1/chat/completions");
   });
 });
 

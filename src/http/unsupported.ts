@@ -4,7 +4,7 @@ import type { ErrorBody } from "./errors.ts";
 
 const RESPONSES_HINT =
   "the OpenAI Responses API is not supported by this router; use POST /v1/chat/completions " +
-  "(Vercel AI SDK: openai.chat(model) or @ai-sdk/openai-compatible instead of openai(model); LangChain: ChatOpenAI without useResponsesApi)";
+  "(Vercel AI SDK: openai.chat(model) or @ai-sdk/openai-compatible instead of openai(model); LangChain: ChatOpenAI without useResponsesApi, or ChatOpenAICompletions)";
 
 /** The 404 error body for a known but unsupported OpenAI endpoint, or undefined for any other path. */
 export function unsupportedEndpoint(method: string, path: string): ErrorBody | undefined {
