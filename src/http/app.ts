@@ -16,6 +16,7 @@ import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "./errors.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
+import { unsupportedEndpoint } from "./unsupported.ts";
 
 export type { AppEnv } from "../middleware/env.ts";
 
@@ -259,6 +260,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (allowed) {
       return errorResponse(405, { message: `method ${c.req.method} not allowed on ${c.req.path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
     }
+    const unsupported = unsupportedEndpoint(c.req.method, c.req.path);
+    if (unsupported) return errorResponse(404, unsupported);
     return errorResponse(404, { message: `unknown path ${c.req.path}`, type: "invalid_request_error", code: "not_found" });
   });
 

@@ -8,7 +8,8 @@ export interface OpenAIFakeOptions {
   chunks?: number;
   /** null: report no usage at all (neither in the JSON body nor as a usage chunk) */
   usage?: { prompt_tokens: number; completion_tokens: number } | null;
-  /** answer chat requests with this tool call instead of text */
+  /** answer chat requests with this tool call instead of text (read per request: may be changed or removed
+   * between requests); streamed as OpenAI does, id and name first, then the arguments in `chunks` fragments */
   toolCall?: { name: string; arguments: string };
 }
 
@@ -52,11 +53,21 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
     const send = (choices: unknown[], extra: Record<string, unknown> = {}) =>
       w.write(`data: ${JSON.stringify({ id, object: chunkObj, created: 1700000000, model, choices, ...extra })}\n\n`);
     if (chat && !(await send([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]))) return;
-    for (const piece of splitText(reply, opts.chunks ?? 4)) {
-      const choice = chat ? { index: 0, delta: { content: piece }, finish_reason: null } : { index: 0, text: piece, finish_reason: null };
-      if (!(await send([choice]))) return;
+    const tc = chat ? opts.toolCall : undefined;
+    if (tc) {
+      // like the real API: id, type and name in the first delta with empty arguments, then argument fragments
+      const first = { index: 0, id: "call_1", type: "function", function: { name: tc.name, arguments: "" } };
+      if (!(await send([{ index: 0, delta: { tool_calls: [first] }, finish_reason: null }]))) return;
+      for (const piece of splitText(tc.arguments, opts.chunks ?? 4)) {
+        if (!(await send([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, finish_reason: null }]))) return;
+      }
+    } else {
+      for (const piece of splitText(reply, opts.chunks ?? 4)) {
+        const choice = chat ? { index: 0, delta: { content: piece }, finish_reason: null } : { index: 0, text: piece, finish_reason: null };
+        if (!(await send([choice]))) return;
+      }
     }
-    const last = chat ? { index: 0, delta: {}, finish_reason: "stop" } : { index: 0, text: "", finish_reason: "stop" };
+    const last = chat ? { index: 0, delta: {}, finish_reason: tc ? "tool_calls" : "stop" } : { index: 0, text: "", finish_reason: "stop" };
     if (!(await send([last]))) return;
     if (u && req.body?.stream_options?.include_usage && !(await send([], { usage: u }))) return;
     if (!(await w.write("data: [DONE]\n\n"))) return;

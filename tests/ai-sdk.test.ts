@@ -1,0 +1,381 @@
+// End to end with the Vercel AI SDK (`ai` + `@ai-sdk/openai` / `@ai-sdk/openai-compatible`) pointed at the
+// router, as an app would use it: generateText, streamText, tools with zod schemas (one-shot, streamed, and a
+// two-step tool loop), in front of an OpenAI-protocol provider and in front of Anthropic, each time after
+// failing over past a provider answering 503.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { APICallError, generateText, isStepCount, Output, streamText, tool } from "ai";
+import { createOpenAI } from "@ai-sdk/openai";
+import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
+import { z } from "zod";
+import { startAnthropicFake, type AnthropicFake } from "./fakes/anthropic.ts";
+import { startOpenAIFake, type OpenAIFakeOptions } from "./fakes/openai.ts";
+import type { FakeServer } from "./fakes/common.ts";
+import { startRouter, type RunningRouter } from "./helpers/router.ts";
+
+const WEATHER_ARGS = { city: "Paris", unit: "c" as const };
+const weatherInput = z.object({ city: z.string(), unit: z.enum(["c", "f"]) });
+/** the tool the app defines; with `execute`, the SDK runs it and sends the result back to the model */
+function weatherTool(execute?: (a: z.infer<typeof weatherInput>) => Promise<string>) {
+  const description = "Current weather for a city";
+  return execute ? tool({ description, inputSchema: weatherInput, execute }) : tool({ description, inputSchema: weatherInput });
+}
+
+/** The text deltas of a streamText result, in order, as the app's loop sees them. */
+async function deltas(s: { textStream: AsyncIterable<string> }): Promise<string[]> {
+  const out: string[] = [];
+  for await (const d of s.textStream) out.push(d);
+  return out;
+}
+
+/** The parts of a streamText fullStream (types and the fields the tests look at). */
+async function parts(s: { fullStream: AsyncIterable<any> }): Promise<any[]> {
+  const out: any[] = [];
+  for await (const p of s.fullStream) out.push(p);
+  return out;
+}
+
+/** The tools array the upstream received on its last request (OpenAI or Anthropic shape). */
+const lastBody = (f: FakeServer) => f.requests.at(-1)!.body;
+
+describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
+  let down: FakeServer, up: FakeServer, r: RunningRouter;
+  const upOpts: OpenAIFakeOptions = { reply: "Hello from upstream!", chunks: 5 };
+  let openai: ReturnType<typeof createOpenAI>;
+  let compat: ReturnType<typeof createOpenAICompatible>;
+  before(async () => {
+    down = await startOpenAIFake();
+    down.fault = { status: 503 };
+    up = await startOpenAIFake(upOpts);
+    r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
+providers:
+  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
+  - { name: up, type: openai_compatible, endpoint: ${up.url}/v1, default_model: up-model }
+`);
+    openai = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
+    compat = createOpenAICompatible({ name: "router", baseURL: `${r.url}/v1`, apiKey: "client-key", includeUsage: true });
+  });
+  after(async () => {
+    await r.stop();
+    await up.stop();
+    await down.stop();
+  });
+
+  it("openai.chat(): generateText fails over past the 503 and reports text, usage, finish reason", async () => {
+    const before = down.requests.length;
+    const res = await generateText({ model: openai.chat("gpt-x"), prompt: "hi", maxRetries: 0 });
+    assert.equal(res.text, "Hello from upstream!");
+    assert.equal(res.finishReason, "stop");
+    assert.equal(res.usage.inputTokens, 11);
+    assert.equal(res.usage.outputTokens, 7);
+    assert.equal(res.response.modelId, "up-model");
+    assert.equal(res.response.headers?.["x-router-provider"], "up");
+    assert.equal(res.response.headers?.["x-router-attempts"], "2");
+    assert.equal(down.requests.length, before + 1, "the failing provider was tried first");
+    assert.equal(up.requests.at(-1)!.path, "/v1/chat/completions");
+  });
+
+  it("openai.chat(): streamText delivers the text in several deltas, then usage and finish reason", async () => {
+    const s = streamText({ model: openai.chat("gpt-x"), prompt: "hi", maxRetries: 0 });
+    const ds = await deltas(s);
+    assert.ok(ds.length >= 2, `several deltas, got ${JSON.stringify(ds)}`);
+    assert.equal(ds.join(""), "Hello from upstream!");
+    assert.equal(await s.text, "Hello from upstream!");
+    assert.equal(await s.finishReason, "stop");
+    const usage = await s.usage;
+    assert.equal(usage.inputTokens, 11);
+    assert.equal(usage.outputTokens, 7);
+    assert.equal(lastBody(up).stream, true);
+  });
+
+  it("createOpenAICompatible: generateText and streamText", async () => {
+    const g = await generateText({ model: compat("gpt-x"), prompt: "hi", maxRetries: 0 });
+    assert.equal(g.text, "Hello from upstream!");
+    assert.equal(g.usage.totalTokens, 18);
+    const s = streamText({ model: compat("gpt-x"), prompt: "hi", maxRetries: 0 });
+    const ds = await deltas(s);
+    assert.ok(ds.length >= 2);
+    assert.equal(ds.join(""), "Hello from upstream!");
+    assert.equal(await s.finishReason, "stop");
+    assert.equal((await s.usage).outputTokens, 7);
+  });
+
+  it("openai.completion(): legacy completions, generateText and streamText", async () => {
+    const g = await generateText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
+    assert.equal(g.text, "Hello from upstream!");
+    assert.equal(up.requests.at(-1)!.path, "/v1/completions");
+    const s = streamText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
+    const ds = await deltas(s);
+    assert.ok(ds.length >= 2);
+    assert.equal(ds.join(""), "Hello from upstream!");
+    assert.equal(await s.finishReason, "stop");
+    assert.equal((await s.usage).outputTokens, 7);
+  });
+
+  it("tool call: the SDK sees the tool name and the parsed, schema-checked arguments", async () => {
+    upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
+    try {
+      const res = await generateText({ model: openai.chat("gpt-x"), prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
+      assert.equal(res.finishReason, "tool-calls");
+      assert.equal(res.toolCalls.length, 1);
+      assert.equal(res.toolCalls[0].toolName, "get_weather");
+      assert.deepEqual(res.toolCalls[0].input, WEATHER_ARGS);
+      // the zod schema reached the upstream as JSON Schema
+      const t = lastBody(up).tools[0];
+      assert.equal(t.function.name, "get_weather");
+      assert.deepEqual(t.function.parameters.required, ["city", "unit"]);
+      assert.deepEqual(t.function.parameters.properties.unit.enum, ["c", "f"]);
+    } finally {
+      delete upOpts.toolCall;
+    }
+  });
+
+  it("streamed tool call: argument fragments arrive and assemble into the parsed input", async () => {
+    upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
+    try {
+      for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
+        const s = streamText({ model, prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
+        const ps = await parts(s);
+        const fragments = ps.filter((p) => p.type === "tool-input-delta").map((p) => p.delta);
+        assert.ok(fragments.length >= 2, `several argument fragments, got ${JSON.stringify(fragments)}`);
+        assert.deepEqual(JSON.parse(fragments.join("")), WEATHER_ARGS);
+        const calls = await s.toolCalls;
+        assert.equal(calls.length, 1);
+        assert.equal(calls[0].toolName, "get_weather");
+        assert.deepEqual(calls[0].input, WEATHER_ARGS);
+        assert.equal(await s.finishReason, "tool-calls");
+      }
+    } finally {
+      delete upOpts.toolCall;
+    }
+  });
+
+  it("tool loop: the tool result goes back as a tool message and the model's answer comes out", async () => {
+    upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
+    const seen: unknown[] = [];
+    try {
+      const res = await generateText({
+        model: openai.chat("gpt-x"),
+        prompt: "weather in Paris?",
+        tools: {
+          get_weather: weatherTool(async (a) => {
+            seen.push(a);
+            delete upOpts.toolCall; // the next model call answers with text
+            return "sunny, 21 C";
+          }),
+        },
+        stopWhen: isStepCount(3),
+        maxRetries: 0,
+      });
+      assert.deepEqual(seen, [WEATHER_ARGS]);
+      assert.equal(res.steps.length, 2);
+      assert.equal(res.text, "Hello from upstream!");
+      const msgs = lastBody(up).messages;
+      assert.equal(msgs.at(-2).role, "assistant");
+      assert.equal(msgs.at(-2).tool_calls[0].function.name, "get_weather");
+      assert.equal(msgs.at(-1).role, "tool");
+      assert.equal(msgs.at(-1).tool_call_id, msgs.at(-2).tool_calls[0].id);
+      assert.match(JSON.stringify(msgs.at(-1).content), /sunny, 21 C/);
+    } finally {
+      delete upOpts.toolCall;
+    }
+  });
+
+  it("all providers failing surfaces as an APICallError with status 502", async () => {
+    up.fault = { status: 500, times: 1 };
+    await assert.rejects(
+      generateText({ model: openai.chat("gpt-x"), prompt: "hi", maxRetries: 0 }),
+      (e: any) => APICallError.isInstance(e) && e.statusCode === 502 && /failed/.test(e.message),
+    );
+  });
+
+  it("a stream that breaks after its first content ends in an error part and finishReason error, not a silent success", async () => {
+    for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
+      up.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
+      const errors: unknown[] = [];
+      const s = streamText({ model, prompt: "hi", maxRetries: 0, onError: ({ error }) => void errors.push(error) });
+      const ps = await parts(s);
+      const err = ps.find((p) => p.type === "error");
+      assert.ok(err, `an error part, got ${JSON.stringify(ps.map((p) => p.type))}`);
+      assert.match(String(err.error?.message ?? err.error), /upstream stream broke/);
+      assert.equal(errors.length, 1);
+      assert.equal(await s.finishReason, "error");
+    }
+  });
+
+  it("openai(model) (the Responses API, POST /v1/responses) gets a 404 that says to use chat completions", async () => {
+    const before = up.requests.length + down.requests.length;
+    await assert.rejects(
+      generateText({ model: openai("gpt-x"), prompt: "hi", maxRetries: 0 }),
+      (e: any) => {
+        assert.ok(APICallError.isInstance(e), String(e));
+        assert.equal(e.statusCode, 404);
+        assert.equal(new URL(e.url).pathname, "/v1/responses");
+        assert.match(e.message, /\/v1\/responses/);
+        assert.match(e.message, /\/v1\/chat\/completions/);
+        assert.match(e.message, /openai\.chat\(model\)/);
+        const body = JSON.parse(e.responseBody ?? "null");
+        assert.equal(body.error.type, "invalid_request_error");
+        assert.equal(body.error.code, "unsupported_endpoint");
+        return true;
+      },
+    );
+    assert.equal(up.requests.length + down.requests.length, before, "no provider was called");
+  });
+});
+
+describe("Vercel AI SDK against the router, Anthropic upstream", () => {
+  let down: FakeServer, claude: AnthropicFake, r: RunningRouter;
+  let openai: ReturnType<typeof createOpenAI>;
+  let compat: ReturnType<typeof createOpenAICompatible>;
+  before(async () => {
+    down = await startOpenAIFake();
+    down.fault = { status: 503 };
+    claude = await startAnthropicFake({ apiKey: "sk-ant-key", reply: "Bonjour from Claude.", chunks: 4, usage: { input_tokens: 21, output_tokens: 8 } });
+    r = await startRouter(`
+circuit_breaker: { failure_threshold: 1000 }
+providers:
+  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
+  - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: sk-ant-key, default_model: claude-test }
+`);
+    openai = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
+    compat = createOpenAICompatible({ name: "router", baseURL: `${r.url}/v1`, apiKey: "client-key", includeUsage: true });
+  });
+  after(async () => {
+    await r.stop();
+    await claude.stop();
+    await down.stop();
+  });
+
+  it("generateText fails over to Claude and reports text, usage, finish reason", async () => {
+    claude.reset();
+    const res = await generateText({ model: openai.chat("gpt-x"), system: "Be brief.", prompt: "hi", maxRetries: 0 });
+    assert.equal(res.text, "Bonjour from Claude.");
+    assert.equal(res.finishReason, "stop");
+    assert.equal(res.usage.inputTokens, 21);
+    assert.equal(res.usage.outputTokens, 8);
+    assert.equal(res.response.headers?.["x-router-provider"], "claude");
+    assert.equal(lastBody(claude).system, "Be brief.");
+  });
+
+  it("streamText delivers Claude's text deltas, usage and finish reason", async () => {
+    for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
+      const s = streamText({ model, prompt: "hi", maxRetries: 0 });
+      const ds = await deltas(s);
+      assert.ok(ds.length >= 2, `several deltas, got ${JSON.stringify(ds)}`);
+      assert.equal(ds.join(""), "Bonjour from Claude.");
+      assert.equal(await s.finishReason, "stop");
+      const usage = await s.usage;
+      assert.equal(usage.inputTokens, 21);
+      assert.equal(usage.outputTokens, 8);
+    }
+  });
+
+  it("tool call: the zod schema becomes an Anthropic tool, the tool_use comes back as the SDK's tool call", async () => {
+    claude.options.toolUses = [{ name: "get_weather", input: WEATHER_ARGS }];
+    claude.options.reply = "";
+    try {
+      const res = await generateText({ model: openai.chat("gpt-x"), prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, toolChoice: "required", maxRetries: 0 });
+      assert.equal(res.finishReason, "tool-calls");
+      assert.equal(res.toolCalls.length, 1);
+      assert.equal(res.toolCalls[0].toolName, "get_weather");
+      assert.deepEqual(res.toolCalls[0].input, WEATHER_ARGS);
+      const body = lastBody(claude);
+      assert.equal(body.tools[0].name, "get_weather");
+      assert.deepEqual(body.tools[0].input_schema.required, ["city", "unit"]);
+      assert.deepEqual(body.tool_choice, { type: "any" });
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("streamed tool call: Claude's input_json_delta fragments assemble into the parsed input", async () => {
+    claude.options.toolUses = [{ name: "get_weather", input: WEATHER_ARGS }];
+    claude.options.reply = "Let me check.";
+    try {
+      for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
+        const s = streamText({ model, prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
+        const ps = await parts(s);
+        assert.equal(ps.filter((p) => p.type === "text-delta").map((p) => p.text).join(""), "Let me check.");
+        const fragments = ps.filter((p) => p.type === "tool-input-delta").map((p) => p.delta);
+        assert.ok(fragments.length >= 2, `several argument fragments, got ${JSON.stringify(fragments)}`);
+        const calls = await s.toolCalls;
+        assert.equal(calls.length, 1);
+        assert.equal(calls[0].toolName, "get_weather");
+        assert.deepEqual(calls[0].input, WEATHER_ARGS);
+        assert.equal(await s.finishReason, "tool-calls");
+      }
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("parallel tool calls, streamed and not: both tool_use blocks become the SDK's tool calls, in order", async () => {
+    claude.options.toolUses = [{ name: "get_weather", input: WEATHER_ARGS }, { name: "get_time", input: { zone: "Europe/Paris" } }];
+    claude.options.reply = "";
+    const tools = { get_weather: weatherTool(), get_time: tool({ description: "Local time", inputSchema: z.object({ zone: z.string() }) }) };
+    const expected = [["get_weather", WEATHER_ARGS], ["get_time", { zone: "Europe/Paris" }]];
+    try {
+      const g = await generateText({ model: compat("gpt-x"), prompt: "weather and time in Paris?", tools, maxRetries: 0 });
+      assert.deepEqual(g.toolCalls.map((t) => [t.toolName, t.input]), expected);
+      const s = streamText({ model: openai.chat("gpt-x"), prompt: "weather and time in Paris?", tools, maxRetries: 0 });
+      assert.deepEqual((await s.toolCalls).map((t) => [t.toolName, t.input]), expected);
+      const ids = (await s.toolCalls).map((t) => t.toolCallId);
+      assert.equal(new Set(ids).size, 2, "distinct tool call ids");
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("structured output (Output.object) and an image file part are translated for Claude", async () => {
+    claude.options.reply = '{"city":"Paris"}';
+    try {
+      const res = await generateText({
+        model: openai.chat("gpt-x"),
+        messages: [{ role: "user", content: [{ type: "text", text: "Which city is this?" }, { type: "file", data: new Uint8Array([137, 80, 78, 71]), mediaType: "image/png" }] }],
+        output: Output.object({ schema: z.object({ city: z.string() }) }),
+        maxRetries: 0,
+      });
+      assert.deepEqual(res.output, { city: "Paris" });
+      const body = lastBody(claude);
+      assert.match(body.system, /JSON Schema/);
+      assert.match(body.system, /"city"/);
+      assert.deepEqual(body.messages[0].content[1], { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw==" } });
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("tool loop, streamed: the tool result reaches Claude as a tool_result block and the answer streams back", async () => {
+    claude.options.toolUses = [{ id: "toolu_weather1", name: "get_weather", input: WEATHER_ARGS }];
+    claude.options.reply = "";
+    try {
+      const s = streamText({
+        model: openai.chat("gpt-x"),
+        prompt: "weather in Paris?",
+        tools: {
+          get_weather: weatherTool(async () => {
+            claude.options = { ...claude.options, toolUses: [], reply: "It is sunny in Paris." };
+            return "sunny, 21 C";
+          }),
+        },
+        stopWhen: isStepCount(3),
+        maxRetries: 0,
+      });
+      assert.equal((await deltas(s)).join(""), "It is sunny in Paris.");
+      assert.equal((await s.steps).length, 2);
+      assert.equal(await s.finishReason, "stop");
+      // the second Claude request carries the tool_use and its tool_result (the fake rejects a mismatch with 400)
+      const msgs = lastBody(claude).messages;
+      const use = msgs.at(-2).content.find((b: any) => b.type === "tool_use");
+      const result = msgs.at(-1).content.find((b: any) => b.type === "tool_result");
+      assert.equal(use.id, "toolu_weather1");
+      assert.deepEqual(use.input, WEATHER_ARGS);
+      assert.equal(result.tool_use_id, "toolu_weather1");
+      assert.match(JSON.stringify(result.content), /sunny, 21 C/);
+    } finally {
+      claude.reset();
+    }
+  });
+});
