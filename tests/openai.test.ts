@@ -148,6 +148,9 @@ circuit_breaker: { failure_threshold: 1000 }  # many failures in a row here; bre
     const events = await readSse(res);
     assert.notEqual(events.at(-1), "[DONE]");
     assert.equal(events.at(-1).error.type, "upstream_error");
+    // a short reason for the client: no upstream URL, no runtime debugging hints
+    assert.match(events.at(-1).error.message, /^upstream stream broke: \S/);
+    assert.doesNotMatch(events.at(-1).error.message, /127\.0\.0\.1|verbose|fetch\(\)/);
     assert.equal(b.requests.length, 0);
   });
 

@@ -18,14 +18,32 @@ export async function postJson(
   }
 }
 
-export function fetchFailure(e: unknown, signal: AbortSignal): UpstreamFailure {
+/**
+ * A failed fetch or upstream body read: a timeout or client abort when `signal` fired, else a network failure
+ * (`what`: "connection failed", "upstream stream broke", ...) with the runtime's error text, shortened.
+ */
+export function fetchFailure(e: unknown, signal: AbortSignal, what = "connection failed", status = 0): UpstreamFailure {
   if (signal.aborted) {
     const timeout = (signal.reason as Error | undefined)?.name === "TimeoutError";
     return timeout
       ? { ok: false, status: 504, kind: "timeout", message: "upstream timed out" }
       : { ok: false, status: 499, kind: "aborted", message: "request aborted" };
   }
-  return { ok: false, status: 0, kind: "connect", message: `connection failed: ${(e as Error)?.message ?? String(e)}` };
+  return { ok: false, status, kind: "connect", message: `${what}: ${networkErrorText(e)}` };
+}
+
+/**
+ * A runtime's network error message without the upstream URL and the runtime's debugging hints (Bun:
+ * `InvalidHTTPResponse fetching "http://...". For more information, pass \`verbose: true\` ...`), which mean
+ * nothing to the router's client.
+ */
+export function networkErrorText(e: unknown): string {
+  const m = (e as Error)?.message;
+  if (typeof m !== "string") return String(e);
+  return m
+    .replace(/ fetching "[^"]*"/, "")
+    .replace(/\.? *(For more information, pass `verbose: true`.*|Is the computer able to access the url\?)$/s, "")
+    .trim() || "network error";
 }
 
 function parseRetryAfter(v: string | null): number | undefined {

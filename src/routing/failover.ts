@@ -2,7 +2,7 @@
 // each failure, and returns the first success (JSON, or a stream committed at its first content chunk).
 import type { Config, ProviderConfig } from "../config/schema.ts";
 import { errorJson, errorResponse } from "../http/errors.ts";
-import { encoder } from "../providers/shared.ts";
+import { encoder, fetchFailure } from "../providers/shared.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/usage.ts";
@@ -575,10 +575,6 @@ export class Router {
 }
 
 function streamFailure(e: unknown, signal: AbortSignal): UpstreamFailure {
-  if (signal.aborted) {
-    const timeout = (signal.reason as Error | undefined)?.name === "TimeoutError";
-    return { ok: false, status: timeout ? 504 : 499, kind: timeout ? "timeout" : "aborted", message: timeout ? "upstream timed out" : "request aborted" };
-  }
-  if (e instanceof UpstreamStreamError) return { ok: false, status: 502, kind: "protocol", message: e.message, code: e.code };
-  return { ok: false, status: 502, kind: "connect", message: `upstream stream broke: ${(e as Error)?.message ?? String(e)}` };
+  if (!signal.aborted && e instanceof UpstreamStreamError) return { ok: false, status: 502, kind: "protocol", message: e.message, code: e.code };
+  return fetchFailure(e, signal, "upstream stream broke", 502);
 }
