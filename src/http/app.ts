@@ -15,6 +15,7 @@ import type { Observability } from "../observability/observability.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "./errors.ts";
+import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
 import { ChatRequestSchema, TextRequestSchema } from "./schemas.ts";
 import { unsupportedEndpoint } from "./unsupported.ts";
 
@@ -43,6 +44,7 @@ type Env = AppEnv;
 const ROUTE_METHODS: Record<string, string> = {
   "/v1/chat/completions": "POST",
   "/v1/completions": "POST",
+  "/v1/responses": "POST",
   "/v1/models": "GET",
   "/health": "GET",
   "/stats": "GET",
@@ -200,9 +202,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const maxBytes = () => config().server.max_body_bytes;
   const idem = idempotency(config, store);
   /** the request goes to the router, which reports it to the observers when it ends */
-  const routed = (c: Context<Env>): RequestContext => {
+  const routed = (c: Context<Env>, path?: string): RequestContext => {
     c.set("routed", true);
-    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage") };
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path };
   };
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>
@@ -210,6 +212,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), idem, (c) =>
     c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
+
+  // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
+  app.post("/v1/responses", jsonBody(maxBytes), validate(ResponsesRequestSchema), idem, async (c) => {
+    const req = c.req.valid("json") as ResponsesRequest;
+    return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req);
+  });
 
   app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));
   // models.retrieve; an id may hold a slash ("provider/model")

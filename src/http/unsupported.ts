@@ -3,12 +3,13 @@
 import type { ErrorBody } from "./errors.ts";
 
 const RESPONSES_HINT =
-  "the OpenAI Responses API is not supported by this router; use POST /v1/chat/completions " +
-  "(Vercel AI SDK: openai.chat(model) or @ai-sdk/openai-compatible instead of openai(model); LangChain: ChatOpenAI without useResponsesApi, or ChatOpenAICompletions)";
+  "this router serves POST /v1/responses statelessly and stores no responses, so stored responses cannot be " +
+  "retrieved, cancelled, deleted or listed; keep the response the POST returned, and send the whole conversation in `input`";
 
 /** The 404 error body for a known but unsupported OpenAI endpoint, or undefined for any other path. */
 export function unsupportedEndpoint(method: string, path: string): ErrorBody | undefined {
-  if (path === "/v1/responses" || path.startsWith("/v1/responses/")) {
+  // POST /v1/responses itself is served (src/http/responses.ts); everything under it needs stored responses
+  if (path.startsWith("/v1/responses/")) {
     return { message: `${method} ${path.slice(0, 200)}: ${RESPONSES_HINT}`, type: "invalid_request_error", code: "unsupported_endpoint" };
   }
   return undefined;

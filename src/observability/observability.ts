@@ -40,7 +40,7 @@ export interface HttpRecord {
 
 export const ENDPOINT_PATH: Record<ApiKind, string> = { chat: "/v1/chat/completions", text: "/v1/completions" };
 /** endpoint label values besides the two routed ones; any other path is labelled "other" */
-const KNOWN_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/models"]);
+const KNOWN_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"]);
 const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
 const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped"];
 
@@ -141,7 +141,7 @@ export class Observability {
         this.failovers.inc([at[i].provider]);
       }
     }
-    const path = ENDPOINT_PATH[r.endpoint];
+    const path = r.path ?? ENDPOINT_PATH[r.endpoint];
     const level = r.status >= 500 ? "warn" : "info";
     const log = this.logger?.enabled(level);
     let input = 0, output = 0, cost = 0, estimated = false, usage: Usage | undefined;

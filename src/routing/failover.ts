@@ -37,6 +37,8 @@ export interface RequestRecord {
   requested_model?: string;
   /** the authenticated API key's name (never the key), when auth is on */
   key_name?: string;
+  /** the client-facing path when it is not the endpoint's own (POST /v1/responses is served as chat) */
+  path?: string;
 }
 
 /** Observers of the routing loop (stats, metrics, logs, breakers plug in here). */
@@ -53,6 +55,8 @@ export interface RequestContext {
   keyName?: string;
   /** called once when the request finishes with usage (streams: when the stream ends) */
   onUsage?(u: Usage): void;
+  /** the client-facing path, copied into the RequestRecord, when it is not the endpoint's own */
+  path?: string;
 }
 
 interface Candidate {
@@ -261,7 +265,7 @@ export class Router {
       return await this.#route(kind, body, ctx, t0);
     } catch (e) {
       // an unexpected error still ends the request for the observers (the app answers 500)
-      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream: body.stream === true, status: 500, attempts: [], latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName });
+      this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream: body.stream === true, status: 500, attempts: [], latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, path: ctx.path });
       throw e;
     }
   }
@@ -277,7 +281,7 @@ export class Router {
       deadlineHit: false,
       finish: (status, extra = {}) => {
         if (extra.usage) ctx.onUsage?.(extra.usage);
-        this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, ...extra });
+        this.hooks.onRequest?.({ request_id: ctx.requestId, endpoint: kind, stream, status, attempts, latency_ms: this.now() - t0, requested_model: body.model, key_name: ctx.keyName, path: ctx.path, ...extra });
       },
     };
     const maxProviders = this.config.routing.max_attempts ?? Infinity;
