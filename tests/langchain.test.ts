@@ -153,20 +153,40 @@ providers:
     await assert.rejects(chatModel(r).invoke("hi"), (e: any) => e.status === 502 && /failed/.test(e.message));
   });
 
-  it("a model LangChain sends to the Responses API gets a 404 that says to use chat completions", async () => {
+  it("the Responses API (useResponsesApi, or a model name LangChain sends there) is served through the chat path", async () => {
     // ChatOpenAI switches to POST /v1/responses on its own for some model names (codex, *-pro, ...)
-    const before = up.requests.length + down.requests.length;
-    await assert.rejects(chatModel(r, "gpt-5-codex").invoke("hi"), (e: any) => {
-      assert.equal(e.status, 404, String(e));
-      assert.match(e.message, /\/v1\/responses/);
-      assert.match(e.message, /\/v1\/chat\/completions/);
-      return true;
-    });
-    assert.equal(up.requests.length + down.requests.length, before, "no provider was called");
-    // the documented way out: ChatOpenAICompletions always speaks chat completions
-    const m = await new ChatOpenAICompletions({ model: "gpt-5-codex", apiKey: "client-key", configuration: { baseURL: `${r.url}/v1` }, maxRetries: 0 }).invoke("hi");
-    assert.equal(m.content, "Hello from upstream!");
+    const m = await chatModel(r, "gpt-5-codex").invoke("hi");
+    assert.equal(m.text, "Hello from upstream!");
     assert.equal(up.requests.at(-1)!.path, "/v1/chat/completions");
+    assert.deepEqual(lastBody(up).messages, [{ role: "user", content: "hi" }]);
+    const responsesModel = new ChatOpenAI({ model: "gpt-x", useResponsesApi: true, apiKey: "client-key", configuration: { baseURL: `${r.url}/v1` }, maxRetries: 0 });
+    // Responses-API chunks carry content parts, not a string: count the chunks with text
+    const pieces: string[] = [];
+    let full: AIMessageChunk | undefined;
+    for await (const c of await responsesModel.stream("hi")) {
+      if (c.text) pieces.push(c.text);
+      full = full ? full.concat(c) : c;
+    }
+    assert.ok(pieces.length >= 2, `several text chunks, got ${JSON.stringify(pieces)}`);
+    assert.equal(pieces.join(""), "Hello from upstream!");
+    assert.equal(full?.usage_metadata?.output_tokens, 7);
+    // a tool call and its result sent back, in Responses API items
+    upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
+    try {
+      const withTools = responsesModel.bindTools([weather]);
+      const ai = await withTools.invoke("weather in Paris?");
+      assert.equal(ai.tool_calls?.length, 1);
+      assert.equal(ai.tool_calls![0].name, "get_weather");
+      assert.deepEqual(ai.tool_calls![0].args, WEATHER_ARGS);
+      delete upOpts.toolCall;
+      const answer = await withTools.invoke([new HumanMessage("weather in Paris?"), ai, new ToolMessage({ tool_call_id: ai.tool_calls![0].id!, content: "sunny" })]);
+      assert.equal(answer.text, "Hello from upstream!");
+      const msgs = lastBody(up).messages;
+      assert.equal(msgs.at(-2).tool_calls[0].function.name, "get_weather");
+      assert.deepEqual(msgs.at(-1), { role: "tool", tool_call_id: msgs.at(-2).tool_calls[0].id, content: "sunny" });
+    } finally {
+      delete upOpts.toolCall;
+    }
   });
 });
 

@@ -558,11 +558,14 @@ providers:
     assert.equal(ds.join(""), "Bonjour from Claude.");
     assert.equal((await s.usage).outputTokens, 8);
 
+    // a first step with text before the tool call: the SDK sends that text back as an item_reference unless
+    // store is false (nothing is stored here to resolve it), so store: false is the documented setting
     claude.options.toolUses = [{ id: "toolu_weather1", name: "get_weather", input: WEATHER_ARGS }];
-    claude.options.reply = "";
+    claude.options.reply = "Let me check.";
     try {
       const loop = streamText({
         model: aisdk("gpt-x"),
+        providerOptions: { openai: { store: false } },
         prompt: "weather in Paris?",
         tools: {
           get_weather: tool({
@@ -576,14 +579,41 @@ providers:
         stopWhen: isStepCount(3),
         maxRetries: 0,
       });
-      assert.equal((await deltas(loop)).join(""), "It is sunny in Paris.");
+      assert.equal((await deltas(loop)).join(""), "Let me check.It is sunny in Paris.");
       assert.equal((await loop.steps).length, 2);
       assert.equal(await loop.finishReason, "stop");
       const msgs = lastBody(claude).messages;
+      assert.deepEqual(msgs.at(-2).content.map((b: any) => b.type), ["text", "tool_use"]);
+      assert.equal(msgs.at(-2).content[0].text, "Let me check.");
       assert.equal(msgs.at(-2).content.find((b: any) => b.type === "tool_use").id, "toolu_weather1");
       const result = msgs.at(-1).content.find((b: any) => b.type === "tool_result");
       assert.equal(result.tool_use_id, "toolu_weather1");
       assert.match(JSON.stringify(result.content), /sunny, 21 C/);
+    } finally {
+      claude.reset();
+    }
+  });
+
+  it("AI SDK default (store: true) replaying earlier text as an item_reference gets a 400 that says to set store: false", async () => {
+    claude.options.toolUses = [{ id: "toolu_1", name: "get_weather", input: WEATHER_ARGS }];
+    claude.options.reply = "Let me check.";
+    try {
+      await assert.rejects(
+        generateText({
+          model: aisdk("gpt-x"),
+          prompt: "weather in Paris?",
+          tools: { get_weather: tool({ inputSchema: weatherInput, execute: async () => "sunny" }) },
+          stopWhen: isStepCount(3),
+          maxRetries: 0,
+        }),
+        (e: any) => {
+          assert.ok(APICallError.isInstance(e), String(e));
+          assert.equal(e.statusCode, 400);
+          assert.match(e.message, /^input\[1\]\.type: item_reference is not supported/);
+          assert.match(e.message, /store: false/);
+          return true;
+        },
+      );
     } finally {
       claude.reset();
     }
