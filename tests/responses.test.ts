@@ -634,3 +634,50 @@ providers:
     }
   });
 });
+
+describe("Responses API: idempotency and client disconnect", () => {
+  let up: FakeServer, r: RunningRouter;
+  before(async () => {
+    up = await startOpenAIFake({ reply: "the one and only answer", chunks: 5 });
+    r = await startRouter(`
+providers: [{ name: up, type: openai, endpoint: ${up.url}/v1, default_model: m }]
+idempotency: { ttl_seconds: 60 }
+`);
+  });
+  after(async () => {
+    await r.stop();
+    await up.stop();
+  });
+
+  it("a repeated Idempotency-Key replays the stored answer, JSON and streamed, without calling the provider", async () => {
+    for (const stream of [false, true]) {
+      up.reset();
+      const key = `resp-key-${stream}`;
+      const first = await postJson(`${r.url}/v1/responses`, { model: "m", input: "hi", stream }, { "idempotency-key": key });
+      const firstText = await first.text();
+      const again = await postJson(`${r.url}/v1/responses`, { model: "m", input: "hi", stream }, { "idempotency-key": key });
+      assert.equal(again.status, 200);
+      assert.equal(again.headers.get("idempotent-replayed"), "true", `stream ${stream}`);
+      assert.equal(await again.text(), firstText, "the same response id and body");
+      assert.equal(up.requests.length, 1, "one provider call");
+      assert.match(firstText, /resp_/);
+    }
+  });
+
+  it("a client that leaves mid-stream aborts the upstream stream", async () => {
+    up.reset();
+    up.fault = { chunkDelayMs: 300 };
+    const ac = new AbortController();
+    const res = await fetch(`${r.url}/v1/responses`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m", input: "hi", stream: true }), signal: ac.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    const end = Date.now() + 5000;
+    while (up.aborted === 0 && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+    assert.equal(up.aborted, 1, "the upstream connection was closed");
+    up.fault = null;
+  });
+});
