@@ -263,6 +263,31 @@ providers:
     }
   });
 
+  it("a refusal becomes a refusal content part, streamed (refusal.delta / refusal.done) and not", async () => {
+    upOpts.refusal = "I can't help with that.";
+    try {
+      const res = await client.responses.create({ model: "gpt-x", input: "something bad" });
+      assert.deepEqual((res.output[0] as any).content, [{ type: "refusal", refusal: "I can't help with that." }]);
+      assert.equal(res.output_text, "");
+      const sres = await postJson(`${r.url}/v1/responses`, { model: "gpt-x", input: "something bad", stream: true });
+      const { events, done } = await rawEvents(sres);
+      assert.ok(done);
+      assertSequenced(events.map((e) => e[1]));
+      const types = events.map((e) => e[0]);
+      assert.ok(types.filter((t) => t === "response.refusal.delta").length >= 2);
+      assert.ok(!types.includes("response.output_text.delta"));
+      assert.equal(events.find((e) => e[0] === "response.refusal.done")![1].refusal, "I can't help with that.");
+      const completed = events.at(-1)![1];
+      assert.deepEqual(completed.response.output[0].content, [{ type: "refusal", refusal: "I can't help with that." }]);
+      const final = await client.responses.stream({ model: "gpt-x", input: "something bad" }).finalResponse();
+      const part = (final.output[0] as any).content[0];
+      assert.equal(part.type, "refusal");
+      assert.equal(part.refusal, "I can't help with that.");
+    } finally {
+      delete upOpts.refusal;
+    }
+  });
+
   it("text.format json_schema / json_object become response_format", async () => {
     const schema = { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false };
     const res = await client.responses.create({ model: "gpt-x", input: "city?", text: { format: { type: "json_schema", name: "city", schema, strict: true } } });

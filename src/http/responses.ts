@@ -332,6 +332,7 @@ function responseObject(req: ResponsesRequest, ids: Ids, model: string, status: 
 }
 
 const textPart = (text: string) => ({ type: "output_text", text, annotations: [], logprobs: [] });
+const refusalPart = (refusal: string) => ({ type: "refusal", refusal });
 const messageItem = (id: string, status: string, parts: unknown[]) => ({ id, type: "message", status, role: "assistant", content: parts });
 const callItem = (id: string, status: string, callId: string, name: string, args: string) =>
   ({ id, type: "function_call", status, arguments: args, call_id: callId, name });
@@ -347,7 +348,7 @@ export function chatToResponse(chat: any, req: ResponsesRequest, ids: Ids = newI
   const parts: unknown[] = [];
   if (typeof msg.content === "string" && (msg.content || !calls.length)) parts.push(textPart(msg.content));
   else if (msg.content == null && !calls.length && !msg.refusal) parts.push(textPart(""));
-  if (typeof msg.refusal === "string" && msg.refusal) parts.push({ type: "refusal", refusal: msg.refusal });
+  if (typeof msg.refusal === "string" && msg.refusal) parts.push(refusalPart(msg.refusal));
   if (parts.length) output.push(messageItem(ids.item("msg"), itemStatus, parts));
   for (const tc of calls) {
     output.push(callItem(ids.item("fc"), "completed", String(tc?.id ?? ids.item("call")), String(tc?.function?.name ?? ""), String(tc?.function?.arguments ?? "")));
@@ -380,7 +381,8 @@ export class ResponsesTranscoder {
   /** the transcript has its terminal event (completed, incomplete or failed) */
   ended = false;
   #output: Item[] = [];
-  #msg: { outputIndex: number; id: string; text: string } | null = null;
+  /** the open message item: its one content part is output_text, or a refusal */
+  #msg: { outputIndex: number; id: string; text: string; refusal: boolean } | null = null;
   #calls = new Map<number, CallState>();
   #finish: unknown = null;
   #usage: ResponsesUsage | null = null;
@@ -405,25 +407,31 @@ export class ResponsesTranscoder {
     if (!m) return "";
     this.#msg = null;
     const base = { item_id: m.id, output_index: m.outputIndex, content_index: 0 };
-    const item = messageItem(m.id, status, [textPart(m.text)]);
+    const part = m.refusal ? refusalPart(m.text) : textPart(m.text);
+    const item = messageItem(m.id, status, [part]);
     this.#output[m.outputIndex] = item;
-    return this.#event("response.output_text.done", { ...base, text: m.text, logprobs: [] }) +
-      this.#event("response.content_part.done", { ...base, part: textPart(m.text) }) +
+    return (m.refusal
+      ? this.#event("response.refusal.done", { ...base, refusal: m.text })
+      : this.#event("response.output_text.done", { ...base, text: m.text, logprobs: [] })) +
+      this.#event("response.content_part.done", { ...base, part }) +
       this.#event("response.output_item.done", { output_index: m.outputIndex, item });
   }
 
-  #text(delta: string): string {
+  /** A text (or refusal) delta, opening a message item for it if needed. */
+  #text(delta: string, refusal: boolean): string {
     let out = "";
     let m = this.#msg;
-    if (!m) {
-      m = this.#msg = { outputIndex: this.#output.length, id: this.ids.item("msg"), text: "" };
+    if (m && m.refusal !== refusal) out += this.#closeMessage("completed");
+    if (!this.#msg) {
+      m = this.#msg = { outputIndex: this.#output.length, id: this.ids.item("msg"), text: "", refusal };
       const item = messageItem(m.id, "in_progress", []);
       this.#output.push(item);
       out += this.#event("response.output_item.added", { output_index: m.outputIndex, item });
-      out += this.#event("response.content_part.added", { item_id: m.id, output_index: m.outputIndex, content_index: 0, part: textPart("") });
+      out += this.#event("response.content_part.added", { item_id: m.id, output_index: m.outputIndex, content_index: 0, part: refusal ? refusalPart("") : textPart("") });
     }
-    m.text += delta;
-    return out + this.#event("response.output_text.delta", { item_id: m.id, output_index: m.outputIndex, content_index: 0, delta, logprobs: [] });
+    m!.text += delta;
+    const base = { item_id: m!.id, output_index: m!.outputIndex, content_index: 0, delta };
+    return out + (refusal ? this.#event("response.refusal.delta", base) : this.#event("response.output_text.delta", { ...base, logprobs: [] }));
   }
 
   #toolCall(tc: any): string {
@@ -473,7 +481,8 @@ export class ResponsesTranscoder {
     if (!choice) return out;
     const d = choice.delta;
     if (d) {
-      if (typeof d.content === "string" && d.content) out += this.#text(d.content);
+      if (typeof d.content === "string" && d.content) out += this.#text(d.content, false);
+      if (typeof d.refusal === "string" && d.refusal) out += this.#text(d.refusal, true);
       if (Array.isArray(d.tool_calls)) for (const tc of d.tool_calls) out += this.#toolCall(tc);
     }
     if (choice.finish_reason) this.#finish = choice.finish_reason;

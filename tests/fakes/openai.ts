@@ -11,6 +11,8 @@ export interface OpenAIFakeOptions {
   /** answer chat requests with this tool call instead of text (read per request: may be changed or removed
    * between requests); streamed as OpenAI does, id and name first, then the arguments in `chunks` fragments */
   toolCall?: { name: string; arguments: string };
+  /** answer chat requests with this refusal (message.refusal, streamed as `refusal` deltas) instead of text */
+  refusal?: string;
 }
 
 export function splitText(s: string, n: number): string[] {
@@ -40,6 +42,8 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
           index: 0,
           message: opts.toolCall
             ? { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: opts.toolCall }] }
+            : opts.refusal !== undefined
+            ? { role: "assistant", content: null, refusal: opts.refusal }
             : { role: "assistant", content: reply },
           finish_reason: opts.toolCall ? "tool_calls" : "stop",
         }
@@ -60,6 +64,10 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
       if (!(await send([{ index: 0, delta: { tool_calls: [first] }, finish_reason: null }]))) return;
       for (const piece of splitText(tc.arguments, opts.chunks ?? 4)) {
         if (!(await send([{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, finish_reason: null }]))) return;
+      }
+    } else if (chat && opts.refusal !== undefined) {
+      for (const piece of splitText(opts.refusal, opts.chunks ?? 4)) {
+        if (!(await send([{ index: 0, delta: { refusal: piece }, finish_reason: null }]))) return;
       }
     } else {
       for (const piece of splitText(reply, opts.chunks ?? 4)) {
