@@ -82,6 +82,24 @@ circuit_breaker: { failure_threshold: 1000 }  # many failures in a row here; bre
     assert.equal(b.requests[0].headers.authorization, undefined);
   });
 
+  it("sends max_tokens to OpenAI as max_completion_tokens (o-series and gpt-5 reject max_tokens), as is elsewhere", async () => {
+    let res = await postJson(`${r.url}/v1/chat/completions`, chat({ max_tokens: 33 }));
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(a.requests[0].body.max_completion_tokens, 33);
+    assert.equal("max_tokens" in a.requests[0].body, false);
+    // a client that sends both keeps its own max_completion_tokens
+    res = await postJson(`${r.url}/v1/chat/completions`, chat({ max_tokens: 33, max_completion_tokens: 44 }));
+    await res.body?.cancel();
+    assert.equal(a.requests[1].body.max_completion_tokens, 44);
+    // openai_compatible servers (vLLM, Ollama, LM Studio...) get max_tokens as sent
+    a.fault = { status: 500 };
+    res = await postJson(`${r.url}/v1/chat/completions`, chat({ max_tokens: 33 }));
+    await res.body?.cancel();
+    assert.equal(b.requests[0].body.max_tokens, 33);
+    assert.equal("max_completion_tokens" in b.requests[0].body, false);
+  });
+
   for (const status of [500, 502, 503, 408, 429, 401, 403]) {
     it(`fails over on upstream ${status}`, async () => {
       a.fault = { status };

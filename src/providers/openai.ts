@@ -26,6 +26,12 @@ export class OpenAIAdapter implements Adapter {
 
   async #call(path: string, kind: "chat" | "text", req: Record<string, unknown>, opts: CallOptions): Promise<UpstreamResult> {
     const body: Record<string, unknown> = { ...req, model: opts.model };
+    // OpenAI's reasoning models (o-series, gpt-5) reject the deprecated max_tokens; every current OpenAI chat model
+    // takes max_completion_tokens. Other OpenAI-protocol servers get the field the client sent.
+    if (this.config.type === "openai" && kind === "chat" && body.max_tokens != null && body.max_completion_tokens == null) {
+      body.max_completion_tokens = body.max_tokens;
+      delete body.max_tokens;
+    }
     if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
     const res = await postJson(this.config.endpoint + path, this.#headers, body, opts.signal);
     if (!(res instanceof Response)) return res;
