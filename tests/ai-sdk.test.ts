@@ -4,63 +4,28 @@
 // failing over past a provider answering 503.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { APICallError, generateText, isStepCount, Output, streamText, tool } from "ai";
+import { APICallError, generateText, Output, streamText, tool } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { z } from "zod";
-import { startAnthropicFake, type AnthropicFake } from "./fakes/anthropic.ts";
-import { startOpenAIFake, type OpenAIFakeOptions } from "./fakes/openai.ts";
+import type { AnthropicFake } from "./fakes/anthropic.ts";
+import type { OpenAIFakeOptions } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
-import { startRouter, type RunningRouter } from "./helpers/router.ts";
-
-const WEATHER_ARGS = { city: "Paris", unit: "c" as const };
-const weatherInput = z.object({ city: z.string(), unit: z.enum(["c", "f"]) });
-/** the tool the app defines; with `execute`, the SDK runs it and sends the result back to the model */
-function weatherTool(execute?: (a: z.infer<typeof weatherInput>) => Promise<string>) {
-  const description = "Current weather for a city";
-  return execute ? tool({ description, inputSchema: weatherInput, execute }) : tool({ description, inputSchema: weatherInput });
-}
-
-/** The text deltas of a streamText result, in order, as the app's loop sees them. */
-async function deltas(s: { textStream: AsyncIterable<string> }): Promise<string[]> {
-  const out: string[] = [];
-  for await (const d of s.textStream) out.push(d);
-  return out;
-}
-
-/** The parts of a streamText fullStream (types and the fields the tests look at). */
-async function parts(s: { fullStream: AsyncIterable<any> }): Promise<any[]> {
-  const out: any[] = [];
-  for await (const p of s.fullStream) out.push(p);
-  return out;
-}
-
-/** The tools array the upstream received on its last request (OpenAI or Anthropic shape). */
-const lastBody = (f: FakeServer) => f.requests.at(-1)!.body;
+import type { RunningRouter } from "./helpers/router.ts";
+import { type AnthropicChain, lastBody, type OpenAIChain, startAnthropicChain, startOpenAIChain, WEATHER_ARGS } from "./helpers/chains.ts";
+import { deltas, parts, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
 
 describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
-  let down: FakeServer, up: FakeServer, r: RunningRouter;
-  const upOpts: OpenAIFakeOptions = { reply: "Hello from upstream!", chunks: 5 };
+  let chain: OpenAIChain, down: FakeServer, up: FakeServer, upOpts: OpenAIFakeOptions, r: RunningRouter;
   let openai: ReturnType<typeof createOpenAI>;
   let compat: ReturnType<typeof createOpenAICompatible>;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    up = await startOpenAIFake(upOpts);
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: up, type: openai_compatible, endpoint: ${up.url}/v1, default_model: up-model }
-`);
+    chain = await startOpenAIChain();
+    ({ down, up, upOpts, r } = chain);
     openai = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
     compat = createOpenAICompatible({ name: "router", baseURL: `${r.url}/v1`, apiKey: "client-key", includeUsage: true });
   });
-  after(async () => {
-    await r.stop();
-    await up.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("openai.chat(): generateText fails over past the 503 and reports text, usage, finish reason", async () => {
     const before = down.requests.length;
@@ -157,16 +122,10 @@ providers:
     try {
       const res = await generateText({
         model: openai.chat("gpt-x"),
-        prompt: "weather in Paris?",
-        tools: {
-          get_weather: weatherTool(async (a) => {
-            seen.push(a);
-            delete upOpts.toolCall; // the next model call answers with text
-            return "sunny, 21 C";
-          }),
-        },
-        stopWhen: isStepCount(3),
-        maxRetries: 0,
+        ...weatherLoop((a) => {
+          seen.push(a);
+          delete upOpts.toolCall; // the next model call answers with text
+        }),
       });
       assert.deepEqual(seen, [WEATHER_ARGS]);
       assert.equal(res.steps.length, 2);
@@ -214,27 +173,16 @@ providers:
 });
 
 describe("Vercel AI SDK against the router, Anthropic upstream", () => {
-  let down: FakeServer, claude: AnthropicFake, r: RunningRouter;
+  let chain: AnthropicChain, claude: AnthropicFake;
   let openai: ReturnType<typeof createOpenAI>;
   let compat: ReturnType<typeof createOpenAICompatible>;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    claude = await startAnthropicFake({ apiKey: "sk-ant-key", reply: "Bonjour from Claude.", chunks: 4, usage: { input_tokens: 21, output_tokens: 8 } });
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: sk-ant-key, default_model: claude-test }
-`);
-    openai = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
-    compat = createOpenAICompatible({ name: "router", baseURL: `${r.url}/v1`, apiKey: "client-key", includeUsage: true });
+    chain = await startAnthropicChain();
+    claude = chain.claude;
+    openai = createOpenAI({ baseURL: `${chain.r.url}/v1`, apiKey: "client-key" });
+    compat = createOpenAICompatible({ name: "router", baseURL: `${chain.r.url}/v1`, apiKey: "client-key", includeUsage: true });
   });
-  after(async () => {
-    await r.stop();
-    await claude.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("generateText fails over to Claude and reports text, usage, finish reason", async () => {
     claude.reset();
@@ -341,15 +289,9 @@ providers:
     try {
       const s = streamText({
         model: openai.chat("gpt-x"),
-        prompt: "weather in Paris?",
-        tools: {
-          get_weather: weatherTool(async () => {
-            claude.options = { ...claude.options, toolUses: [], reply: "It is sunny in Paris." };
-            return "sunny, 21 C";
-          }),
-        },
-        stopWhen: isStepCount(3),
-        maxRetries: 0,
+        ...weatherLoop(() => {
+          claude.options = { ...claude.options, toolUses: [], reply: "It is sunny in Paris." };
+        }),
       });
       assert.equal((await deltas(s)).join(""), "It is sunny in Paris.");
       assert.equal((await s.steps).length, 2);

@@ -7,18 +7,13 @@ import assert from "node:assert/strict";
 import { ChatOpenAI, ChatOpenAICompletions, OpenAI } from "@langchain/openai";
 import { AIMessage, type AIMessageChunk, HumanMessage, ToolMessage } from "@langchain/core/messages";
 import { tool } from "@langchain/core/tools";
-import { z } from "zod";
-import { startAnthropicFake, type AnthropicFake } from "./fakes/anthropic.ts";
-import { startOpenAIFake, type OpenAIFakeOptions } from "./fakes/openai.ts";
+import type { AnthropicFake } from "./fakes/anthropic.ts";
+import type { OpenAIFakeOptions } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
-import { startRouter, type RunningRouter } from "./helpers/router.ts";
+import type { RunningRouter } from "./helpers/router.ts";
+import { type AnthropicChain, lastBody, type OpenAIChain, startAnthropicChain, startOpenAIChain, WEATHER_ARGS, WEATHER_DESCRIPTION, weatherInput } from "./helpers/chains.ts";
 
-const WEATHER_ARGS = { city: "Paris", unit: "c" as const };
-const weather = tool(async ({ city }) => `sunny in ${city}`, {
-  name: "get_weather",
-  description: "Current weather for a city",
-  schema: z.object({ city: z.string(), unit: z.enum(["c", "f"]) }),
-});
+const weather = tool(async ({ city }) => `sunny in ${city}`, { name: "get_weather", description: WEATHER_DESCRIPTION, schema: weatherInput });
 
 /** Streams and concatenates the chunks as LangChain apps do; also returns how many chunks carried text. */
 async function streamAll(s: AsyncIterable<AIMessageChunk>): Promise<{ full: AIMessageChunk; textChunks: number }> {
@@ -32,31 +27,17 @@ async function streamAll(s: AsyncIterable<AIMessageChunk>): Promise<{ full: AIMe
   return { full, textChunks };
 }
 
-const lastBody = (f: FakeServer) => f.requests.at(-1)!.body;
-
 function chatModel(r: RunningRouter, model = "gpt-x"): ChatOpenAI {
   return new ChatOpenAI({ model, apiKey: "client-key", configuration: { baseURL: `${r.url}/v1` }, maxRetries: 0 });
 }
 
 describe("LangChain ChatOpenAI against the router, OpenAI-protocol upstream", () => {
-  let down: FakeServer, up: FakeServer, r: RunningRouter;
-  const upOpts: OpenAIFakeOptions = { reply: "Hello from upstream!", chunks: 5 };
+  let chain: OpenAIChain, down: FakeServer, up: FakeServer, upOpts: OpenAIFakeOptions, r: RunningRouter;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    up = await startOpenAIFake(upOpts);
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: up, type: openai_compatible, endpoint: ${up.url}/v1, default_model: up-model }
-`);
+    chain = await startOpenAIChain();
+    ({ down, up, upOpts, r } = chain);
   });
-  after(async () => {
-    await r.stop();
-    await up.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("invoke fails over past the 503: content, usage and finish reason", async () => {
     const before = down.requests.length;
@@ -191,23 +172,12 @@ providers:
 });
 
 describe("LangChain ChatOpenAI against the router, Anthropic upstream", () => {
-  let down: FakeServer, claude: AnthropicFake, r: RunningRouter;
+  let chain: AnthropicChain, claude: AnthropicFake, r: RunningRouter;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    claude = await startAnthropicFake({ apiKey: "sk-ant-key", reply: "Bonjour from Claude.", chunks: 4, usage: { input_tokens: 21, output_tokens: 8 } });
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: sk-ant-key, default_model: claude-test }
-`);
+    chain = await startAnthropicChain();
+    ({ claude, r } = chain);
   });
-  after(async () => {
-    await r.stop();
-    await claude.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("invoke and stream", async () => {
     const m = await chatModel(r).invoke("hi");

@@ -5,26 +5,23 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { APICallError, generateText, isStepCount, streamText, tool } from "ai";
+import { APICallError, generateText, streamText } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
-import { z } from "zod";
-import { startAnthropicFake, type AnthropicFake } from "./fakes/anthropic.ts";
+import type { AnthropicFake } from "./fakes/anthropic.ts";
 import { startOpenAIFake, type OpenAIFakeOptions } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { scrape, value } from "./helpers/metrics.ts";
 import { postJson, startRouter, type RunningRouter } from "./helpers/router.ts";
+import { type AnthropicChain, lastBody, type OpenAIChain, startAnthropicChain, startOpenAIChain, WEATHER_ARGS, WEATHER_DESCRIPTION } from "./helpers/chains.ts";
+import { deltas, parts, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
 
-const WEATHER_ARGS = { city: "Paris", unit: "c" as const };
-const weatherInput = z.object({ city: z.string(), unit: z.enum(["c", "f"]) });
 const WEATHER_TOOL = {
   type: "function" as const,
   name: "get_weather",
-  description: "Current weather for a city",
+  description: WEATHER_DESCRIPTION,
   parameters: { type: "object", properties: { city: { type: "string" }, unit: { type: "string", enum: ["c", "f"] } }, required: ["city", "unit"] },
   strict: false,
 };
-
-const lastBody = (f: FakeServer) => f.requests.at(-1)!.body;
 
 /** The raw SSE transcript of a streamed /v1/responses answer: [event name, parsed data] per event, and [DONE]. */
 async function rawEvents(res: Response): Promise<{ events: [string, any][]; done: boolean }> {
@@ -51,40 +48,16 @@ function assertSequenced(events: { sequence_number: number }[]): void {
   events.forEach((e, i) => assert.equal(e.sequence_number, i, "sequence_number counts every event from 0"));
 }
 
-async function deltas(s: { textStream: AsyncIterable<string> }): Promise<string[]> {
-  const out: string[] = [];
-  for await (const d of s.textStream) out.push(d);
-  return out;
-}
-
-async function parts(s: { fullStream: AsyncIterable<any> }): Promise<any[]> {
-  const out: any[] = [];
-  for await (const p of s.fullStream) out.push(p);
-  return out;
-}
-
 describe("Responses API, OpenAI-protocol upstream", () => {
-  let down: FakeServer, up: FakeServer, r: RunningRouter, client: OpenAI;
-  const upOpts: OpenAIFakeOptions = { reply: "Hello from upstream!", chunks: 5 };
+  let chain: OpenAIChain, down: FakeServer, up: FakeServer, upOpts: OpenAIFakeOptions, r: RunningRouter, client: OpenAI;
   let aisdk: ReturnType<typeof createOpenAI>;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    up = await startOpenAIFake(upOpts);
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: up, type: openai_compatible, endpoint: ${up.url}/v1, default_model: up-model }
-`);
+    chain = await startOpenAIChain();
+    ({ down, up, upOpts, r } = chain);
     client = new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key", maxRetries: 0 });
     aisdk = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
   });
-  after(async () => {
-    await r.stop();
-    await up.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("openai SDK responses.create: fails over past the 503; output_text, usage and the echoed settings", async () => {
     const before = down.requests.length;
@@ -410,12 +383,12 @@ providers:
   it("AI SDK openai(model): tool call, streamed tool call, and a two-step tool loop", async () => {
     upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
     try {
-      const g = await generateText({ model: aisdk("gpt-x"), prompt: "weather?", tools: { get_weather: tool({ inputSchema: weatherInput }) }, maxRetries: 0 });
+      const g = await generateText({ model: aisdk("gpt-x"), prompt: "weather?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
       assert.equal(g.finishReason, "tool-calls");
       assert.deepEqual(g.toolCalls.map((t) => [t.toolName, t.input]), [["get_weather", WEATHER_ARGS]]);
       assert.deepEqual(lastBody(up).tools[0].function.parameters.required, ["city", "unit"]);
 
-      const s = streamText({ model: aisdk("gpt-x"), prompt: "weather?", tools: { get_weather: tool({ inputSchema: weatherInput }) }, maxRetries: 0 });
+      const s = streamText({ model: aisdk("gpt-x"), prompt: "weather?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
       const ps = await parts(s);
       const fragments = ps.filter((p) => p.type === "tool-input-delta").map((p) => p.delta);
       assert.ok(fragments.length >= 2, `several argument fragments, got ${JSON.stringify(fragments)}`);
@@ -425,19 +398,10 @@ providers:
       const seen: unknown[] = [];
       const loop = await generateText({
         model: aisdk("gpt-x"),
-        prompt: "weather in Paris?",
-        tools: {
-          get_weather: tool({
-            inputSchema: weatherInput,
-            execute: async (a) => {
-              seen.push(a);
-              delete upOpts.toolCall;
-              return "sunny, 21 C";
-            },
-          }),
-        },
-        stopWhen: isStepCount(3),
-        maxRetries: 0,
+        ...weatherLoop((a) => {
+          seen.push(a);
+          delete upOpts.toolCall;
+        }),
       });
       assert.deepEqual(seen, [WEATHER_ARGS]);
       assert.equal(loop.steps.length, 2);
@@ -474,26 +438,15 @@ providers:
 });
 
 describe("Responses API, Anthropic upstream", () => {
-  let down: FakeServer, claude: AnthropicFake, r: RunningRouter, client: OpenAI;
+  let chain: AnthropicChain, claude: AnthropicFake, r: RunningRouter, client: OpenAI;
   let aisdk: ReturnType<typeof createOpenAI>;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    claude = await startAnthropicFake({ apiKey: "sk-ant-key", reply: "Bonjour from Claude.", chunks: 4, usage: { input_tokens: 21, output_tokens: 8 } });
-    r = await startRouter(`
-circuit_breaker: { failure_threshold: 1000 }
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: sk-ant-key, default_model: claude-test }
-`);
+    chain = await startAnthropicChain();
+    ({ claude, r } = chain);
     client = new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key", maxRetries: 0 });
     aisdk = createOpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key" });
   });
-  after(async () => {
-    await r.stop();
-    await claude.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("openai SDK: create and stream through Claude, instructions as the system prompt", async () => {
     claude.reset();
@@ -591,18 +544,9 @@ providers:
       const loop = streamText({
         model: aisdk("gpt-x"),
         providerOptions: { openai: { store: false } },
-        prompt: "weather in Paris?",
-        tools: {
-          get_weather: tool({
-            inputSchema: weatherInput,
-            execute: async () => {
-              claude.options = { ...claude.options, toolUses: [], reply: "It is sunny in Paris." };
-              return "sunny, 21 C";
-            },
-          }),
-        },
-        stopWhen: isStepCount(3),
-        maxRetries: 0,
+        ...weatherLoop(() => {
+          claude.options = { ...claude.options, toolUses: [], reply: "It is sunny in Paris." };
+        }),
       });
       assert.equal((await deltas(loop)).join(""), "Let me check.It is sunny in Paris.");
       assert.equal((await loop.steps).length, 2);
@@ -624,13 +568,7 @@ providers:
     claude.options.reply = "Let me check.";
     try {
       await assert.rejects(
-        generateText({
-          model: aisdk("gpt-x"),
-          prompt: "weather in Paris?",
-          tools: { get_weather: tool({ inputSchema: weatherInput, execute: async () => "sunny" }) },
-          stopWhen: isStepCount(3),
-          maxRetries: 0,
-        }),
+        generateText({ model: aisdk("gpt-x"), ...weatherLoop(() => {}) }),
         (e: any) => {
           assert.ok(APICallError.isInstance(e), String(e));
           assert.equal(e.statusCode, 400);

@@ -2,28 +2,17 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
-import { startRouter, type RunningRouter } from "./helpers/router.ts";
+import { type OpenAIChain, startOpenAIChain } from "./helpers/chains.ts";
 
 describe("official openai SDK against the router", () => {
-  let up: FakeServer, down: FakeServer, r: RunningRouter, client: OpenAI;
+  let chain: OpenAIChain, up: FakeServer, client: OpenAI;
   before(async () => {
-    down = await startOpenAIFake();
-    down.fault = { status: 503 };
-    up = await startOpenAIFake({ reply: "Hello from upstream!", chunks: 5 });
-    r = await startRouter(`
-providers:
-  - { name: down, type: openai, endpoint: ${down.url}/v1, api_key: sk-down, default_model: gpt-x }
-  - { name: up, type: openai_compatible, endpoint: ${up.url}/v1, default_model: up-model }
-`);
-    client = new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "client-key", maxRetries: 0 });
+    chain = await startOpenAIChain();
+    up = chain.up;
+    client = new OpenAI({ baseURL: `${chain.r.url}/v1`, apiKey: "client-key", maxRetries: 0 });
   });
-  after(async () => {
-    await r.stop();
-    await up.stop();
-    await down.stop();
-  });
+  after(() => chain.stop());
 
   it("chat.completions.create, failing over past a 503", async () => {
     const c = await client.chat.completions.create({ model: "gpt-x", messages: [{ role: "user", content: "hi" }] });
