@@ -13,6 +13,10 @@
 //   --low-rate R            a second fixed-rate run (default 200, 0: none), below Portkey's saturation point
 //   --streams N             concurrently open streams for the memory test (default 1000)
 //   --stream-conc C         concurrent paced streams for the TTFB / chunk-delay run (default 16)
+//   --only a,b,...          measure only these sections: wrk (non-streaming, --conns), wrk-stream (streaming
+//                           throughput and CPU per stream), rate (fixed-rate runs), stream (paced streams: TTFB,
+//                           transit, batching), hold (memory with --streams open streams); default: all. E.g.
+//                           `--legs direct,deno --only stream,hold,wrk-stream` for the streaming targets alone
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
@@ -49,6 +53,9 @@ let RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
 let LOW_RATE = Number(opt("--low-rate", SMOKE ? "0" : "200")); // a second fixed rate (0: none), below Portkey's saturation
 let OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
 let STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
+const ALL_SECTIONS = ["wrk", "wrk-stream", "rate", "stream", "hold"] as const;
+const SECTIONS = new Set(opt("--only", ALL_SECTIONS.join(",")).split(",").filter(Boolean));
+for (const s of SECTIONS) if (!(ALL_SECTIONS as readonly string[]).includes(s)) fail(`unknown section ${s} (sections: ${ALL_SECTIONS.join(", ")})`);
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
 const PROFILE = opt("--profile", "");
@@ -292,42 +299,46 @@ async function measureLeg(leg: Leg, upstream: string, upPid: number): Promise<Le
       res.mem = { idle_hwm: s.hwm, idle_rss: s.rss, load_hwm: NaN };
     }
     if (WARMUP_S) await wrk(url, 16, WARMUP_S, BODY, leg.headers, leg.idempotency);
-    for (const c of CONNS) {
+    for (const c of SECTIONS.has("wrk") ? CONNS : []) {
       log(`  ${leg.name}: wrk ${c} connections, ${DURATION}s`);
       const w = await wrkCpu(proc?.pid, upPid, url, c, DURATION, BODY, leg.headers, leg.idempotency);
       res.wrk[c] = w;
       if (w.errors) problem(`wrk c=${c}: ${w.errors} errors of ${w.requests}`);
       if (w.requests === 0) problem(`wrk c=${c}: no request completed`);
     }
-    if (!SMOKE) {
+    if (!SMOKE && SECTIONS.has("wrk-stream")) {
       log(`  ${leg.name}: wrk streaming, 16 connections, ${DURATION}s`);
       const w = await wrkCpu(proc?.pid, upPid, url, 16, DURATION, STREAM_BODY, leg.headers, leg.idempotency);
       res.wrkStream = w;
       if (w.errors) problem(`wrk stream: ${w.errors} errors of ${w.requests}`);
     }
-    log(`  ${leg.name}: fixed rate ${RATE} req/s, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
-    const rate = await client("rate", [url, RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
-    res.rate = rate.json;
-    if (rate.json.errors) problem(`fixed rate: ${rate.json.errors} errors (${rate.json.firstError})`);
-    if (LOW_RATE) {
+    if (SECTIONS.has("rate")) {
+      log(`  ${leg.name}: fixed rate ${RATE} req/s, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
+      const rate = await client("rate", [url, RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
+      res.rate = rate.json;
+      if (rate.json.errors) problem(`fixed rate: ${rate.json.errors} errors (${rate.json.firstError})`);
+    }
+    if (LOW_RATE && SECTIONS.has("rate")) {
       log(`  ${leg.name}: fixed rate ${LOW_RATE} req/s, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
       const low = await client("rate", [url, LOW_RATE, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers, { BENCH_IDEMPOTENCY: leg.idempotency ? "1" : "0" });
       res.rateLow = low.json;
       if (low.json.errors) problem(`fixed rate ${LOW_RATE}: ${low.json.errors} errors (${low.json.firstError})`);
     }
-    log(`  ${leg.name}: ${STREAM_CONC} concurrent paced streams, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
-    const st = await client("stream", [url, STREAM_CONC, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers);
-    res.stream = st.json;
-    if (st.json.errors) problem(`streams: ${st.json.errors} errors (${st.json.firstError})`);
+    if (SECTIONS.has("stream")) {
+      log(`  ${leg.name}: ${STREAM_CONC} concurrent paced streams, ${CLIENT_SECS + (WARMUP_S ? 1 : 0)}s`);
+      const st = await client("stream", [url, STREAM_CONC, CLIENT_SECS + (WARMUP_S ? 1 : 0)], leg.headers);
+      res.stream = st.json;
+      if (st.json.errors) problem(`streams: ${st.json.errors} errors (${st.json.firstError})`);
+    }
     if (proc && res.mem) res.mem.load_hwm = procStatus(proc.pid)!.hwm;
     // smoke: the open-streams check runs on this process (no second start)
-    if (SMOKE && proc) await measureHold(leg, upstream, res, problem, {}, started);
+    if (SMOKE && proc && SECTIONS.has("hold")) await measureHold(leg, upstream, res, problem, {}, started);
   } catch (e) {
     problem(`failed: ${(e as Error).message}`);
   } finally {
     if (proc) await stopProc(proc);
   }
-  if (!SMOKE && leg.name !== "direct" && !leg.name.endsWith("-features")) await measureHold(leg, upstream, res, problem);
+  if (!SMOKE && SECTIONS.has("hold") && leg.name !== "direct" && !leg.name.endsWith("-features")) await measureHold(leg, upstream, res, problem);
   return res;
 }
 
@@ -443,8 +454,8 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
     return { text: out.join("\n"), failed: !results.every((r) => r.ok), targets: [] };
   }
 
-  out.push(`### Throughput, fixed concurrency (wrk, ${DURATION}s per run, non-streaming)`, "");
-  table(
+  if (ok.length) out.push(`### Throughput, fixed concurrency (wrk, ${DURATION}s per run, non-streaming)`, "");
+  if (ok.length) table(
     ["leg", ...CONNS.flatMap((c) => [`req/s c=${c}`, `p50 / p99 ms c=${c}`]), `vs direct c=${CONNS[CONNS.length - 1]}`, ...(by("portkey") ? ["vs Portkey"] : []), `gateway CPU µs/req c=${CONNS[CONNS.length - 1]}`],
     ok.map((r) => {
       const last = CONNS[CONNS.length - 1];
@@ -453,9 +464,9 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
       return [r.label, ...CONNS.flatMap((c) => [r.wrk[c] ? Math.round(r.wrk[c].rps) : "-", r.wrk[c] ? `${r1(r.wrk[c].p50)} / ${r1(r.wrk[c].p99)}` : "-"]), `${(vs * 100).toFixed(0)}%`, ...(by("portkey") ? [`${vp.toFixed(2)}x`] : []), r.name === "direct" ? `(upstream ${r1(r.wrk[last]?.upstream_cpu_us)})` : r1(r.wrk[last]?.cpu_us)];
     }),
   );
-  if (ok.some((r) => r.wrkStream)) {
+  if (results.some((r) => r.wrkStream)) {
     out.push("### Streaming throughput (wrk, 16 connections, 20-chunk streams written back to back)", "");
-    table(["leg", "streams/s", "p50 / p99 ms", "vs direct", "gateway CPU µs/stream"], ok.filter((r) => r.wrkStream).map((r) => [
+    table(["leg", "streams/s", "p50 / p99 ms", "vs direct", "gateway CPU µs/stream"], results.filter((r) => r.wrkStream).map((r) => [
       r.label, Math.round(r.wrkStream!.rps), `${r1(r.wrkStream!.p50)} / ${r1(r.wrkStream!.p99)}`, direct?.wrkStream ? `${((r.wrkStream!.rps / direct.wrkStream.rps) * 100).toFixed(0)}%` : "-",
       r.name === "direct" ? `(upstream ${r1(r.wrkStream!.upstream_cpu_us)})` : r1(r.wrkStream!.cpu_us),
     ]));
@@ -514,14 +525,16 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
   const targets: string[] = [];
   const pk = by("portkey");
   for (const r of results.filter((x) => x.name === "bun" || x.name === "deno")) {
-    if (!direct?.rate || !r.rate) continue;
+    if (!direct) continue;
     const last = CONNS[CONNS.length - 1];
-    const oh50 = r.rate.latency_ms.p50 - direct.rate.latency_ms.p50, oh99 = r.rate.latency_ms.p99 - direct.rate.latency_ms.p99;
     const check = (name: string, pass: boolean, detail: string) => targets.push(`| ${r.label} | ${name} | ${detail} | ${pass ? "yes" : "**no**"} |`);
-    check(`overhead at ${RATE} req/s p50 <= 0.5 ms`, oh50 <= 0.5, `${r1(oh50)} ms`);
-    check(`overhead at ${RATE} req/s p99 <= 3 ms`, oh99 <= 3, `${r1(oh99)} ms`);
+    if (direct.rate && r.rate) {
+      const oh50 = r.rate.latency_ms.p50 - direct.rate.latency_ms.p50, oh99 = r.rate.latency_ms.p99 - direct.rate.latency_ms.p99;
+      check(`overhead at ${RATE} req/s p50 <= 0.5 ms`, oh50 <= 0.5, `${r1(oh50)} ms`);
+      check(`overhead at ${RATE} req/s p99 <= 3 ms`, oh99 <= 3, `${r1(oh99)} ms`);
+    }
     if (r.wrk[last] && direct.wrk[last]) check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${((r.wrk[last].rps / direct.wrk[last].rps) * 100).toFixed(0)}%`);
-    if (pk?.rate && pk.wrk[last] && r.wrk[last]) {
+    if (pk?.rate && pk.wrk[last] && r.wrk[last] && r.rate) {
       for (const [key, rate] of [["rate", RATE], ["rateLow", LOW_RATE]] as const) {
         if (!pk[key] || !r[key] || !direct[key]) continue;
         const d = direct[key].latency_ms, me = r[key].latency_ms, p = pk[key].latency_ms;
