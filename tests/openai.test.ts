@@ -229,3 +229,24 @@ providers:
     }
   });
 });
+
+describe("large stream chunks", () => {
+  it("streams chunks bigger than the router's read buffer intact, multi-byte characters included", async () => {
+    const reply = "Grüße ✓ 😀 ".repeat(3000); // about 45 KB of UTF-8 in 2 chunks: each spans several upstream reads
+    const a = await startOpenAIFake({ reply, chunks: 2 });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai, endpoint: ${a.url}/v1, default_model: m }
+`);
+    try {
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+      assert.equal(res.status, 200);
+      const events = await readSse(res);
+      assert.equal(events.at(-1), "[DONE]");
+      assert.equal(events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), reply);
+    } finally {
+      await r.stop();
+      await a.stop();
+    }
+  });
+});

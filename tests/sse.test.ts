@@ -3,7 +3,7 @@
 // across reads.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { lines, SseParser, sseEvents, type SseEvent } from "../src/providers/shared.ts";
+import { lines, READ_BUFFER_BYTES, SseParser, sseEvents, type SseEvent } from "../src/providers/shared.ts";
 
 const enc = new TextEncoder();
 
@@ -12,6 +12,21 @@ function bodyOf(parts: Uint8Array[]): ReadableStream<Uint8Array> {
     start(c) {
       for (const p of parts) c.enqueue(p);
       c.close();
+    },
+  });
+}
+
+/** A byte stream (type "bytes", like Deno's fetch bodies): the readers use a BYOB reader and one reused buffer. */
+function byteBodyOf(parts: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream({
+    type: "bytes",
+    pull(c) {
+      if (i < parts.length) c.enqueue(parts[i++].slice());
+      else {
+        c.close();
+        c.byobRequest?.respond(0); // a pending BYOB read completes only with this (as Deno's fetch bodies do)
+      }
     },
   });
 }
@@ -84,6 +99,15 @@ describe("sseEvents / SseParser", () => {
     assert.deepEqual(await collect(sseEvents(bodyOf([]))), []);
   });
 
+  it("parses a byte stream the same, events larger than the read buffer included", async () => {
+    const big = "ünïcødé ✓ 😀 ".repeat(Math.ceil((3 * READ_BUFFER_BYTES) / 10));
+    const text = `${STREAM}data: {"content":"${big}"}\n\ndata: after\n\n`;
+    const want = [...EXPECTED, { event: "message", data: `{"content":"${big}"}` }, { event: "message", data: "after" }];
+    for (const size of [1, 7, 1000, READ_BUFFER_BYTES - 1, READ_BUFFER_BYTES + 3, 100000]) {
+      assert.deepEqual(await collect(sseEvents(byteBodyOf(cut(text, size)))), want, `reads of ${size} bytes`);
+    }
+  });
+
   it("SseParser.push returns events as soon as their blank line arrives", () => {
     const p = new SseParser();
     const out: SseEvent[] = [];
@@ -103,6 +127,9 @@ describe("lines", () => {
     const text = "alpha\r\nbéta\n\ngamma ✓\nlast";
     for (const size of [1, 2, 5, 100000]) {
       assert.deepEqual(await collect(lines(bodyOf(cut(text, size)))), ["alpha", "béta", "", "gamma ✓", "last"], `reads of ${size} bytes`);
+      assert.deepEqual(await collect(lines(byteBodyOf(cut(text, size)))), ["alpha", "béta", "", "gamma ✓", "last"], `byte stream, reads of ${size} bytes`);
     }
+    const long = "x✓".repeat(READ_BUFFER_BYTES);
+    assert.deepEqual(await collect(lines(byteBodyOf(cut(`${long}\nend\n`, 5000)))), [long, "end"]);
   });
 });

@@ -104,15 +104,62 @@ export function sseBody(res: Response): ReadableStream<Uint8Array> | UpstreamFai
   return protocolFailure(`upstream answered a stream request with ${ct ?? "no content type"}`);
 }
 
+/** Bytes of an upstream body read into one reused buffer where the stream allows it (see chunkReader). */
+export interface ChunkReader {
+  /** the next chunk (valid only until the next read), or null at the end of the body */
+  read(): Promise<Uint8Array | null>;
+  cancel(): void;
+}
+
+/** Size of the reused read buffer: bigger reads just take more than one read. */
+export const READ_BUFFER_BYTES = 8192;
+
+/**
+ * Reads a body chunk by chunk. Where the body is a byte stream (Deno's fetch bodies) a BYOB reader fills one
+ * buffer of READ_BUFFER_BYTES per body, reused for every read: the default reader of such a stream allocates a
+ * fresh 64 KiB buffer per read (Deno's autoAllocateChunkSize), which for a stream of small SSE events means
+ * 64 KiB of garbage per event and 64 KiB held by every open stream's pending read. Other streams (Bun's fetch
+ * bodies are not byte streams) use a default reader. A chunk is only valid until the next read(): decode or
+ * copy it first.
+ */
+export function chunkReader(body: ReadableStream<Uint8Array>): ChunkReader {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch { /* not a byte stream */ }
+  if (byob) {
+    const reader = byob;
+    let buf = new Uint8Array(READ_BUFFER_BYTES);
+    return {
+      async read() {
+        const { done, value } = await reader.read(buf);
+        if (done || !value) return null;
+        // the read transferred the buffer: the next read reuses its memory through the new view's buffer
+        buf = new Uint8Array(value.buffer);
+        return value;
+      },
+      cancel: () => void reader.cancel().catch(() => {}),
+    };
+  }
+  const reader = body.getReader();
+  return {
+    async read() {
+      const { done, value } = await reader.read();
+      return done ? null : value;
+    },
+    cancel: () => void reader.cancel().catch(() => {}),
+  };
+}
+
 /** Splits a byte stream into lines (LF or CRLF), decoding UTF-8 across chunk boundaries. */
 export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<string, void, undefined> {
-  const reader = body.getReader();
+  const reader = chunkReader(body);
   const decoder = new TextDecoder();
   let buf = "";
   try {
     while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
+      const value = await reader.read();
+      if (value === null) break;
       const s = buf ? buf + decoder.decode(value, { stream: true }) : decoder.decode(value, { stream: true });
       // scan with an index and cut the remainder once per read (not once per line)
       let pos = 0, nl: number;
@@ -125,7 +172,7 @@ export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<s
     buf += decoder.decode();
     if (buf) yield buf;
   } finally {
-    reader.cancel().catch(() => {});
+    reader.cancel();
   }
 }
 
@@ -191,23 +238,23 @@ export class SseParser {
 
 /** Parses a text/event-stream body into events (event name defaults to "message"). */
 export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
-  const reader = body.getReader();
+  const reader = chunkReader(body);
   const decoder = new TextDecoder();
   const parser = new SseParser();
   const out: SseEvent[] = [];
   try {
     while (true) {
-      const { done, value } = await reader.read();
-      if (done) {
+      const value = await reader.read();
+      if (value === null) {
         parser.push(decoder.decode(), out);
         parser.end(out);
       } else parser.push(decoder.decode(value, { stream: true }), out);
       for (let i = 0; i < out.length; i++) yield out[i];
       out.length = 0;
-      if (done) return;
+      if (value === null) return;
     }
   } finally {
-    reader.cancel().catch(() => {});
+    reader.cancel();
   }
 }
 
