@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseBody, sseEvents, usageOf } from "./shared.ts";
+import { chunkReader, estimateTokensForLength, failureFromResponse, postJson, protocolFailure, SseParser, sseBody, usageOf, type SseEvent } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -60,10 +60,10 @@ function readUsage(u: any): Usage | undefined {
 }
 
 /**
- * The upstream SSE body as StreamEvents: sseEvents parses the stream in one pass (SseParser), one JSON.parse
- * per chunk learns content/usage/error, and the chunk's own text is forwarded (never re-serialised). For an
- * upstream that sends no usage chunk, the characters generated are counted and an estimated usage is reported
- * at [DONE].
+ * The upstream SSE body as StreamEvents: one read loop parses the stream with SseParser (no generator per
+ * layer), one JSON.parse per chunk learns content/usage/error, and the chunk's own text is forwarded (never
+ * re-serialised). For an upstream that sends no usage chunk, the characters generated are counted and an
+ * estimated usage is reported at [DONE].
  */
 async function* passthrough(
   body: ReadableStream<Uint8Array>,
@@ -72,14 +72,31 @@ async function* passthrough(
   promptTokens: () => number,
 ): AsyncGenerator<StreamEvent, void, undefined> {
   const seen = { usage: false, chars: 0 };
-  for await (const { data } of sseEvents(body)) {
-    if (data === "[DONE]") {
-      if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
-      return;
+  const reader = chunkReader(body);
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  const out: SseEvent[] = [];
+  try {
+    while (true) {
+      const value = await reader.read();
+      if (value === null) {
+        parser.push(decoder.decode(), out);
+        parser.end(out);
+      } else parser.push(decoder.decode(value, { stream: true }), out);
+      for (let i = 0; i < out.length; i++) {
+        const data = out[i].data;
+        if (data === "[DONE]") {
+          if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
+          return;
+        }
+        yield toEvent(data, kind, includeUsage, seen);
+      }
+      out.length = 0;
+      if (value === null) throw new UpstreamStreamError("upstream stream ended before [DONE]");
     }
-    yield toEvent(data, kind, includeUsage, seen);
+  } finally {
+    reader.cancel();
   }
-  throw new UpstreamStreamError("upstream stream ended before [DONE]");
 }
 
 function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: { usage: boolean; chars: number }): StreamEvent {

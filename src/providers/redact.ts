@@ -26,14 +26,25 @@ export function redact(text: string, secrets: string[]): string {
   return text;
 }
 
-async function* redactEvents(events: AsyncGenerator<StreamEvent, void, undefined>, secrets: string[]): AsyncGenerator<StreamEvent, void, undefined> {
-  try {
-    yield* events;
-  } catch (e) {
+/**
+ * The events of `events` with any error redacted. A plain iterator over the adapter's generator rather than
+ * another async generator around it: one promise per event instead of a generator step (it is on the path of
+ * every stream chunk).
+ */
+function redactEvents(events: AsyncGenerator<StreamEvent, void, undefined>, secrets: string[]): AsyncGenerator<StreamEvent, void, undefined> {
+  const clean = (e: unknown): never => {
     if (e instanceof UpstreamStreamError) throw new UpstreamStreamError(redact(e.message, secrets), e.code, e.type);
     if (e instanceof Error) e.message = redact(e.message, secrets);
     throw e;
-  }
+  };
+  const it: AsyncGenerator<StreamEvent, void, undefined> = {
+    next: () => events.next().catch(clean),
+    return: (v) => events.return(v).catch(clean),
+    throw: (e) => events.throw(e).catch(clean),
+    [Symbol.asyncIterator]: () => it,
+    [Symbol.asyncDispose]: async () => void (await events.return(undefined).catch(clean)),
+  };
+  return it;
 }
 
 /** Wraps an adapter so no failure message it produces can carry the provider's key. No-op without secrets. */
