@@ -35,9 +35,13 @@ export function storedSize(v: StoredResponse): number {
 }
 
 interface Entry {
+  key: string;
   value: StoredResponse;
   expires: number;
   size: number;
+  /** neighbours in least-recently-used order (prev: older, next: newer) */
+  prev: Entry | null;
+  next: Entry | null;
 }
 
 interface Lock {
@@ -49,13 +53,18 @@ interface Lock {
 export interface MemoryStoreOptions {
   /** entries kept at most (read on every put, so a config reload applies) */
   maxEntries: () => number;
-  /** total body bytes kept at most; an entry larger than this is not stored */
+  /** total bytes kept at most (storedSize of every entry); an entry larger than this is not stored */
   maxBytes?: number;
   /** clock in ms */
   now?: () => number;
 }
 
-/** In-memory store: a Map in least-recently-used order with a TTL per entry. */
+/**
+ * In-memory store: a Map for lookups plus a doubly linked list in least-recently-used order, with a TTL per
+ * entry; every operation is O(1). The order is not kept in the Map's own insertion order on purpose: a Map
+ * used as a queue (delete the oldest entry, append a new one) keeps the deleted slots until it rehashes, and
+ * finding the first live entry then costs more with every put.
+ */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new Map<string, Lock>();
@@ -63,6 +72,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #maxBytes: number;
   readonly #now: () => number;
   #bytes = 0;
+  /** least recently used */
+  #oldest: Entry | null = null;
+  /** most recently used */
+  #newest: Entry | null = null;
 
   constructor(opts: MemoryStoreOptions) {
     this.#maxEntries = opts.maxEntries;
@@ -82,34 +95,55 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#locks.size;
   }
 
-  #delete(key: string, e: Entry): void {
-    this.#entries.delete(key);
+  #unlink(e: Entry): void {
+    if (e.prev) e.prev.next = e.next;
+    else this.#oldest = e.next;
+    if (e.next) e.next.prev = e.prev;
+    else this.#newest = e.prev;
+    e.prev = e.next = null;
+  }
+
+  #append(e: Entry): void {
+    e.prev = this.#newest;
+    if (this.#newest) this.#newest.next = e;
+    else this.#oldest = e;
+    this.#newest = e;
+  }
+
+  #delete(e: Entry): void {
+    this.#entries.delete(e.key);
+    this.#unlink(e);
     this.#bytes -= e.size;
   }
 
   get(key: string): Promise<StoredResponse | undefined> {
     const e = this.#entries.get(key);
     if (!e) return Promise.resolve(undefined);
-    this.#entries.delete(key);
     if (e.expires <= this.#now()) {
-      this.#bytes -= e.size;
+      this.#delete(e);
       return Promise.resolve(undefined);
     }
-    this.#entries.set(key, e); // most recently used
+    if (e !== this.#newest) {
+      this.#unlink(e);
+      this.#append(e); // most recently used
+    }
     return Promise.resolve(e.value);
   }
 
   put(key: string, value: StoredResponse, ttlMs: number): Promise<void> {
     const size = storedSize(value);
     const old = this.#entries.get(key);
-    if (old) this.#delete(key, old);
+    if (old) this.#delete(old);
     if (size > this.#maxBytes) return Promise.resolve();
     const now = this.#now();
-    this.#entries.set(key, { value, expires: now + ttlMs, size });
+    const e: Entry = { key, value, expires: now + ttlMs, size, prev: null, next: null };
+    this.#entries.set(key, e);
+    this.#append(e);
     this.#bytes += size;
     const max = Math.max(1, this.#maxEntries());
-    for (const [k, e] of this.#entries) {
-      if (this.#entries.size > max || this.#bytes > this.#maxBytes || e.expires <= now) this.#delete(k, e);
+    // from the least recently used end: over a bound, or expired
+    for (let o = this.#oldest; o; o = this.#oldest) {
+      if (this.#entries.size > max || this.#bytes > this.#maxBytes || o.expires <= now) this.#delete(o);
       else break;
     }
     return Promise.resolve();

@@ -198,7 +198,7 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
         code: "invalid_idempotency_key",
       });
     }
-    const fingerprint = `${c.req.path} ${toHex(sha256(c.get("rawBody") ?? new Uint8Array(0)))}`;
+    const fingerprint = toHex(sha256(c.get("rawBody") ?? new Uint8Array(0)), `${c.req.path} `);
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
     const signal = c.req.raw.signal;
