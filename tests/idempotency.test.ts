@@ -222,6 +222,71 @@ idempotency: { max_entries: 2 }
     }
   });
 
+  it("serves a response over max_response_bytes in full but does not store it (JSON and stream)", async () => {
+    const reply = "long answer ".repeat(150); // ~1,800 bytes of content: over the limit below
+    const big = await startOpenAIFake({ reply, chunks: 6 });
+    const yaml = (extra: string) => `
+providers: [{ name: a, type: openai, endpoint: ${big.url}/v1, default_model: m }]
+idempotency: { ttl_seconds: 60${extra} }
+`;
+    const limited = await startRouter(yaml(", max_response_bytes: 1000"));
+    const unlimited = await startRouter(yaml(""));
+    try {
+      for (const stream of [false, true]) {
+        const body = chat(`big ${stream}`, stream ? { stream: true } : {});
+        const content = async (res: Response) => {
+          if (!stream) return (await res.json()).choices[0].message.content;
+          const events = await readSse(res);
+          assert.equal(events.at(-1), "[DONE]");
+          return events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join("");
+        };
+        // over the limit: served in full both times, the provider called both times
+        big.reset();
+        const k = newKey();
+        for (let i = 0; i < 2; i++) {
+          const res = await postJson(`${limited.url}/v1/chat/completions`, body, { "idempotency-key": k });
+          assert.equal(res.status, 200);
+          assert.equal(res.headers.get("idempotent-replayed"), null, `stream=${stream} attempt ${i}: not stored, so not replayed`);
+          assert.equal(await content(res), reply);
+        }
+        assert.equal(big.requests.length, 2);
+        // the same exchange without the limit is stored and replayed: the limit is what kept it out
+        big.reset();
+        const k2 = newKey();
+        await content(await postJson(`${unlimited.url}/v1/chat/completions`, body, { "idempotency-key": k2 }));
+        const again = await postJson(`${unlimited.url}/v1/chat/completions`, body, { "idempotency-key": k2 });
+        assert.equal(again.headers.get("idempotent-replayed"), "true");
+        assert.equal(await content(again), reply);
+        assert.equal(big.requests.length, 1);
+      }
+    } finally {
+      await limited.stop();
+      await unlimited.stop();
+      await big.stop();
+    }
+  });
+
+  it("evicts the least recently used entries past max_total_bytes", async () => {
+    // each stored response is ~1 KB (a 400-character reply plus headers and fingerprint): one fits in 1,500 bytes, two do not
+    const mid = await startOpenAIFake({ reply: "y".repeat(400) });
+    const r = await startRouter(`
+providers: [{ name: a, type: openai, endpoint: ${mid.url}/v1, default_model: m }]
+idempotency: { max_entries: 100, max_total_bytes: 1500 }
+`);
+    try {
+      const send = async (k: string) => (await call(r.url, chat(k), { "idempotency-key": k })).headers.get("idempotent-replayed");
+      assert.equal(await send("b1"), null);
+      assert.equal(await send("b1"), "true", "one entry fits");
+      assert.equal(await send("b2"), null); // evicts b1 to stay within the bytes
+      assert.equal(await send("b2"), "true");
+      assert.equal(await send("b1"), null, "b1 was evicted");
+      assert.equal(mid.requests.length, 3);
+    } finally {
+      await r.stop();
+      await mid.stop();
+    }
+  });
+
   it("does nothing when idempotency.enabled is false", async () => {
     const r = await startRouter(`
 providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]

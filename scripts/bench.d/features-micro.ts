@@ -17,6 +17,7 @@
 //   --upstream URL   an openai_compatible provider at URL (e.g. the bench upstream's http://127.0.0.1:PORT/v1)
 //                    instead of the built-in mock provider (then fetch's cost is in the figures too)
 //   --max-entries M  idempotency.max_entries (default 10000, as scripts/bench.d/router-features.yaml)
+//   --heap           (Bun) print the JavaScript heap after each variant: size and the most common objects
 // Prints one line per variant: CPU µs/request (user + system of this process), wall µs/request, and the
 // difference to "off"; then the heap and RSS after the idempotency variants.
 import { readFileSync } from "node:fs";
@@ -103,8 +104,18 @@ async function runVariant(variant: string) {
     wall.push(((performance.now() - t0) * 1000) / N);
     cpu.push((cpuMicros() - c0) / N);
   }
+  let heap = "";
+  if (argv.includes("--heap") && runtime === "bun") {
+    // while this variant's app (and its idempotency store) is still alive
+    gc();
+    const { heapStats } = await import("bun:jsc");
+    const h = heapStats();
+    const top = Object.entries(h.objectTypeCounts as Record<string, number>).sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, n]) => `${k} ${n}`).join(", ");
+    heap = `\n        heap ${(h.heapSize / 1048576).toFixed(1)} MB, extra ${(h.extraMemorySize / 1048576).toFixed(1)} MB, RSS ${rssMB().toFixed(0)} MB, ${h.objectCount} objects: ${top}`;
+    if (app === undefined) throw new Error("unreachable"); // keeps the app alive up to here
+  }
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  return { cpu: med(cpu), wall: med(wall), all: cpu.map((v) => v.toFixed(1)).join(" ") };
+  return { cpu: med(cpu), wall: med(wall), all: cpu.map((v) => v.toFixed(1)).join(" "), heap };
 }
 
 console.log(`${runtime}, ${STREAM ? "streaming" : "non-streaming"}, ${UPSTREAM ? `upstream ${UPSTREAM}` : "mock provider"}, ${N} requests x ${ROUNDS} rounds, ${CONC} in flight`);
@@ -114,5 +125,5 @@ for (const v of VARIANTS) {
   if (v === "off") base = r.cpu;
   const delta = base !== undefined && v !== "off" ? ` (+${(r.cpu - base).toFixed(1)})` : "";
   gc();
-  console.log(`${v.padEnd(7)} CPU ${r.cpu.toFixed(1).padStart(6)} µs/req${delta.padEnd(9)}  wall ${r.wall.toFixed(1).padStart(6)} µs/req  rounds: ${r.all}  RSS after gc ${rssMB().toFixed(0)} MB`);
+  console.log(`${v.padEnd(7)} CPU ${r.cpu.toFixed(1).padStart(6)} µs/req${delta.padEnd(9)}  wall ${r.wall.toFixed(1).padStart(6)} µs/req  rounds: ${r.all}  RSS after gc ${rssMB().toFixed(0)} MB${r.heap}`);
 }

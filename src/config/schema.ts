@@ -107,6 +107,10 @@ export const ConfigSchema = z
         enabled: z.boolean().default(true),
         ttl_seconds: z.number().positive().default(3600),
         max_entries: z.number().int().positive().default(10000),
+        // a response (or stream transcript) larger than this is served but not stored
+        max_response_bytes: z.number().int().positive().default(16 * 1024 * 1024),
+        // all stored responses together (least recently used evicted first); see docs/security.md
+        max_total_bytes: z.number().int().positive().default(256 * 1024 * 1024),
       })
       .prefault({}),
     logging: z

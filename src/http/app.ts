@@ -28,7 +28,7 @@ export interface AppDeps {
   observability: Observability;
   /** clock in ms for rate limiting and idempotency TTLs (default performance.now) */
   now?: () => number;
-  /** idempotency backend (default: in memory, bounded by idempotency.max_entries) */
+  /** idempotency backend (default: in memory, bounded by idempotency.max_entries and max_total_bytes) */
   idempotencyStore?: IdempotencyStore;
   rateLimiter?: RateLimiter;
   /** true while the server shuts down: every new request gets 503 (see src/server.ts) */
@@ -193,7 +193,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const config = () => deps.router().config;
   const now = deps.now ?? (() => performance.now());
   const limiter = deps.rateLimiter ?? new RateLimiter(now);
-  const store = deps.idempotencyStore ?? new MemoryIdempotencyStore({ maxEntries: () => config().idempotency.max_entries, now });
+  const store = deps.idempotencyStore ?? new MemoryIdempotencyStore({
+    maxEntries: () => config().idempotency.max_entries,
+    maxBytes: () => config().idempotency.max_total_bytes,
+    now,
+  });
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth(config));

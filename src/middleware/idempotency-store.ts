@@ -10,7 +10,7 @@ export interface StoredResponse {
   headers: [string, string][];
   /** true for an SSE response: `chunks` is the event transcript, replayed as a stream */
   stream: boolean;
-  /** the body bytes, in the chunks they were sent in */
+  /** the body bytes (the memory store gives them back as one chunk) */
   chunks: Uint8Array[];
 }
 
@@ -20,13 +20,18 @@ export type LockResult =
   /** another request with the key is in flight: `fingerprint` is its fingerprint, `released` settles when it is done */
   | { acquired: false; fingerprint: string; released: Promise<void> };
 
+/** A value or a promise of it: the in-memory store answers synchronously, a networked one with a promise. */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface IdempotencyStore {
-  get(key: string): Promise<StoredResponse | undefined>;
-  put(key: string, value: StoredResponse, ttlMs: number): Promise<void>;
+  get(key: string): MaybePromise<StoredResponse | undefined>;
+  /** Keeps `value` for `ttlMs`. The middleware does not touch `value.chunks` afterwards, so they may be kept as they are. */
+  put(key: string, value: StoredResponse, ttlMs: number): MaybePromise<void>;
   /** Takes the in-flight lock of `key` for a request with `fingerprint`, or reports who holds it. */
-  lock(key: string, fingerprint: string): Promise<LockResult>;
+  lock(key: string, fingerprint: string): MaybePromise<LockResult>;
 }
 
+/** The bytes an entry is counted for against the store's byte bound: body, headers, fingerprint and 64 of bookkeeping. */
 export function storedSize(v: StoredResponse): number {
   let n = 64 + v.fingerprint.length;
   for (const [k, val] of v.headers) n += k.length + val.length + 16;
@@ -34,9 +39,48 @@ export function storedSize(v: StoredResponse): number {
   return n;
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** separates the fingerprint, header names and values in a record (a header value cannot contain NUL) */
+const SEP = "\0";
+
+/**
+ * One stored response as a single ArrayBuffer: the fingerprint and the headers (UTF-8, NUL-separated), then
+ * the body. A long-lived entry is then three heap cells (the entry, its key, this buffer) instead of a dozen
+ * small objects (arrays per header, strings, one buffer per stream chunk): fewer objects for every garbage
+ * collection to walk, and fewer half-empty heap blocks kept alive by one old object each.
+ */
+function encodeRecord(v: StoredResponse): { data: ArrayBuffer; metaLen: number } {
+  let meta = v.fingerprint;
+  for (const [k, val] of v.headers) meta += SEP + k + SEP + val;
+  const m = encoder.encode(meta);
+  let bodyLen = 0;
+  for (const c of v.chunks) bodyLen += c.byteLength;
+  const data = new ArrayBuffer(m.byteLength + bodyLen);
+  const u8 = new Uint8Array(data);
+  u8.set(m, 0);
+  let off = m.byteLength;
+  for (const c of v.chunks) {
+    u8.set(c, off);
+    off += c.byteLength;
+  }
+  return { data, metaLen: m.byteLength };
+}
+
+function decodeRecord(e: Entry): StoredResponse {
+  const parts = decoder.decode(new Uint8Array(e.data, 0, e.metaLen)).split(SEP);
+  const headers: [string, string][] = [];
+  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
+  return { fingerprint: parts[0], status: e.status, headers, stream: e.stream, chunks: [new Uint8Array(e.data, e.metaLen)] };
+}
+
 interface Entry {
   key: string;
-  value: StoredResponse;
+  /** fingerprint and headers (the first metaLen bytes), then the body */
+  data: ArrayBuffer;
+  metaLen: number;
+  status: number;
+  stream: boolean;
   expires: number;
   size: number;
   /** neighbours in least-recently-used order (prev: older, next: newer) */
@@ -46,30 +90,33 @@ interface Entry {
 
 interface Lock {
   fingerprint: string;
-  released: Promise<void>;
-  release(): void;
+  /** created when a second request with the key asks (most keys never see one) */
+  released?: Promise<void>;
+  resolve?: () => void;
 }
 
 export interface MemoryStoreOptions {
   /** entries kept at most (read on every put, so a config reload applies) */
   maxEntries: () => number;
-  /** total bytes kept at most (storedSize of every entry); an entry larger than this is not stored */
-  maxBytes?: number;
+  /** total bytes kept at most (storedSize of every entry; read on every put); an entry larger than this is not stored */
+  maxBytes?: number | (() => number);
   /** clock in ms */
   now?: () => number;
 }
 
+export const DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024;
+
 /**
  * In-memory store: a Map for lookups plus a doubly linked list in least-recently-used order, with a TTL per
- * entry; every operation is O(1). The order is not kept in the Map's own insertion order on purpose: a Map
- * used as a queue (delete the oldest entry, append a new one) keeps the deleted slots until it rehashes, and
- * finding the first live entry then costs more with every put.
+ * entry; every operation is O(1) and synchronous. The order is not kept in the Map's own insertion order on
+ * purpose: a Map used as a queue (delete the oldest entry, append a new one) keeps the deleted slots until it
+ * rehashes, and finding the first live entry then costs more with every put.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, Entry>();
   readonly #locks = new Map<string, Lock>();
   readonly #maxEntries: () => number;
-  readonly #maxBytes: number;
+  readonly #maxBytes: () => number;
   readonly #now: () => number;
   #bytes = 0;
   /** least recently used */
@@ -79,7 +126,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   constructor(opts: MemoryStoreOptions) {
     this.#maxEntries = opts.maxEntries;
-    this.#maxBytes = opts.maxBytes ?? 256 * 1024 * 1024;
+    const mb = opts.maxBytes ?? DEFAULT_MAX_TOTAL_BYTES;
+    this.#maxBytes = typeof mb === "number" ? () => mb : mb;
     this.#now = opts.now ?? (() => performance.now());
   }
 
@@ -116,53 +164,54 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#bytes -= e.size;
   }
 
-  get(key: string): Promise<StoredResponse | undefined> {
+  get(key: string): StoredResponse | undefined {
     const e = this.#entries.get(key);
-    if (!e) return Promise.resolve(undefined);
+    if (!e) return undefined;
     if (e.expires <= this.#now()) {
       this.#delete(e);
-      return Promise.resolve(undefined);
+      return undefined;
     }
     if (e !== this.#newest) {
       this.#unlink(e);
       this.#append(e); // most recently used
     }
-    return Promise.resolve(e.value);
+    return decodeRecord(e);
   }
 
-  put(key: string, value: StoredResponse, ttlMs: number): Promise<void> {
+  put(key: string, value: StoredResponse, ttlMs: number): void {
     const size = storedSize(value);
     const old = this.#entries.get(key);
     if (old) this.#delete(old);
-    if (size > this.#maxBytes) return Promise.resolve();
+    const maxBytes = this.#maxBytes();
+    if (size > maxBytes) return;
     const now = this.#now();
-    const e: Entry = { key, value, expires: now + ttlMs, size, prev: null, next: null };
+    const { data, metaLen } = encodeRecord(value);
+    const e: Entry = { key, data, metaLen, status: value.status, stream: value.stream, expires: now + ttlMs, size, prev: null, next: null };
     this.#entries.set(key, e);
     this.#append(e);
     this.#bytes += size;
     const max = Math.max(1, this.#maxEntries());
     // from the least recently used end: over a bound, or expired
     for (let o = this.#oldest; o; o = this.#oldest) {
-      if (this.#entries.size > max || this.#bytes > this.#maxBytes || o.expires <= now) this.#delete(o);
+      if (this.#entries.size > max || this.#bytes > maxBytes || o.expires <= now) this.#delete(o);
       else break;
     }
-    return Promise.resolve();
   }
 
-  lock(key: string, fingerprint: string): Promise<LockResult> {
+  lock(key: string, fingerprint: string): LockResult {
     const held = this.#locks.get(key);
-    if (held) return Promise.resolve({ acquired: false, fingerprint: held.fingerprint, released: held.released });
-    let resolve!: () => void;
-    const released = new Promise<void>((r) => (resolve = r));
-    const lock: Lock = {
-      fingerprint,
-      released,
+    if (held) {
+      held.released ??= new Promise<void>((r) => (held.resolve = r));
+      return { acquired: false, fingerprint: held.fingerprint, released: held.released };
+    }
+    const lock: Lock = { fingerprint };
+    this.#locks.set(key, lock);
+    return {
+      acquired: true,
       release: () => {
         if (this.#locks.get(key) === lock) this.#locks.delete(key);
-        resolve();
+        lock.resolve?.();
       },
     };
-    this.#locks.set(key, lock);
-    return Promise.resolve({ acquired: true, release: lock.release });
   }
 }

@@ -7,10 +7,8 @@ import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
 import { sha256, toHex } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
-import type { IdempotencyStore, StoredResponse } from "./idempotency-store.ts";
+import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempotency-store.ts";
 
-/** a response larger than this is served but not stored */
-export const MAX_STORED_BYTES = 16 * 1024 * 1024;
 export const REPLAYED_HEADER = "idempotent-replayed";
 
 const DONE = new TextEncoder().encode("data: [DONE]\n\n");
@@ -93,9 +91,11 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
   });
 }
 
-/** Passes a stream through unchanged, keeping a copy of its chunks; `done` learns whether it ended normally. */
-function capture(body: ReadableStream<Uint8Array>, done: (chunks: Uint8Array[] | null) => void): ReadableStream<Uint8Array> {
+/** Passes a stream through unchanged, keeping its chunks (up to `max` bytes); `done` learns whether it ended normally. */
+function capture(body: ReadableStream<Uint8Array>, max: number, done: (chunks: Uint8Array[] | null) => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
+  // the chunks themselves, not copies: the router enqueues a fresh array per chunk and nothing writes to it
+  // afterwards (the store copies them into one buffer); over `max` the transcript is dropped (not stored)
   let chunks: Uint8Array[] | null = [];
   let size = 0;
   let finished = false;
@@ -105,26 +105,23 @@ function capture(body: ReadableStream<Uint8Array>, done: (chunks: Uint8Array[] |
     done(ok ? chunks : null);
   };
   return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let r: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        r = await reader.read();
-      } catch (e) {
+    pull(controller) {
+      return reader.read().then((r) => {
+        if (r.done) {
+          controller.close();
+          finish(true);
+          return;
+        }
+        if (chunks) {
+          size += r.value.byteLength;
+          if (size > max) chunks = null;
+          else chunks.push(r.value);
+        }
+        controller.enqueue(r.value);
+      }, (e) => {
         finish(false);
         controller.error(e);
-        return;
-      }
-      if (r.done) {
-        controller.close();
-        finish(true);
-        return;
-      }
-      if (chunks) {
-        size += r.value.byteLength;
-        if (size > MAX_STORED_BYTES) chunks = null;
-        else chunks.push(r.value.slice());
-      }
-      controller.enqueue(r.value);
+      });
     },
     cancel(reason) {
       finish(false);
@@ -133,13 +130,17 @@ function capture(body: ReadableStream<Uint8Array>, done: (chunks: Uint8Array[] |
   }, { highWaterMark: 0 });
 }
 
+function isPromise<T>(v: MaybePromise<T>): v is Promise<T> {
+  return typeof (v as Promise<T> | undefined)?.then === "function";
+}
+
 async function serveAndStore(
   c: Context<AppEnv>,
   next: Next,
   store: IdempotencyStore,
   key: string,
   fingerprint: string,
-  ttlMs: number,
+  cfg: Config["idempotency"],
   release: () => void,
 ): Promise<void> {
   try {
@@ -157,12 +158,26 @@ async function serveAndStore(
   res.headers.forEach((v, k) => {
     if (keepHeader(k)) headers.push([k, v]);
   });
-  const put = (stream: boolean, chunks: Uint8Array[]) =>
-    store.put(key, { fingerprint, status: res.status, headers, stream, chunks }, ttlMs).catch(() => {}).finally(release);
+  const ttlMs = cfg.ttl_seconds * 1000;
+  /** stores the response and releases the lock; a promise only when the store answers with one */
+  const put = (stream: boolean, chunks: Uint8Array[]): Promise<void> | undefined => {
+    let p: MaybePromise<void>;
+    try {
+      p = store.put(key, { fingerprint, status: res.status, headers, stream, chunks }, ttlMs);
+    } catch {
+      release();
+      return;
+    }
+    if (!isPromise(p)) {
+      release();
+      return;
+    }
+    return p.catch(() => {}).finally(release);
+  };
 
   if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     // stored only when the stream completed with [DONE]; a broken or abandoned stream is not
-    c.res = new Response(capture(res.body, (chunks) => {
+    c.res = new Response(capture(res.body, cfg.max_response_bytes, (chunks) => {
       if (chunks && endsWithDone(chunks)) put(true, chunks);
       else release();
     }), res);
@@ -175,9 +190,12 @@ async function serveAndStore(
     release();
     throw e;
   }
-  if (buf.byteLength <= MAX_STORED_BYTES) await put(false, [buf]);
-  else release();
-  c.res = new Response(buf.slice(), res);
+  if (buf.byteLength <= cfg.max_response_bytes) {
+    const p = put(false, [buf]);
+    if (p) await p;
+  } else release();
+  // the same bytes: the store copies what it keeps (or, per the interface, keeps them unmodified)
+  c.res = new Response(buf as Uint8Array<ArrayBuffer>, res);
 }
 
 /**
@@ -201,15 +219,17 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
     const fingerprint = toHex(sha256(c.get("rawBody") ?? new Uint8Array(0)), `${c.req.path} `);
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
-    const signal = c.req.raw.signal;
     while (true) {
-      const hit = await store.get(key);
+      // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
+      let hit = store.get(key);
+      if (isPromise(hit)) hit = await hit;
       if (hit) return hit.fingerprint === fingerprint ? replay(hit) : reused();
-      const lock = await store.lock(key, fingerprint);
-      if (lock.acquired) return serveAndStore(c, next, store, key, fingerprint, cfg.ttl_seconds * 1000, lock.release);
+      let lock = store.lock(key, fingerprint);
+      if (isPromise(lock)) lock = await lock;
+      if (lock.acquired) return serveAndStore(c, next, store, key, fingerprint, cfg, lock.release);
       if (lock.fingerprint !== fingerprint) return reused();
       // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
-      if (!(await waitFor(lock.released, signal))) {
+      if (!(await waitFor(lock.released, c.req.raw.signal))) {
         return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
       }
     }
