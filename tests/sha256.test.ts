@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { sha256 } from "../src/middleware/sha256.ts";
+import { sha256, sha256Hex } from "../src/middleware/sha256.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -19,6 +19,7 @@ describe("sha256 (synchronous, for idempotency fingerprints and key_sha256)", ()
       for (let i = 0; i < n; i++) data[i] = (i * 31 + n) & 0xff;
       const want = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
       assert.equal(hex(sha256(data)), hex(want), `length ${n}`);
+      assert.equal(sha256Hex(data, "/v1/x "), `/v1/x ${hex(want)}`, `hex, length ${n}`);
     }
   });
 });

@@ -36,24 +36,6 @@ export function sha256(data: Uint8Array | string): Uint8Array {
   return sha256Bytes(typeof data === "string" ? encoder.encode(data) : data);
 }
 
-const HEX = "0123456789abcdef";
-
-/**
- * Lowercase hex of `bytes`, after `prefix`. Built with one String.fromCharCode call: a string grown with `+=`
- * is a rope of one small string per step on JavaScriptCore, which a long-lived value (an idempotency
- * fingerprint) would keep in memory as ~100 strings.
- */
-export function toHex(bytes: Uint8Array, prefix = ""): string {
-  const p = prefix.length;
-  const codes = new Array<number>(p + bytes.length * 2);
-  for (let i = 0; i < p; i++) codes[i] = prefix.charCodeAt(i);
-  for (let i = 0; i < bytes.length; i++) {
-    codes[p + 2 * i] = HEX.charCodeAt(bytes[i] >> 4);
-    codes[p + 2 * i + 1] = HEX.charCodeAt(bytes[i] & 15);
-  }
-  return String.fromCharCode.apply(null, codes);
-}
-
 function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);

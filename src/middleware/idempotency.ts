@@ -5,7 +5,7 @@
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
-import { sha256, toHex } from "./auth.ts";
+import { sha256Hex } from "./sha256.ts";
 import type { AppEnv } from "./env.ts";
 import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempotency-store.ts";
 
@@ -216,7 +216,7 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
         code: "invalid_idempotency_key",
       });
     }
-    const fingerprint = toHex(sha256(c.get("rawBody") ?? new Uint8Array(0)), `${c.req.path} `);
+    const fingerprint = sha256Hex(c.get("rawBody") ?? new Uint8Array(0), `${c.req.path} `);
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
     while (true) {

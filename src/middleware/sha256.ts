@@ -47,30 +47,60 @@ function block(h: Uint32Array, p: Uint8Array, off: number): void {
   h[7] += hh;
 }
 
-/** The SHA-256 digest (32 bytes) of `data`. */
-export function sha256(data: Uint8Array): Uint8Array {
-  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+const H0 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+// scratch state, reused: hashing is synchronous, so no two digests ever interleave
+const H = new Uint32Array(8);
+const TAIL = new Uint8Array(128);
+
+/** Runs the hash over `data`, leaving the digest in H. */
+function digestInto(data: Uint8Array): void {
+  H.set(H0);
   const n = data.length;
   const full = n - (n % 64);
-  for (let off = 0; off < full; off += 64) block(h, data, off);
+  for (let off = 0; off < full; off += 64) block(H, data, off);
   // the last partial block, the 0x80 byte, zeros, and the bit length (big-endian, 64 bits)
-  const tail = new Uint8Array(n % 64 < 56 ? 64 : 128);
+  const end = n % 64 < 56 ? 64 : 128;
+  const tail = TAIL.subarray(0, end);
+  tail.fill(0);
   tail.set(data.subarray(full));
   tail[n - full] = 0x80;
   const bits = n * 8;
-  const end = tail.length;
   tail[end - 5] = Math.floor(bits / 0x100000000) & 0xff; // lengths up to 2^40 bits
   tail[end - 4] = (bits >>> 24) & 0xff;
   tail[end - 3] = (bits >>> 16) & 0xff;
   tail[end - 2] = (bits >>> 8) & 0xff;
   tail[end - 1] = bits & 0xff;
-  for (let off = 0; off < end; off += 64) block(h, tail, off);
+  for (let off = 0; off < end; off += 64) block(H, tail, off);
+}
+
+/** The SHA-256 digest (32 bytes) of `data`. */
+export function sha256(data: Uint8Array): Uint8Array {
+  digestInto(data);
   const out = new Uint8Array(32);
   for (let i = 0; i < 8; i++) {
-    out[i * 4] = h[i] >>> 24;
-    out[i * 4 + 1] = (h[i] >>> 16) & 0xff;
-    out[i * 4 + 2] = (h[i] >>> 8) & 0xff;
-    out[i * 4 + 3] = h[i] & 0xff;
+    out[i * 4] = H[i] >>> 24;
+    out[i * 4 + 1] = (H[i] >>> 16) & 0xff;
+    out[i * 4 + 2] = (H[i] >>> 8) & 0xff;
+    out[i * 4 + 3] = H[i] & 0xff;
   }
   return out;
+}
+
+const HEX = "0123456789abcdef";
+const codes: number[] = [];
+
+/**
+ * `prefix` followed by the lowercase hex SHA-256 of `data`, built as one flat string (one String.fromCharCode
+ * call; a string grown with `+=` is a rope of small pieces on JavaScriptCore).
+ */
+export function sha256Hex(data: Uint8Array, prefix = ""): string {
+  digestInto(data);
+  const p = prefix.length;
+  codes.length = p + 64;
+  for (let i = 0; i < p; i++) codes[i] = prefix.charCodeAt(i);
+  for (let i = 0; i < 8; i++) {
+    const w = H[i];
+    for (let j = 0; j < 8; j++) codes[p + i * 8 + j] = HEX.charCodeAt((w >>> (28 - 4 * j)) & 15);
+  }
+  return String.fromCharCode.apply(null, codes);
 }
