@@ -11,7 +11,7 @@
 //                                     hashed and stored), replay sends the same key every time (served from
 //                                     the store)
 //   --n N            requests per round (default 20000)
-//   --rounds R       rounds per variant, the median is reported (default 5)
+//   --rounds R       rounds per variant (default 5)
 //   --conc C         requests in flight at once (default 16)
 //   --stream         streaming requests (the mock answers with a short SSE stream)
 //   --upstream URL   an openai_compatible provider at URL (e.g. the bench upstream's http://127.0.0.1:PORT/v1)
