@@ -306,10 +306,12 @@ idempotency: { enabled: false }
   it("works with another backend behind the get/put/lock interface", async () => {
     const calls: string[] = [];
     const inner = new MemoryIdempotencyStore({ maxEntries: () => 10 });
+    // answers with promises, as a networked backend would (the in-memory store answers synchronously)
+    const later = <T>(v: T) => new Promise<T>((res) => setTimeout(() => res(v), 1));
     const store: IdempotencyStore = {
-      get: (k) => (calls.push("get"), inner.get(k)),
-      put: (k, v, ttl) => (calls.push(`put:${v.status}:${ttl}`), inner.put(k, v, ttl)),
-      lock: (k, f) => (calls.push("lock"), inner.lock(k, f)),
+      get: (k) => (calls.push("get"), later(inner.get(k))),
+      put: (k, v, ttl) => (calls.push(`put:${v.status}:${ttl}`), later(inner.put(k, v, ttl))),
+      lock: (k, f) => (calls.push("lock"), later(inner.lock(k, f))),
     };
     const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\n`, {}, { deps: { idempotencyStore: store } });
     try {
@@ -317,6 +319,15 @@ idempotency: { enabled: false }
       const res = await call(r.url, chat(), { "idempotency-key": "custom" });
       assert.equal(res.headers.get("idempotent-replayed"), "true");
       assert.deepEqual(calls, ["get", "lock", "put:200:3600000", "get"]);
+      assert.equal(inner.inFlight, 0, "lock released");
+      // concurrent duplicates of a stream through the asynchronous interface: one upstream call, the same events
+      fake.reset();
+      fake.fault = { delayMs: 200, times: 1 };
+      const body = chat("async stream", { stream: true });
+      const all = await Promise.all(Array.from({ length: 3 }, async () => readSse(await postJson(`${r.url}/v1/chat/completions`, body, { "idempotency-key": "custom-stream" }))));
+      assert.equal(fake.requests.length, 1);
+      assert.equal(all[0].at(-1), "[DONE]");
+      for (const events of all) assert.deepEqual(events, all[0]);
       assert.equal(inner.inFlight, 0, "lock released");
     } finally {
       await r.stop();
