@@ -348,4 +348,25 @@ idempotency: { enabled: false }
     t = 1000;
     assert.equal(await store.get("big"), undefined, "expired");
   });
+
+  it("memory store: gives back what was put, byte for byte (headers beyond ASCII, a stream in chunks)", async () => {
+    const store = new MemoryIdempotencyStore({ maxEntries: () => 10 });
+    const enc = new TextEncoder();
+    for (const fingerprint of ["/v1/chat/completions 00ff", "/v1/\u20ac-path 00ff"]) {
+      const value = {
+        fingerprint,
+        status: 201,
+        headers: [["content-type", "text/event-stream"], ["x-latin1", "caf\u00e9 \u00ff"], ["x-empty", ""]] as [string, string][],
+        stream: true,
+        chunks: [enc.encode("data: {\"a\":1}\n\n"), enc.encode("data: [DONE]\n\n")],
+      };
+      await store.put(fingerprint, value, 1000);
+      const got = (await store.get(fingerprint))!;
+      assert.equal(got.fingerprint, fingerprint);
+      assert.equal(got.status, 201);
+      assert.equal(got.stream, true);
+      assert.deepEqual(got.headers, value.headers);
+      assert.equal(new TextDecoder().decode(got.chunks.length === 1 ? got.chunks[0] : new Uint8Array(0)), "data: {\"a\":1}\n\ndata: [DONE]\n\n");
+    }
+  });
 });
