@@ -167,7 +167,7 @@ function validate<T extends z.ZodType>(schema: T) {
       return errorResponse(400, { message: `${param}: ${msg}`, type: "invalid_request_error", param, code: "invalid_value" });
     }
     // reportInput: without it zod 4 omits issue.input, and every wrong type would read "is required"
-  }, { validationFunction: (s, value) => s.safeParseAsync(value, { reportInput: true }) as never });
+  }, { validationFunction: (s, value) => s.safeParse(value, { reportInput: true }) as never });
 }
 
 export function createApp(deps: AppDeps): Hono<Env> {
