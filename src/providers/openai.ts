@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { chunkReader, estimateTokensForLength, failureFromResponse, postJson, protocolFailure, SseParser, sseBody, usageOf, type SseEvent } from "./shared.ts";
+import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseBody, SseReader, usageOf } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -60,9 +60,8 @@ function readUsage(u: any): Usage | undefined {
 }
 
 /**
- * The upstream SSE body as StreamEvents: one read loop parses the stream with SseParser (no generator per
- * layer), one JSON.parse per chunk learns content/usage/error, and the chunk's own text is forwarded (never
- * re-serialised). For an upstream that sends no usage chunk, the characters generated are counted and an
+ * The upstream SSE body as StreamEvents: one generator over SseReader (no generator per layer), one
+ * JSON.parse per chunk learns content/usage/error, and the chunk's own text is forwarded (never re-serialised). For an upstream that sends no usage chunk, the characters generated are counted and an
  * estimated usage is reported at [DONE].
  */
 async function* passthrough(
@@ -72,30 +71,21 @@ async function* passthrough(
   promptTokens: () => number,
 ): AsyncGenerator<StreamEvent, void, undefined> {
   const seen = { usage: false, chars: 0 };
-  const reader = chunkReader(body);
-  const decoder = new TextDecoder();
-  const parser = new SseParser();
-  const out: SseEvent[] = [];
+  const sse = new SseReader(body);
   try {
-    while (true) {
-      const value = await reader.read();
-      if (value === null) {
-        parser.push(decoder.decode(), out);
-        parser.end(out);
-      } else parser.push(decoder.decode(value, { stream: true }), out);
-      for (let i = 0; i < out.length; i++) {
-        const data = out[i].data;
+    for (let events = await sse.read(); events !== null; events = await sse.read()) {
+      for (let i = 0; i < events.length; i++) {
+        const data = events[i].data;
         if (data === "[DONE]") {
           if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
           return;
         }
         yield toEvent(data, kind, includeUsage, seen);
       }
-      out.length = 0;
-      if (value === null) throw new UpstreamStreamError("upstream stream ended before [DONE]");
     }
+    throw new UpstreamStreamError("upstream stream ended before [DONE]");
   } finally {
-    reader.cancel();
+    sse.cancel();
   }
 }
 

@@ -236,25 +236,51 @@ export class SseParser {
   }
 }
 
+/**
+ * Reads a text/event-stream body one upstream read at a time, without a generator of its own (a hot-path
+ * caller such as the OpenAI passthrough loops over it inside its own generator).
+ */
+export class SseReader {
+  readonly #reader: ChunkReader;
+  readonly #decoder = new TextDecoder();
+  readonly #parser = new SseParser();
+  readonly #out: SseEvent[] = [];
+  #ended = false;
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = chunkReader(body);
+  }
+
+  /**
+   * The events completed by the next read (possibly none; the array is reused, so consume it before the next
+   * call), or null once the body has ended and its last events were returned.
+   */
+  async read(): Promise<SseEvent[] | null> {
+    if (this.#ended) return null;
+    const value = await this.#reader.read();
+    this.#out.length = 0;
+    if (value === null) {
+      this.#ended = true;
+      this.#parser.push(this.#decoder.decode(), this.#out);
+      this.#parser.end(this.#out);
+    } else this.#parser.push(this.#decoder.decode(value, { stream: true }), this.#out);
+    return this.#out;
+  }
+
+  cancel(): void {
+    this.#reader.cancel();
+  }
+}
+
 /** Parses a text/event-stream body into events (event name defaults to "message"). */
 export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
-  const reader = chunkReader(body);
-  const decoder = new TextDecoder();
-  const parser = new SseParser();
-  const out: SseEvent[] = [];
+  const sse = new SseReader(body);
   try {
-    while (true) {
-      const value = await reader.read();
-      if (value === null) {
-        parser.push(decoder.decode(), out);
-        parser.end(out);
-      } else parser.push(decoder.decode(value, { stream: true }), out);
-      for (let i = 0; i < out.length; i++) yield out[i];
-      out.length = 0;
-      if (value === null) return;
+    for (let events = await sse.read(); events !== null; events = await sse.read()) {
+      for (let i = 0; i < events.length; i++) yield events[i];
     }
   } finally {
-    reader.cancel();
+    sse.cancel();
   }
 }
 
