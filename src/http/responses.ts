@@ -5,7 +5,7 @@
 // chunk by chunk. Nothing is stored: previous_response_id, conversations, background mode and built-in tools
 // are refused with a 400 naming the field.
 import { z } from "zod";
-import { encoder } from "../providers/shared.ts";
+import { encoder, randomId, SseReader, type SseEvent } from "../providers/shared.ts";
 import type { ChatMessage, ChatRequest, ChatTool, ContentPart, ToolCall } from "../providers/types.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -264,9 +264,7 @@ interface Ids {
 }
 
 function newIds(): Ids {
-  const b = crypto.getRandomValues(new Uint8Array(12));
-  let hex = "";
-  for (let i = 0; i < b.length; i++) hex += (b[i] < 16 ? "0" : "") + b[i].toString(16);
+  const hex = randomId("");
   let n = 0;
   return { id: `resp_${hex}`, createdAt: Math.floor(Date.now() / 1000), item: (prefix) => `${prefix}_${hex}${(n++).toString(36)}` };
 }
@@ -516,47 +514,38 @@ export class ResponsesTranscoder {
 
 /** The Responses event stream for the router's SSE body of chat chunks; cancelling it cancels the upstream. */
 export function transcodeStream(body: ReadableStream<Uint8Array>, req: ResponsesRequest): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
+  const sse = new SseReader(body);
   const t = new ResponsesTranscoder(req);
-  let buf = "";
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       while (true) {
-        let r: Awaited<ReturnType<typeof reader.read>>;
+        let events: SseEvent[] | null;
         try {
-          r = await reader.read();
+          events = await sse.read();
         } catch (e) {
           controller.enqueue(encoder.encode(t.fail("upstream_stream_error", `stream broke: ${(e as Error)?.message ?? String(e)}`)));
           controller.close();
           return;
         }
-        if (r.done) {
+        if (events === null) {
           // the router ends a failed stream with an error chunk; a body that just stops is a failure too
           if (!t.ended) controller.enqueue(encoder.encode(t.fail("upstream_stream_error", "the stream ended before it completed")));
           controller.close();
           return;
         }
-        buf += decoder.decode(r.value, { stream: true });
         let out = "";
-        let pos = 0, end: number;
-        while (!t.ended && (end = buf.indexOf("\n\n", pos)) >= 0) {
-          // the router writes `data: <json>\n\n` frames only
-          if (buf.startsWith("data: ", pos)) out += t.push(buf.slice(pos + 6, end));
-          pos = end + 2;
-        }
-        buf = pos ? buf.slice(pos) : buf;
+        for (let i = 0; i < events.length && !t.ended; i++) out += t.push(events[i].data);
         if (out) controller.enqueue(encoder.encode(out));
         if (t.ended) {
           controller.close();
-          reader.cancel().catch(() => {});
+          sse.cancel();
           return;
         }
         if (out) return;
       }
     },
-    cancel(reason) {
-      return reader.cancel(reason);
+    cancel() {
+      sse.cancel();
     },
   }, { highWaterMark: 0 });
 }
