@@ -16,6 +16,7 @@ export const LIFTED_FETCH_CAP = "16384";
 export let fetchCapProblem: string | undefined;
 
 const NOT_SERVING = new Set(["check", "healthcheck", "help", "--help", "-h", "version", "--version", "-v"]);
+const EXECVE = { execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
 const LIBC = ["libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1", "libc.so"];
 
 function cString(s: string, keep: Uint8Array[]): Pointer {
@@ -32,10 +33,10 @@ function cStringArray(list: string[], keep: Uint8Array[]): BigUint64Array {
 
 function reexecWithCap(): string {
   if (process.platform !== "linux") return `re-executing is implemented for Linux only (${process.platform})`;
-  let lib: ReturnType<typeof dlopen<{ execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr]; returns: FFIType.i32 } }>> | undefined;
+  let lib: ReturnType<typeof dlopen<typeof EXECVE>> | undefined;
   for (const name of LIBC) {
     try {
-      lib = dlopen(name, { execve: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } });
+      lib = dlopen(name, EXECVE);
       break;
     } catch {
       // try the next name
