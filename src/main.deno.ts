@@ -1,6 +1,7 @@
 // Deno entrypoint: adapts Deno.serve, files, env and signals to the Platform interface.
 import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
+import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
 
 const enc = new TextEncoder();
 const platform: Platform = {
@@ -51,5 +52,7 @@ const platform: Platform = {
   stdout: (line) => void Deno.stdout.writeSync(enc.encode(line + "\n")),
   stderr: (line) => void Deno.stderr.writeSync(enc.encode(line + "\n")),
 };
+
+platform.upstreamFetch = denoUpstreamFetch(platform.env);
 
 await main(platform);

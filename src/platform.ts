@@ -1,5 +1,7 @@
 // The tiny interface the runtime entrypoints (main.bun.ts, main.deno.ts) implement, so the core never
 // touches Bun.*, Deno.* or node:* itself.
+import type { UpstreamFetch } from "./providers/types.ts";
+
 export type Handler = (req: Request, info: { remoteAddr?: string }) => Response | Promise<Response>;
 
 export type Signal = "SIGHUP" | "SIGTERM" | "SIGINT";
@@ -36,6 +38,8 @@ export interface Platform {
   exit(code: number): never;
   stdout(line: string): void;
   stderr(line: string): void;
+  /** the client the provider adapters send upstream requests with (default: the global fetch) */
+  upstreamFetch?: UpstreamFetch;
   /** runtime limits the entrypoint could not lift, logged at warn when serving starts */
   startupWarnings?: string[];
 }

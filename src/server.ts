@@ -9,6 +9,7 @@ import { safeUrl } from "./observability/requestlog.ts";
 import type { Platform, Signal } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
 import { redactSecrets } from "./providers/redact.ts";
+import type { UpstreamFetch } from "./providers/types.ts";
 import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
 import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
@@ -26,13 +27,19 @@ export function createRoutingState(config: Config, clock: () => number = Date.no
   return { breakers: new BreakerRegistry(config, clock), health: new HealthTracker(config, clock) };
 }
 
+export interface BuildOptions extends RouterOptions {
+  /** the adapters' upstream client (Platform.upstreamFetch; default the global fetch) */
+  upstreamFetch?: UpstreamFetch;
+}
+
 /**
  * A Router for a config, built at start-up and again on every config reload: it creates no long-lived state
  * itself. Pass the same `opts.breakers` / `opts.health` (see createRoutingState) to every Router
  * built after a reload: the Router syncs them to its config, keeping the state of unchanged provider names.
  */
-export function buildRouter(config: Config, hooks: RouterHooks = {}, opts: RouterOptions = {}): Router {
-  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p))])), hooks, opts);
+export function buildRouter(config: Config, hooks: RouterHooks = {}, opts: BuildOptions = {}): Router {
+  const { upstreamFetch, ...routerOpts } = opts;
+  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p, upstreamFetch))])), hooks, routerOpts);
 }
 
 export function configPath(opts: CliOptions, env: Record<string, string | undefined>): string {
@@ -112,7 +119,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     path,
     config,
     load: (p) => loadConfigFile(platform, p),
-    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), routing),
+    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch }),
     stat: (p) => platform.stat(p),
     logger,
   });

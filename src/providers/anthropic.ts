@@ -5,6 +5,7 @@ import type { ProviderConfig } from "../config/schema.ts";
 import {
   failureFromResponse,
   fetchFailure,
+  globalFetch,
   type FinishReason,
   OpenAIShaper,
   postJson,
@@ -25,6 +26,7 @@ import type {
   StreamEvent,
   TextRequest,
   ToolCall,
+  UpstreamFetch,
   UpstreamResult,
   Usage,
 } from "./types.ts";
@@ -58,7 +60,7 @@ export class AnthropicAdapter implements Adapter {
   readonly #headers: Record<string, string>;
   readonly #url: string;
 
-  constructor(readonly config: ProviderConfig) {
+  constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
     this.#url = config.endpoint + "/v1/messages";
     const h: Record<string, string> = {
       "content-type": "application/json",
@@ -87,7 +89,7 @@ export class AnthropicAdapter implements Adapter {
       if (!(e instanceof BadRequest)) throw e;
       return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message, unsupported: true };
     }
-    const res = await postJson(this.#url, this.#headers, body, opts.signal);
+    const res = await postJson(this.send, this.#url, this.#headers, body, opts.signal, opts.stream);
     if (!(res instanceof Response)) return res;
     if (!res.ok) return failureFromResponse(res, pickError);
 

@@ -4,18 +4,19 @@ import { AnthropicAdapter } from "./anthropic.ts";
 import { MockAdapter } from "./mock.ts";
 import { OllamaAdapter } from "./ollama.ts";
 import { OpenAIAdapter } from "./openai.ts";
-import type { Adapter } from "./types.ts";
+import type { Adapter, UpstreamFetch } from "./types.ts";
 
-export function createAdapter(cfg: ProviderConfig): Adapter {
+/** `send`: the upstream client (default: the global fetch). */
+export function createAdapter(cfg: ProviderConfig, send?: UpstreamFetch): Adapter {
   switch (cfg.type) {
     case "openai":
     case "deepseek":
     case "openai_compatible":
-      return new OpenAIAdapter(cfg);
+      return new OpenAIAdapter(cfg, send);
     case "anthropic":
-      return new AnthropicAdapter(cfg);
+      return new AnthropicAdapter(cfg, send);
     case "ollama":
-      return new OllamaAdapter(cfg);
+      return new OllamaAdapter(cfg, send);
     case "mock":
       return new MockAdapter(cfg);
   }

@@ -8,6 +8,7 @@ import {
   estimateTokens,
   failureFromResponse,
   fetchFailure,
+  globalFetch,
   type FinishReason,
   lines,
   OpenAIShaper,
@@ -26,6 +27,7 @@ import type {
   StreamEvent,
   TextRequest,
   UpstreamFailure,
+  UpstreamFetch,
   UpstreamResult,
   Usage,
 } from "./types.ts";
@@ -64,7 +66,7 @@ export class OllamaAdapter implements Adapter {
   readonly #headers: Record<string, string>;
   readonly #getHeaders: Record<string, string>;
 
-  constructor(readonly config: ProviderConfig) {
+  constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
     const auth: Record<string, string> = config.api_key ? { authorization: `Bearer ${config.api_key}` } : {};
     this.#headers = { "content-type": "application/json", accept: "application/json, application/x-ndjson", ...config.headers, ...auth };
     this.#getHeaders = { accept: "application/json", ...config.headers, ...auth };
@@ -129,7 +131,7 @@ export class OllamaAdapter implements Adapter {
     opts: CallOptions,
     promptText: () => string,
   ): Promise<UpstreamResult> {
-    const res = await postJson(this.config.endpoint + path, this.#headers, body, opts.signal);
+    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
     if (!(res instanceof Response)) return res;
     if (!res.ok) return ollamaFailure(res);
     const ctype = res.headers.get("content-type") ?? "";

@@ -2,8 +2,8 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, postJson, protocolFailure, sseBody, SseReader, usageOf } from "./shared.ts";
-import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult, Usage } from "./types.ts";
+import { estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, SseReader, usageOf } from "./shared.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
 
@@ -11,7 +11,7 @@ const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j &&
 
 export class OpenAIAdapter implements Adapter {
   readonly #headers: Record<string, string>;
-  constructor(readonly config: ProviderConfig) {
+  constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
     this.#headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...config.headers };
     if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
   }
@@ -33,7 +33,7 @@ export class OpenAIAdapter implements Adapter {
       delete body.max_tokens;
     }
     if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
-    const res = await postJson(this.config.endpoint + path, this.#headers, body, opts.signal);
+    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
     if (!(res instanceof Response)) return res;
     if (!res.ok) return failureFromResponse(res, pickError);
     if (opts.stream) {

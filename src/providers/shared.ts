@@ -1,18 +1,26 @@
 // Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
 // OpenAI chunk builders and token estimates. Web standards only.
-import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "./types.ts";
+import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, Usage } from "./types.ts";
 
 export const encoder = new TextEncoder();
 
-/** POSTs JSON upstream. Network errors and aborts become an UpstreamFailure instead of throwing. */
+/** The runtime's own fetch (looked up per call), the adapters' default client. */
+export const globalFetch: UpstreamFetch = (url, init) => fetch(url, init);
+
+/**
+ * POSTs JSON upstream through `send`; `stream`: the answer will be read as a stream. Network errors and aborts
+ * become an UpstreamFailure instead of throwing.
+ */
 export async function postJson(
+  send: UpstreamFetch,
   url: string,
   headers: Record<string, string>,
   body: unknown,
   signal: AbortSignal,
+  stream: boolean,
 ): Promise<Response | UpstreamFailure> {
   try {
-    return await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal });
+    return await send(url, { method: "POST", headers, body: JSON.stringify(body), signal }, stream);
   } catch (e) {
     return fetchFailure(e, signal);
   }

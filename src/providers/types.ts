@@ -127,3 +127,18 @@ export interface Adapter {
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult>;
   text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult>;
 }
+
+/** One upstream request as the adapters send it. */
+export interface UpstreamInit {
+  method: "POST";
+  headers: Record<string, string>;
+  body: string;
+  signal: AbortSignal;
+}
+
+/**
+ * Sends one request upstream and resolves with its response, rejecting like fetch (TypeError on a network
+ * failure, the signal's reason on abort). `stream`: the body will be read as a stream. The global fetch unless
+ * the runtime entrypoint supplies its own client (Platform.upstreamFetch).
+ */
+export type UpstreamFetch = (url: string, init: UpstreamInit, stream: boolean) => Promise<Response>;

@@ -2,7 +2,7 @@
 // the current runtime's server. For tests that need the whole start-up path but no child process.
 import { main } from "../../src/server.ts";
 import type { Platform } from "../../src/platform.ts";
-import { runtime, serve } from "./router.ts";
+import { runtime, serve, upstreamFetch } from "./router.ts";
 
 export interface InProcessRouter {
   url: string;
@@ -22,6 +22,7 @@ export async function runMain(opts: { args: string[]; files: Record<string, stri
     args: opts.args,
     env,
     setEnv: (k, v) => void (env[k] = v),
+    upstreamFetch,
     readTextFile: async (p) => opts.files[p] ?? null,
     stat: async () => null,
     serve(handler, { hostname }) {

@@ -5,6 +5,7 @@ import { createApp, type AppDeps } from "../../src/http/app.ts";
 import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
 import type { Router, RouterHooks, RouterOptions } from "../../src/routing/failover.ts";
 import { createLogger } from "../../src/observability/logger.ts";
+import type { UpstreamFetch } from "../../src/providers/types.ts";
 import { Observability } from "../../src/observability/observability.ts";
 import { VERSION } from "../../src/version.ts";
 
@@ -50,6 +51,11 @@ type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { po
 
 export const runtime: "bun" | "deno" = (globalThis as any).Bun ? "bun" : "deno";
 
+/** The upstream client the runtime's entrypoint gives the router (src/main.deno.ts; Bun uses fetch). */
+export const upstreamFetch: UpstreamFetch | undefined = runtime === "deno"
+  ? (await import("../../src/runtime/deno-upstream.ts")).denoUpstreamFetch({})
+  : undefined;
+
 export const serve: ServeFn = (handler) => {
   const g = globalThis as any;
   if (g.Bun) {
@@ -77,7 +83,7 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
     }
     : obsHooks;
   const state = createRoutingState(config, clock);
-  const router = buildRouter(config, hooks, { ...routerOpts, ...state });
+  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch });
   const app = createApp({ ...deps, router: () => router, observability, now: appNow });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
   return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
