@@ -90,7 +90,7 @@ export class AnthropicAdapter implements Adapter {
       return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message, unsupported: true };
     }
     const res = await postJson(this.send, this.#url, this.#headers, body, opts.signal, opts.stream);
-    if (!(res instanceof Response)) return res;
+    if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return failureFromResponse(res, pickError);
 
     if (opts.stream) {

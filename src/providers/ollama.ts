@@ -28,6 +28,7 @@ import type {
   TextRequest,
   UpstreamFailure,
   UpstreamFetch,
+  UpstreamResponse,
   UpstreamResult,
   Usage,
 } from "./types.ts";
@@ -132,7 +133,7 @@ export class OllamaAdapter implements Adapter {
     promptText: () => string,
   ): Promise<UpstreamResult> {
     const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
-    if (!(res instanceof Response)) return res;
+    if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return ollamaFailure(res);
     const ctype = res.headers.get("content-type") ?? "";
     if (!ctype.includes("json")) {
@@ -183,7 +184,7 @@ function untranslatable(e: Untranslatable): UpstreamFailure {
   return { ok: false, status: 400, kind: "http", message: e.message, type: "invalid_request_error", param: e.param, code: "unsupported_content", unsupported: true };
 }
 
-async function ollamaFailure(res: Response): Promise<UpstreamFailure> {
+async function ollamaFailure(res: UpstreamResponse): Promise<UpstreamFailure> {
   const f = await failureFromResponse(res, pickError);
   if (res.status === 404 && !f.code && MODEL_NOT_FOUND_RE.test(f.message)) f.code = "model_not_found";
   if (!f.contextExceeded && res.status >= 400 && res.status !== 404 && OLLAMA_CONTEXT_RE.test(f.message)) f.contextExceeded = true;

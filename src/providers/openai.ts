@@ -34,7 +34,7 @@ export class OpenAIAdapter implements Adapter {
     }
     if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
     const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
-    if (!(res instanceof Response)) return res;
+    if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return failureFromResponse(res, pickError);
     if (opts.stream) {
       const sse = sseBody(res);

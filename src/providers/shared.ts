@@ -1,6 +1,6 @@
 // Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
 // OpenAI chunk builders and token estimates. Web standards only.
-import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, Usage } from "./types.ts";
+import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
 
 export const encoder = new TextEncoder();
 
@@ -18,7 +18,7 @@ export async function postJson(
   body: unknown,
   signal: AbortSignal,
   stream: boolean,
-): Promise<Response | UpstreamFailure> {
+): Promise<UpstreamResponse | UpstreamFailure> {
   try {
     return await send(url, { method: "POST", headers, body: JSON.stringify(body), signal }, stream);
   } catch (e) {
@@ -69,7 +69,7 @@ const CONTEXT_RE = /context[_ ]length|context window|maximum context|prompt is t
  * provider's error JSON (each protocol nests it differently).
  */
 export async function failureFromResponse(
-  res: Response,
+  res: UpstreamResponse,
   pick: (json: any) => { message?: unknown; type?: unknown; code?: unknown; param?: unknown } | undefined,
 ): Promise<UpstreamFailure> {
   let text = "";
@@ -105,7 +105,7 @@ export function protocolFailure(message: string): UpstreamFailure {
 }
 
 /** The body of an answer to a stream request, or a protocol failure when it is not text/event-stream. */
-export function sseBody(res: Response): ReadableStream<Uint8Array> | UpstreamFailure {
+export function sseBody(res: UpstreamResponse): ReadableStream<Uint8Array> | UpstreamFailure {
   const ct = res.headers.get("content-type");
   if (res.body && ct?.includes("text/event-stream")) return res.body;
   res.body?.cancel().catch(() => {});

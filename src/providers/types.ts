@@ -137,8 +137,22 @@ export interface UpstreamInit {
 }
 
 /**
- * Sends one request upstream and resolves with its response, rejecting like fetch (TypeError on a network
- * failure, the signal's reason on abort). `stream`: the body will be read as a stream. The global fetch unless
- * the runtime entrypoint supplies its own client (Platform.upstreamFetch).
+ * What the adapters read of an upstream answer: a fetch Response, or an object of the runtime's own client
+ * with the same members (src/runtime/deno-upstream.ts answers non-streaming requests with one whose body is
+ * already read: `body` null, `text()` and `json()` from memory).
  */
-export type UpstreamFetch = (url: string, init: UpstreamInit, stream: boolean) => Promise<Response>;
+export interface UpstreamResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  readonly body: ReadableStream<Uint8Array> | null;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
+/**
+ * Sends one request upstream and resolves with its response, rejecting like fetch (TypeError on a network
+ * failure, the signal's reason on abort). `stream`: the body will be read as a stream, so the answer must have
+ * one. The global fetch unless the runtime entrypoint supplies its own client (Platform.upstreamFetch).
+ */
+export type UpstreamFetch = (url: string, init: UpstreamInit, stream: boolean) => Promise<UpstreamResponse>;

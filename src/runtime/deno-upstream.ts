@@ -2,15 +2,15 @@
 // everything else through Deno's fetch.
 //
 // Why: Deno's fetch keeps objects of every request alive until the next full GC, so each young-generation
-// scavenge copies megabytes of them: at 1,000 req/s the router paused 3-6 ms every half second (p99 +3.5-4 ms;
-// measured with --v8-flags=--trace-gc-nvp, "promoted" about 2.2 MB per scavenge). Through node:http the same
-// load promotes about 55 KB per scavenge, pauses stay under 1 ms, and a request costs a quarter less CPU
-// (docs/benchmarks.md). Streams stay on fetch: node:http on Deno hands stream chunks on later (per-chunk p99
+// scavenge copies megabytes of them: at 1,000 req/s the router paused 3-6 ms every half second (p99 +3.7 ms and
+// more; --v8-flags=--trace-gc-nvp, "promoted" about 2.2 MB per scavenge). A bare proxy through node:http
+// promotes about 55 KB per scavenge; the router allocates a quarter as much per request, its p99 drops by a
+// third to two thirds and its CPU per request by 10-20% (docs/benchmarks.md, "Deno's upstream client"). Streams stay on fetch: node:http on Deno hands stream chunks on later (per-chunk p99
 // +2.2 ms against +0.7 ms). https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does
 // every request when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 import { Buffer } from "node:buffer";
 import http from "node:http";
-import type { UpstreamFetch, UpstreamInit } from "../providers/types.ts";
+import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
 const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
@@ -44,11 +44,11 @@ function networkError(e: unknown): TypeError {
 }
 
 /**
- * One request over a kept-alive connection; resolves once the whole body is in, with fetch's contract: a
- * TypeError on network failure or a body cut short, the signal's reason when it aborts (the socket is then
- * destroyed, which the upstream sees as the client going away).
+ * One request over a kept-alive connection; resolves once the whole body is in (a BufferedResponse), and
+ * otherwise keeps fetch's contract: a TypeError on network failure or a body cut short, the signal's reason
+ * when it aborts (the socket is then destroyed, which the upstream sees as the client going away).
  */
-function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promise<Response> {
+function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promise<UpstreamResponse> {
   const { signal } = init;
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
@@ -90,12 +90,37 @@ function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promi
   });
 }
 
-function toResponse(res: http.IncomingMessage, parts: Uint8Array[]): Response {
+const decoder = new TextDecoder();
+
+/**
+ * A non-streaming answer, body already in memory. Not a fetch Response: Deno registers every Response it
+ * constructs (and its Headers) for finalization, which keeps them alive through the young-generation GCs, the
+ * very cost this client is here to avoid; the adapters only need these members (UpstreamResponse).
+ */
+class BufferedResponse implements UpstreamResponse {
+  readonly ok: boolean;
+  readonly body = null;
+  readonly headers: { get(name: string): string | null };
+  constructor(readonly status: number, raw: http.IncomingHttpHeaders, readonly bytes: Uint8Array) {
+    this.ok = status >= 200 && status < 300;
+    // node:http lower-cases the names and joins repeated headers with ", " (set-cookie: an array), as fetch does
+    this.headers = {
+      get(name: string): string | null {
+        const v = raw[name.toLowerCase()];
+        return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
+      },
+    };
+  }
+  text(): Promise<string> {
+    return Promise.resolve(decoder.decode(this.bytes));
+  }
+  json(): Promise<unknown> {
+    return this.text().then(JSON.parse);
+  }
+}
+
+function toResponse(res: http.IncomingMessage, parts: Uint8Array[]): UpstreamResponse {
   const status = res.statusCode ?? 0;
   if (status < 200 || status > 599) throw new Error(`HTTP status ${status}`);
-  const headers = new Headers();
-  const raw = res.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
-  const body = status === 204 || status === 205 || status === 304 ? null : (parts.length === 1 ? parts[0] : Buffer.concat(parts)) as Uint8Array<ArrayBuffer>;
-  return new Response(body, { status, statusText: res.statusMessage ?? "", headers });
+  return new BufferedResponse(status, res.headers, parts.length === 1 ? parts[0] : Buffer.concat(parts));
 }
