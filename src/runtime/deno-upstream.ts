@@ -5,9 +5,10 @@
 // scavenge copies megabytes of them: at 1,000 req/s the router paused 3-6 ms every half second (p99 +3.7 ms and
 // more; --v8-flags=--trace-gc-nvp, "promoted" about 2.2 MB per scavenge). A bare proxy through node:http
 // promotes about 55 KB per scavenge; the router allocates a quarter as much per request, its p99 drops by a
-// third to two thirds and its CPU per request by 10-20% (docs/benchmarks.md, "Deno's upstream client"). Streams stay on fetch: node:http on Deno hands stream chunks on later (per-chunk p99
-// +2.2 ms against +0.7 ms). https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does
-// every request when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
+// third to two thirds and its CPU per request by 10-20% (docs/benchmarks.md, "Deno's upstream client").
+// Streams stay on fetch: node:http on Deno hands stream chunks on later (per-chunk p99 +2.2 ms against +0.7 ms
+// in a bare proxy). https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every
+// request when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
