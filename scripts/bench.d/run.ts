@@ -22,6 +22,8 @@
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
 //                           during a wrk run (non-streaming + streaming) and print the top self-time functions
 // Environment from scripts/bench: BENCH_ROUTER_BIN (compiled router), BENCH_PORTKEY_DIR (Portkey install).
+// BENCH_DENO_FLAGS: extra `deno run` flags for the Deno legs, space-separated (e.g. --v8-flags=--trace-gc-nvp;
+// the router's output, GC traces included, goes to .bench/deno.log).
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpus, totalmem, loadavg } from "node:os";
@@ -104,6 +106,9 @@ async function freePort(): Promise<number> {
 function spawn(name: string, cmd: string[], env: Record<string, string> = {}, cwd = ROOT): Proc {
   mkdirSync(BENCH_DIR, { recursive: true });
   const logFile = join(BENCH_DIR, `${name}.log`);
+  // Bun.file as stdout writes from the start without truncating: empty the files so no old run's tail stays
+  writeFileSync(logFile, "");
+  writeFileSync(logFile + ".err", "");
   const p = Bun.spawn(cmd, { cwd, env: { ...process.env, NO_COLOR: "1", ...env }, stdout: Bun.file(logFile), stderr: Bun.file(logFile + ".err") });
   children.add(p);
   return p;
@@ -210,7 +215,7 @@ function routerLeg(name: LegName, runtime: "bun" | "deno", features: boolean): L
       const port = await freePort();
       const cmd = runtime === "bun"
         ? [ROUTER_BIN, "--config", cfg, "--host", "127.0.0.1", "--port", String(port)]
-        : [DENO, "run", "-A", "src/main.deno.ts", "--config", cfg, "--host", "127.0.0.1", "--port", String(port)];
+        : [DENO, "run", "-A", ...(process.env.BENCH_DENO_FLAGS ? process.env.BENCH_DENO_FLAGS.split(" ") : []), "src/main.deno.ts", "--config", cfg, "--host", "127.0.0.1", "--port", String(port)];
       const proc = spawn(name, cmd, { BENCH_UPSTREAM: `${upstream}/v1`, ...env });
       await waitReady(`http://127.0.0.1:${port}/health`, proc, name);
       return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
