@@ -13,7 +13,7 @@ import type { OpenAIFakeOptions } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import type { RunningRouter } from "./helpers/router.ts";
 import { type AnthropicChain, lastBody, type OpenAIChain, startAnthropicChain, startOpenAIChain, WEATHER_ARGS } from "./helpers/chains.ts";
-import { deltas, parts, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
+import { assertBrokenStream, assertStreamedText, assertStreamedWeatherCall, deltas, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
 
 describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
   let chain: OpenAIChain, down: FakeServer, up: FakeServer, upOpts: OpenAIFakeOptions, r: RunningRouter;
@@ -43,14 +43,8 @@ describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
 
   it("openai.chat(): streamText delivers the text in several deltas, then usage and finish reason", async () => {
     const s = streamText({ model: openai.chat("gpt-x"), prompt: "hi", maxRetries: 0 });
-    const ds = await deltas(s);
-    assert.ok(ds.length >= 2, `several deltas, got ${JSON.stringify(ds)}`);
-    assert.equal(ds.join(""), "Hello from upstream!");
+    await assertStreamedText(s, "Hello from upstream!", { inputTokens: 11, outputTokens: 7 });
     assert.equal(await s.text, "Hello from upstream!");
-    assert.equal(await s.finishReason, "stop");
-    const usage = await s.usage;
-    assert.equal(usage.inputTokens, 11);
-    assert.equal(usage.outputTokens, 7);
     assert.equal(lastBody(up).stream, true);
   });
 
@@ -58,24 +52,14 @@ describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
     const g = await generateText({ model: compat("gpt-x"), prompt: "hi", maxRetries: 0 });
     assert.equal(g.text, "Hello from upstream!");
     assert.equal(g.usage.totalTokens, 18);
-    const s = streamText({ model: compat("gpt-x"), prompt: "hi", maxRetries: 0 });
-    const ds = await deltas(s);
-    assert.ok(ds.length >= 2);
-    assert.equal(ds.join(""), "Hello from upstream!");
-    assert.equal(await s.finishReason, "stop");
-    assert.equal((await s.usage).outputTokens, 7);
+    await assertStreamedText(streamText({ model: compat("gpt-x"), prompt: "hi", maxRetries: 0 }), "Hello from upstream!", { outputTokens: 7 });
   });
 
   it("openai.completion(): legacy completions, generateText and streamText", async () => {
     const g = await generateText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
     assert.equal(g.text, "Hello from upstream!");
     assert.equal(up.requests.at(-1)!.path, "/v1/completions");
-    const s = streamText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 });
-    const ds = await deltas(s);
-    assert.ok(ds.length >= 2);
-    assert.equal(ds.join(""), "Hello from upstream!");
-    assert.equal(await s.finishReason, "stop");
-    assert.equal((await s.usage).outputTokens, 7);
+    await assertStreamedText(streamText({ model: openai.completion("gpt-x"), prompt: "Say hello", maxRetries: 0 }), "Hello from upstream!", { outputTokens: 7 });
   });
 
   it("tool call: the SDK sees the tool name and the parsed, schema-checked arguments", async () => {
@@ -100,16 +84,8 @@ describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
     upOpts.toolCall = { name: "get_weather", arguments: JSON.stringify(WEATHER_ARGS) };
     try {
       for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
-        const s = streamText({ model, prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
-        const ps = await parts(s);
-        const fragments = ps.filter((p) => p.type === "tool-input-delta").map((p) => p.delta);
-        assert.ok(fragments.length >= 2, `several argument fragments, got ${JSON.stringify(fragments)}`);
+        const { fragments } = await assertStreamedWeatherCall(model, WEATHER_ARGS);
         assert.deepEqual(JSON.parse(fragments.join("")), WEATHER_ARGS);
-        const calls = await s.toolCalls;
-        assert.equal(calls.length, 1);
-        assert.equal(calls[0].toolName, "get_weather");
-        assert.deepEqual(calls[0].input, WEATHER_ARGS);
-        assert.equal(await s.finishReason, "tool-calls");
       }
     } finally {
       delete upOpts.toolCall;
@@ -152,14 +128,7 @@ describe("Vercel AI SDK against the router, OpenAI-protocol upstream", () => {
   it("a stream that breaks after its first content ends in an error part and finishReason error, not a silent success", async () => {
     for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
       up.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
-      const errors: unknown[] = [];
-      const s = streamText({ model, prompt: "hi", maxRetries: 0, onError: ({ error }) => void errors.push(error) });
-      const ps = await parts(s);
-      const err = ps.find((p) => p.type === "error");
-      assert.ok(err, `an error part, got ${JSON.stringify(ps.map((p) => p.type))}`);
-      assert.match(String(err.error?.message ?? err.error), /upstream stream broke/);
-      assert.equal(errors.length, 1);
-      assert.equal(await s.finishReason, "error");
+      await assertBrokenStream(model);
     }
   });
 
@@ -197,14 +166,7 @@ describe("Vercel AI SDK against the router, Anthropic upstream", () => {
 
   it("streamText delivers Claude's text deltas, usage and finish reason", async () => {
     for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
-      const s = streamText({ model, prompt: "hi", maxRetries: 0 });
-      const ds = await deltas(s);
-      assert.ok(ds.length >= 2, `several deltas, got ${JSON.stringify(ds)}`);
-      assert.equal(ds.join(""), "Bonjour from Claude.");
-      assert.equal(await s.finishReason, "stop");
-      const usage = await s.usage;
-      assert.equal(usage.inputTokens, 21);
-      assert.equal(usage.outputTokens, 8);
+      await assertStreamedText(streamText({ model, prompt: "hi", maxRetries: 0 }), "Bonjour from Claude.", { inputTokens: 21, outputTokens: 8 });
     }
   });
 
@@ -231,16 +193,8 @@ describe("Vercel AI SDK against the router, Anthropic upstream", () => {
     claude.options.reply = "Let me check.";
     try {
       for (const model of [openai.chat("gpt-x"), compat("gpt-x")]) {
-        const s = streamText({ model, prompt: "weather in Paris?", tools: { get_weather: weatherTool() }, maxRetries: 0 });
-        const ps = await parts(s);
+        const { ps } = await assertStreamedWeatherCall(model, WEATHER_ARGS);
         assert.equal(ps.filter((p) => p.type === "text-delta").map((p) => p.text).join(""), "Let me check.");
-        const fragments = ps.filter((p) => p.type === "tool-input-delta").map((p) => p.delta);
-        assert.ok(fragments.length >= 2, `several argument fragments, got ${JSON.stringify(fragments)}`);
-        const calls = await s.toolCalls;
-        assert.equal(calls.length, 1);
-        assert.equal(calls[0].toolName, "get_weather");
-        assert.deepEqual(calls[0].input, WEATHER_ARGS);
-        assert.equal(await s.finishReason, "tool-calls");
       }
     } finally {
       claude.reset();

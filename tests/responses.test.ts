@@ -13,7 +13,7 @@ import type { FakeServer } from "./fakes/common.ts";
 import { scrape, value } from "./helpers/metrics.ts";
 import { postJson, startRouter, type RunningRouter } from "./helpers/router.ts";
 import { type AnthropicChain, lastBody, type OpenAIChain, startAnthropicChain, startOpenAIChain, WEATHER_ARGS, WEATHER_DESCRIPTION } from "./helpers/chains.ts";
-import { deltas, parts, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
+import { assertBrokenStream, assertStreamedText, deltas, parts, weatherLoop, weatherTool } from "./helpers/ai-sdk.ts";
 
 const WEATHER_TOOL = {
   type: "function" as const,
@@ -370,14 +370,7 @@ describe("Responses API, OpenAI-protocol upstream", () => {
   });
 
   it("AI SDK openai(model): streamText delivers the text in several deltas, then usage and finish reason", async () => {
-    const s = streamText({ model: aisdk("gpt-x"), prompt: "hi", maxRetries: 0 });
-    const ds = await deltas(s);
-    assert.ok(ds.length >= 2, `several deltas, got ${JSON.stringify(ds)}`);
-    assert.equal(ds.join(""), "Hello from upstream!");
-    assert.equal(await s.finishReason, "stop");
-    const usage = await s.usage;
-    assert.equal(usage.inputTokens, 11);
-    assert.equal(usage.outputTokens, 7);
+    await assertStreamedText(streamText({ model: aisdk("gpt-x"), prompt: "hi", maxRetries: 0 }), "Hello from upstream!", { inputTokens: 11, outputTokens: 7 });
   });
 
   it("AI SDK openai(model): tool call, streamed tool call, and a two-step tool loop", async () => {
@@ -418,14 +411,7 @@ describe("Responses API, OpenAI-protocol upstream", () => {
 
   it("AI SDK openai(model): a stream that breaks mid-way ends in an error part and finishReason error", async () => {
     up.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
-    const errors: unknown[] = [];
-    const s = streamText({ model: aisdk("gpt-x"), prompt: "hi", maxRetries: 0, onError: ({ error }) => void errors.push(error) });
-    const ps = await parts(s);
-    const err = ps.find((p) => p.type === "error");
-    assert.ok(err, `an error part, got ${JSON.stringify(ps.map((p) => p.type))}`);
-    assert.match(String(err.error?.message ?? err.error), /upstream stream broke/);
-    assert.equal(errors.length, 1);
-    assert.equal(await s.finishReason, "error");
+    await assertBrokenStream(aisdk("gpt-x"));
   });
 
   it("AI SDK openai(model): all providers failing surfaces as an APICallError with status 502", async () => {
