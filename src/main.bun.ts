@@ -4,6 +4,7 @@
 import { FETCH_CAP_VAR, fetchCapProblem } from "./runtime/bun-fetch-cap.ts";
 import { stat } from "node:fs/promises";
 import { main } from "./server.ts";
+import { bunUpstreamFetch } from "./runtime/bun-upstream.ts";
 import type { Platform } from "./platform.ts";
 
 const platform: Platform = {
@@ -49,5 +50,7 @@ const platform: Platform = {
     ? [`at most 256 concurrent upstream requests (streams beyond that wait): ${fetchCapProblem}; set ${FETCH_CAP_VAR}=16384 in the environment to lift the cap`]
     : undefined,
 };
+
+platform.upstreamFetch = bunUpstreamFetch(platform.env);
 
 await main(platform);

@@ -1,15 +1,16 @@
 // The upstream client under the router's adapters, seen through HTTP: bodies cut short, UTF-8 split across
-// TCP writes, idle keep-alive connections the upstream closes, and HTTP_PROXY. Under Deno the entrypoint sends
-// non-streaming requests to plain-http upstreams through node:http (src/runtime/deno-upstream.ts) and the
-// in-process router of these tests does the same; under Bun everything goes through fetch. Both must behave
-// the same here.
+// TCP writes, chunked framing split anywhere, idle keep-alive connections the upstream closes, a slow reader,
+// and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: Deno sends non-streaming
+// requests through node:http (src/runtime/deno-upstream.ts), Bun sends stream requests over its own sockets
+// (src/runtime/bun-upstream.ts); the in-process router of these tests uses the same client as the entrypoint,
+// and every case must behave the same under both runtimes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import net, { type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
 import { startOpenAIFake } from "./fakes/openai.ts";
-import { postJson, startRouter } from "./helpers/router.ts";
+import { postJson, readSse, startRouter } from "./helpers/router.ts";
 import { rmTemp, startProcess, tempDir, writeFile } from "./helpers/process.ts";
 
 const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
@@ -126,6 +127,147 @@ providers:
         await sleep(200);
       }
       assert.ok(up.connections() >= 2, `the upstream closed idle connections (${up.connections()} accepted)`);
+    } finally {
+      await r.stop();
+      await up.stop();
+    }
+  });
+});
+
+const sseChunk = (content: string) =>
+  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const SSE_END = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`;
+const contentOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices?.[0]?.delta?.content ?? "").join("");
+
+describe("upstream client: streams", () => {
+  it("a chunked stream whose head, chunk sizes, CRLFs and characters are split across TCP writes arrives intact", async () => {
+    const words = ["Grüße", " ✓", " 😀", " fin"];
+    const chunked = (text: string) => {
+      const b = new TextEncoder().encode(text);
+      return `${b.length.toString(16)};ext=1\r\n${text}\r\n`;
+    };
+    const body = words.map((w) => chunked(sseChunk(w))).join("") + chunked(SSE_END) + "0\r\nx-trailer: t\r\n\r\n";
+    const response = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n" + body);
+    const raw = net.createServer((c) => {
+      c.once("data", async () => {
+        // 7-byte pieces: every boundary (head, size line, CRLF, multi-byte character) is cut somewhere
+        for (let at = 0; at < response.length; at += 7) {
+          c.write(response.subarray(at, at + 7));
+          await sleep(1);
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", () => r()));
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "http://127.0.0.1:${(raw.address() as AddressInfo).port}/v1", default_model: m }
+`);
+    try {
+      const s = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(s.status, 200);
+      const events = await readSse(s);
+      assert.equal(contentOf(events), words.join(""));
+      assert.equal(events.at(-1), "[DONE]");
+      assert.equal(events.at(-2).choices[0].finish_reason, "stop");
+    } finally {
+      await r.stop();
+      raw.close();
+    }
+  });
+
+  it("a stream over a kept-alive connection the upstream closed while idle answers first time", async () => {
+    const up = await server((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(sseChunk("one"));
+        setTimeout(() => res.end(sseChunk(" two") + SSE_END), 10);
+        res.on("finish", () => setTimeout(() => req.socket.end(), 60));
+      });
+    });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+`);
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+        assert.equal(res.headers.get("x-router-attempts"), "1", `stream ${i} needed no second attempt`);
+        assert.equal(contentOf(await readSse(res)), "one two", `stream ${i}`);
+        await sleep(200);
+      }
+      assert.ok(up.connections() >= 2, `the upstream closed idle connections (${up.connections()} accepted)`);
+      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+    } finally {
+      await r.stop();
+      await up.stop();
+    }
+  });
+
+  it("a kept-alive connection that closes as the next request arrives is retried once on a new connection", async () => {
+    const served = new WeakSet<Socket>();
+    const up = await server((req, res) => {
+      // the second request on a connection finds it closing (a keep-alive timeout racing the request)
+      if (served.has(req.socket)) return void req.socket.destroy();
+      served.add(req.socket);
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(sseChunk("fresh") + SSE_END);
+      });
+    });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+        assert.equal(res.status, 200, `stream ${i}`);
+        assert.equal(contentOf(await readSse(res)), "fresh", `stream ${i}`);
+      }
+      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+    } finally {
+      await r.stop();
+      await up.stop();
+    }
+  });
+
+  it("a long fast stream read slowly by the client arrives whole and in order", async () => {
+    const N = 3000;
+    const pad = "x".repeat(600);
+    const up = await server((req, res) => {
+      req.resume();
+      req.on("end", async () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        // as fast as the socket takes it: ~2 MB, far more than the router may hold for a slow reader
+        for (let i = 0; i < N; i++) {
+          if (!res.write(sseChunk(`${i} ${pad}|`))) await new Promise((d) => res.once("drain", d));
+        }
+        res.end(SSE_END);
+      });
+    });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+`);
+    try {
+      const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      const dec = new TextDecoder();
+      let text = "";
+      for (let n = 0; ; n++) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        text += dec.decode(value, { stream: true });
+        if (n < 40) await sleep(5); // slow at first, while the upstream keeps writing
+      }
+      const events = text.split("\n\n").filter((b) => b.startsWith("data: ")).map((b) => b.slice(6)).map((d) => (d === "[DONE]" ? d : JSON.parse(d)));
+      const parts = contentOf(events).split("|").filter(Boolean);
+      assert.equal(parts.length, N);
+      parts.forEach((p, i) => assert.equal(p, `${i} ${pad}`, `chunk ${i}`));
+      assert.equal(events.at(-1), "[DONE]");
     } finally {
       await r.stop();
       await up.stop();

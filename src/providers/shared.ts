@@ -119,6 +119,13 @@ export interface ChunkReader {
   cancel(): void;
 }
 
+/**
+ * A body from a runtime entrypoint's own upstream client (src/runtime/bun-upstream.ts) can hand out its chunks
+ * directly: `body[DIRECT_CHUNKS]()` returns a ChunkReader, which saves a stream reader's promise and result
+ * object per read. Such a body is still a ReadableStream for everyone else.
+ */
+export const DIRECT_CHUNKS: unique symbol = Symbol.for("failover-router.direct-chunks") as never;
+
 /** Size of the reused read buffer: bigger reads just take more than one read. */
 export const READ_BUFFER_BYTES = 8192;
 
@@ -131,6 +138,8 @@ export const READ_BUFFER_BYTES = 8192;
  * copy it first.
  */
 export function chunkReader(body: ReadableStream<Uint8Array>): ChunkReader {
+  const direct = (body as { [DIRECT_CHUNKS]?: () => ChunkReader })[DIRECT_CHUNKS];
+  if (direct) return direct.call(body);
   let byob: ReadableStreamBYOBReader | undefined;
   try {
     byob = body.getReader({ mode: "byob" });

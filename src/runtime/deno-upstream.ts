@@ -6,12 +6,16 @@
 // more; --v8-flags=--trace-gc-nvp, "promoted" about 2.2 MB per scavenge). A bare proxy through node:http
 // promotes about 55 KB per scavenge; the router allocates a quarter as much per request, its p99 drops by a
 // third to two thirds and its CPU per request by 10-20% (docs/benchmarks.md, "Deno's upstream client").
-// Streams stay on fetch: node:http on Deno hands stream chunks on later (per-chunk p99 +2.2 ms against +0.7 ms
-// in a bare proxy). https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every
-// request when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
+// Streams go over Deno.connect sockets (HTTP/1.1, http1.ts): Deno's fetch allocates about 190 KB per slowly
+// streamed response, and the GCs that sets off hold chunks back (docs/benchmarks.md, "Stream clients");
+// node:http on Deno hands stream chunks on later still (per-chunk p99 +2.2 ms against +0.7 ms in a bare proxy).
+// https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every request when an
+// HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
+// FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
+import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, networkError, StreamPool, type Transport } from "./http1.ts";
 
 const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
@@ -20,28 +24,102 @@ const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
  * .env into it.
  */
 export function denoUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  let agent: http.Agent | null | undefined; // null: a proxy is configured, fetch only
+  // null: a proxy is configured (or fetch asked for): fetch only
+  let clients: { agent: http.Agent; streams: StreamPool } | null | undefined;
   return (url, init, stream) => {
-    if (agent === undefined) agent = PROXY_VARS.some((k) => env[k]) ? null : new http.Agent({ keepAlive: true });
-    return stream || agent === null || !url.startsWith("http:") ? fetch(url, init) : nodeHttpPost(agent, url, init);
+    if (clients === undefined) {
+      clients = PROXY_VARS.some((k) => env[k]) || env.FAILOVER_ROUTER_UPSTREAM_CLIENT === "fetch"
+        ? null
+        : { agent: new http.Agent({ keepAlive: true }), streams: new StreamPool(denoConnect) };
+    }
+    if (clients === null || !url.startsWith("http:")) return fetch(url, init);
+    return stream ? clients.streams.request(endpointOf(url), init) : nodeHttpPost(clients.agent, url, init);
   };
 }
 
-/** Short reasons for the socket errors a client can act on (the raw messages carry the upstream address). */
-const NET_ERRORS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset by the upstream",
-  EPIPE: "connection closed by the upstream",
-  ETIMEDOUT: "connection timed out",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host name lookup failed",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-};
+/** What the stream client uses of Deno's API (typed here: the Bun-typed tsc pass checks this file too). */
+interface DenoNet {
+  connect(o: { hostname: string; port: number }): Promise<{
+    read(buf: Uint8Array): Promise<number | null>;
+    write(bytes: Uint8Array): Promise<number>;
+    close(): void;
+    setNoDelay(on: boolean): void;
+    ref(): void;
+    unref(): void;
+  }>;
+  unrefTimer(id: number): void;
+}
+const Deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
 
-function networkError(e: unknown): TypeError {
-  const code = (e as { code?: string })?.code;
-  return new TypeError((code && NET_ERRORS[code]) || (e as Error)?.message || "network error");
+/** Bytes read per socket read; each chunk handed on is copied out at its own size. */
+const READ_BYTES = 16 * 1024;
+
+/** A Deno.connect connection as a Transport: one read loop per connection, for as long as it is open. */
+async function denoConnect(e: Endpoint, conn: Conn): Promise<Transport> {
+  const c = await Deno.connect({ hostname: e.hostname, port: e.port });
+  c.setNoDelay(true);
+  let closed = false;
+  let writing: Promise<void> = Promise.resolve();
+  let pending = 0; // writes not done yet
+  // set while the body's reader is behind (pause/resume); an object so the read loop sees the closures' changes
+  const flow: { paused: { promise: Promise<void>; resolve(): void } | null } = { paused: null };
+  let idleTimer: number | undefined;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      c.close(); // the pending read fails, and the loop reports the close
+    } catch { /* already closed */ }
+  };
+  (async () => {
+    const buf = new Uint8Array(READ_BYTES);
+    let error: unknown;
+    try {
+      for (;;) {
+        if (flow.paused) await flow.paused.promise;
+        const n = await c.read(buf);
+        if (n === null) break;
+        conn.data(buf.slice(0, n));
+      }
+    } catch (err) {
+      if (!closed) error = err;
+    }
+    close();
+    clearTimeout(idleTimer);
+    conn.closed(error);
+  })();
+  return {
+    write(bytes) {
+      pending++;
+      writing = writing.then(async () => {
+        for (let at = 0; at < bytes.length;) at += await c.write(at ? bytes.subarray(at) : bytes);
+      }).catch((err) => {
+        conn.error ??= err;
+        close();
+      }).finally(() => void pending--);
+    },
+    get flushed() {
+      return pending === 0;
+    },
+    pause() {
+      if (flow.paused) return;
+      let resolve!: () => void;
+      flow.paused = { promise: new Promise<void>((r) => resolve = r), resolve };
+    },
+    resume() {
+      flow.paused?.resolve();
+      flow.paused = null;
+    },
+    close,
+    idle(on) {
+      clearTimeout(idleTimer);
+      if (on) {
+        c.unref();
+        idleTimer = setTimeout(close, IDLE_SECONDS * 1000) as unknown as number;
+        Deno.unrefTimer(idleTimer);
+      } else c.ref();
+    },
+  };
 }
 
 /**

@@ -51,10 +51,10 @@ type ServeFn = (handler: (req: Request) => Response | Promise<Response>) => { po
 
 export const runtime: "bun" | "deno" = (globalThis as any).Bun ? "bun" : "deno";
 
-/** The upstream client the runtime's entrypoint gives the router (src/main.deno.ts; Bun uses fetch). */
-export const upstreamFetch: UpstreamFetch | undefined = runtime === "deno"
+/** The upstream client the runtime's entrypoint gives the router (src/main.deno.ts, src/main.bun.ts). */
+export const upstreamFetch: UpstreamFetch = runtime === "deno"
   ? (await import("../../src/runtime/deno-upstream.ts")).denoUpstreamFetch({})
-  : undefined;
+  : (await import("../../src/runtime/bun-upstream.ts")).bunUpstreamFetch({});
 
 export const serve: ServeFn = (handler) => {
   const g = globalThis as any;

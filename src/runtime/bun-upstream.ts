@@ -1,0 +1,108 @@
+// The Bun entrypoint's upstream client: streamed requests to plain-http upstreams go over Bun.connect sockets
+// (HTTP/1.1, http1.ts); everything else through Bun's fetch (non-streaming requests, https upstreams, and every
+// request when an HTTP proxy is configured).
+//
+// Why: Bun's fetch allocates a 256 KB buffer for each streamed response whose data arrives slowly, which is
+// every LLM stream; those buffers set off young-generation GCs that hold chunks back (the per-chunk transit
+// tail, docs/benchmarks.md "Stream clients"). Here each socket read is one exactly-sized buffer that becomes
+// the chunk itself, and the adapters take the chunks without a stream reader (DIRECT_CHUNKS).
+// Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, which
+// carries 30-40% more requests per second at saturation than sockets driven from JS.
+import type { UpstreamFetch } from "../providers/types.ts";
+import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, StreamPool, type Transport } from "./http1.ts";
+
+const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+
+/**
+ * The upstream client for the Bun entrypoint. `env` is read at the first request, after main() has loaded
+ * .env into it; FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends streams through fetch too.
+ */
+export function bunUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
+  let pool: StreamPool | null | undefined; // null: fetch only
+  return (url, init, stream) => {
+    if (pool === undefined) {
+      pool = PROXY_VARS.some((k) => env[k]) || env.FAILOVER_ROUTER_UPSTREAM_CLIENT === "fetch" ? null : new StreamPool(bunConnect);
+    }
+    return stream && pool !== null && url.startsWith("http:") ? pool.request(endpointOf(url), init) : fetch(url, init);
+  };
+}
+
+/** A Bun.connect socket as a Transport; the socket's handlers (shared) reach it through socket.data. */
+class BunTransport implements Transport {
+  socket: Bun.Socket<BunTransport> | null = null;
+  #out: Uint8Array | null = null; // the rest of a request the socket did not take in one write
+  #outAt = 0;
+  #idle = false;
+  constructor(readonly conn: Conn) {}
+
+  get flushed(): boolean {
+    return this.#out === null;
+  }
+  get isIdle(): boolean {
+    return this.#idle;
+  }
+
+  write(bytes: Uint8Array): void {
+    const n = this.socket!.write(bytes);
+    if (n < bytes.length) {
+      this.#out = bytes;
+      this.#outAt = n > 0 ? n : 0;
+    }
+  }
+
+  /** The socket can take more (drain). */
+  flush(): void {
+    const out = this.#out;
+    if (!out || !this.socket) return;
+    const n = this.socket.write(out, this.#outAt);
+    if (n > 0) this.#outAt += n;
+    if (this.#outAt >= out.length) this.#out = null;
+  }
+
+  pause(): void {
+    this.socket?.pause();
+  }
+  resume(): void {
+    this.socket?.resume();
+  }
+  close(): void {
+    this.socket?.terminate();
+  }
+  idle(on: boolean): void {
+    this.#idle = on;
+    const s = this.socket!;
+    s.timeout(on ? IDLE_SECONDS : 0);
+    if (on) s.unref();
+    else s.ref();
+  }
+}
+
+const handlers: Bun.SocketHandler<BunTransport, "uint8array"> = {
+  binaryType: "uint8array", // each read is a fresh, exactly-sized Uint8Array: the body keeps it as the chunk
+  data: (socket, bytes) => socket.data.conn.data(bytes),
+  drain: (socket) => socket.data.flush(),
+  error(socket, error) {
+    socket.data.conn.error ??= error;
+  },
+  close: (socket, error) => socket.data.conn.closed(error),
+  end: (socket) => void socket.end(), // the upstream finished sending (FIN): close our side too; close() follows
+  timeout(socket) {
+    if (socket.data.isIdle) socket.terminate(); // an active request has the router's deadline instead
+  },
+  connectError(socket, error) {
+    socket.data.conn.error ??= error;
+  },
+};
+
+async function bunConnect(e: Endpoint, conn: Conn): Promise<Transport> {
+  const t = new BunTransport(conn);
+  const socket = await Bun.connect<BunTransport>({
+    hostname: e.hostname,
+    port: e.port,
+    socket: handlers as unknown as Bun.SocketHandler<BunTransport>,
+    data: t,
+  });
+  socket.setNoDelay(true);
+  t.socket = socket;
+  return t;
+}

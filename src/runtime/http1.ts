@@ -1,0 +1,565 @@
+// HTTP/1.1 over sockets for the runtime entrypoints' stream clients (bun-upstream.ts, deno-upstream.ts): the
+// request head, an incremental response parser, a keep-alive connection pool and the streamed answer the
+// adapters read. Web-standard only: each entrypoint supplies its sockets as a Transport.
+import { type ChunkReader, DIRECT_CHUNKS } from "../providers/shared.ts";
+import type { UpstreamInit, UpstreamResponse } from "../providers/types.ts";
+
+/** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */
+export interface Endpoint {
+  readonly key: string; // host:port, the connection pool's key
+  readonly hostname: string; // without IPv6 brackets
+  readonly port: number;
+  /** "POST <path> HTTP/1.1\r\nhost: ...\r\n": the fixed start of every request head */
+  readonly start: string;
+}
+
+const endpoints = new Map<string, Endpoint>();
+
+/** The endpoint of a plain-http URL (callers check the scheme). */
+export function endpointOf(url: string): Endpoint {
+  let e = endpoints.get(url);
+  if (!e) {
+    const u = new URL(url);
+    const port = u.port ? Number(u.port) : 80;
+    const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+    e = { key: `${hostname}:${port}`, hostname, port, start: `POST ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\n` };
+    if (endpoints.size > 1000) endpoints.clear(); // URLs come from config: this only bounds a pathological reload loop
+    endpoints.set(url, e);
+  }
+  return e;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The bytes of one request: head and body in one buffer, so one write sends both. No accept-encoding: the
+ * upstream answers uncompressed. Throws a TypeError for a header value that would split the head (as fetch).
+ */
+export function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
+  const body = encoder.encode(init.body);
+  let head = e.start;
+  const headers = init.headers;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value.includes("\n") || value.includes("\r") || value.includes("\0")) throw new TypeError(`invalid value for header ${name}`);
+    head += `${name}: ${value}\r\n`;
+  }
+  head += `content-length: ${body.length}\r\n\r\n`;
+  // head is ASCII unless a header value is not; encode it on its own for the exact byte length
+  const h = encoder.encode(head);
+  const out = new Uint8Array(h.length + body.length);
+  out.set(h);
+  out.set(body, h.length);
+  return out;
+}
+
+/** The position after the blank line that ends a response head starting at `pos` (LF LF or LF CR LF), or 0. */
+function headEnd(buf: Uint8Array, pos: number): number {
+  for (let i = buf.indexOf(10, pos); i >= 0; i = buf.indexOf(10, i + 1)) {
+    if (buf[i + 1] === 10) return i + 2;
+    if (buf[i + 1] === 13 && buf[i + 2] === 10) return i + 3;
+  }
+  return 0;
+}
+
+/** A response that is not HTTP/1.x as we can read it. */
+export class ProtocolError extends TypeError {
+  constructor(message: string) {
+    super(`upstream sent an invalid response: ${message}`);
+  }
+}
+
+const MAX_HEAD_BYTES = 64 * 1024;
+const latin1 = new TextDecoder("latin1");
+
+/** Status and headers of a response (names lower-cased; repeated headers joined with ", ", as fetch). */
+export class Head {
+  readonly headers = new Map<string, string>();
+  constructor(readonly status: number) {}
+  get(name: string): string | null {
+    return this.headers.get(name.toLowerCase()) ?? null;
+  }
+}
+
+export interface ResponseSink {
+  head(head: Head): void;
+  /** a piece of the body: a view into the fed buffer, valid only during the call */
+  body(bytes: Uint8Array): void;
+  /** the body is complete; `reusable`: the connection can carry another request */
+  end(reusable: boolean): void;
+}
+
+const enum State { Head, Length, ChunkSize, ChunkData, ChunkDataEnd, Trailers, UntilClose, Done }
+
+/**
+ * Incremental HTTP/1.1 response parser: feed() it what the socket delivers, it calls the sink. Throws a
+ * ProtocolError on a response it cannot read; eof() throws when the connection closed mid-response.
+ */
+export class ResponseParser {
+  #state = State.Head;
+  #pending: Uint8Array | null = null; // a head or chunk-size line split across reads
+  #remaining = 0; // body bytes left (Length) or bytes left in the current chunk
+  #keepAlive = false;
+  #started = false;
+
+  constructor(readonly sink: ResponseSink) {}
+
+  /** Whether any byte of the response has arrived (a reused connection that closes before is safe to retry). */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  get done(): boolean {
+    return this.#state === State.Done;
+  }
+
+  feed(buf: Uint8Array): void {
+    if (buf.length) this.#started = true;
+    if (this.#pending) {
+      // a head or line split across reads (rare): join the kept part and scan the whole again
+      const p = this.#pending;
+      this.#pending = null;
+      const joined = new Uint8Array(p.length + buf.length);
+      joined.set(p);
+      joined.set(buf, p.length);
+      buf = joined;
+    }
+    let pos = 0;
+    const n = buf.length;
+    while (pos < n) {
+      switch (this.#state) {
+        case State.Head:
+        case State.ChunkSize:
+        case State.Trailers: {
+          const end = this.#state === State.Head ? headEnd(buf, pos) : buf.indexOf(10, pos) + 1;
+          if (end <= 0) {
+            if (n - pos > MAX_HEAD_BYTES) throw new ProtocolError(this.#state === State.Head ? "response head too large" : "line too long");
+            this.#pending = buf.slice(pos);
+            return;
+          }
+          const line = buf.subarray(pos, end);
+          pos = end;
+          if (this.#state === State.Head) {
+            if (this.#head(line)) this.#finish(this.#keepAlive && pos === n);
+          } else if (this.#state === State.ChunkSize) this.#chunkSize(line);
+          else if (line[0] === 10 || (line[0] === 13 && line[1] === 10)) this.#finish(this.#keepAlive && pos === n);
+          break;
+        }
+        case State.Length: {
+          const take = Math.min(this.#remaining, n - pos);
+          this.sink.body(buf.subarray(pos, pos + take));
+          pos += take;
+          this.#remaining -= take;
+          if (this.#remaining === 0) this.#finish(this.#keepAlive && pos === n);
+          break;
+        }
+        case State.ChunkData: {
+          const take = Math.min(this.#remaining, n - pos);
+          this.sink.body(buf.subarray(pos, pos + take));
+          pos += take;
+          this.#remaining -= take;
+          if (this.#remaining === 0) this.#state = State.ChunkDataEnd;
+          break;
+        }
+        case State.ChunkDataEnd: {
+          // CRLF (or a bare LF) after the chunk's data
+          const c = buf[pos++];
+          if (c === 10) this.#state = State.ChunkSize;
+          else if (c !== 13) throw new ProtocolError("chunk data longer than its size");
+          break;
+        }
+        case State.UntilClose:
+          this.sink.body(pos === 0 ? buf : buf.subarray(pos));
+          return;
+        case State.Done:
+          // bytes after the response: the sink was told the connection is not reusable unless they came later
+          return;
+      }
+    }
+  }
+
+  /** The connection closed. */
+  eof(): void {
+    if (this.#state === State.UntilClose) this.#finish(false);
+    else if (this.#state !== State.Done) {
+      throw new TypeError(this.#state === State.Head ? "upstream closed the connection before answering" : "upstream closed the connection before the response ended");
+    }
+  }
+
+  /** Reads a head; true when the response it starts has no body. */
+  #head(bytes: Uint8Array): boolean {
+    const text = latin1.decode(bytes);
+    const lines = text.split("\n");
+    const m = /^HTTP\/1\.([01]) (\d{3})(?: |\r?$)/.exec(lines[0]);
+    if (!m) throw new ProtocolError("not an HTTP/1.x status line");
+    const status = Number(m[2]);
+    if (status < 200) {
+      if (status === 101) throw new ProtocolError("unexpected protocol switch");
+      return false; // 100 Continue, 103 Early Hints: the real head follows
+    }
+    const head = new Head(status);
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i];
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue; // the blank end line
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      const prev = head.headers.get(name);
+      head.headers.set(name, prev === undefined ? value : `${prev}, ${value}`);
+    }
+    const conn = head.headers.get("connection")?.toLowerCase();
+    this.#keepAlive = m[1] === "1" ? !conn?.includes("close") : !!conn?.includes("keep-alive");
+    const te = head.headers.get("transfer-encoding");
+    const cl = head.headers.get("content-length");
+    let empty = false;
+    if (status === 204 || status === 304) empty = true;
+    else if (te !== undefined) {
+      if (!te.toLowerCase().endsWith("chunked")) {
+        this.#keepAlive = false;
+        this.#state = State.UntilClose;
+      } else this.#state = State.ChunkSize;
+    } else if (cl !== undefined) {
+      if (!/^\d+$/.test(cl)) throw new ProtocolError("bad content-length");
+      this.#remaining = Number(cl);
+      if (this.#remaining === 0) empty = true;
+      else this.#state = State.Length;
+    } else {
+      this.#keepAlive = false;
+      this.#state = State.UntilClose;
+    }
+    this.sink.head(head);
+    return empty;
+  }
+
+  #chunkSize(line: Uint8Array): void {
+    let size = 0, digits = 0;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      if (d < 0) break; // ";extension", CR, LF
+      size = size * 16 + d;
+      if (++digits > 12) throw new ProtocolError("chunk size too large");
+    }
+    if (digits === 0) throw new ProtocolError("bad chunk size");
+    if (size === 0) this.#state = State.Trailers;
+    else {
+      this.#remaining = size;
+      this.#state = State.ChunkData;
+    }
+  }
+
+  #finish(reusable: boolean): void {
+    this.#state = State.Done;
+    this.sink.end(reusable);
+  }
+}
+
+/** A streaming answer: status and headers now, the body as it arrives. */
+export class StreamedResponse implements UpstreamResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  constructor(readonly headers: Head, readonly body: ReadableStream<Uint8Array>) {
+    this.status = headers.status;
+    this.ok = this.status >= 200 && this.status < 300;
+  }
+  text(): Promise<string> {
+    return new Response(this.body).text();
+  }
+  json(): Promise<unknown> {
+    return this.text().then(JSON.parse);
+  }
+}
+
+// ---------- connections ----------
+
+/** Seconds a kept-alive connection may stay idle before we close it (servers commonly allow 5 s or more). */
+export const IDLE_SECONDS = 4;
+/** Idle connections kept per upstream host:port; more are closed when released. */
+const MAX_IDLE = 512;
+/** Bytes a stream may hold unread before its socket pauses (TCP then slows the upstream down). */
+const STREAM_HIGH_WATER = 64 * 1024;
+
+/** A runtime's socket, as the pool drives it. */
+export interface Transport {
+  /** Sends all of `bytes`, queuing what the socket does not take at once. */
+  write(bytes: Uint8Array): void;
+  /** whether everything written has gone to the socket */
+  readonly flushed: boolean;
+  pause(): void;
+  resume(): void;
+  /** Closes the connection now; Conn.closed() follows. */
+  close(): void;
+  /**
+   * In the idle pool (true) or carrying a request (false). An idle transport does not keep the process alive
+   * and closes itself after IDLE_SECONDS.
+   */
+  idle(on: boolean): void;
+}
+
+/** Opens a connection to `e` whose events go to `conn`; rejects like fetch (see networkError). */
+export type Connect = (e: Endpoint, conn: Conn) => Promise<Transport>;
+
+/** One connection as the pool sees it; the runtime's transport reports its events here. */
+export class Conn {
+  transport: Transport | null = null;
+  exchange: Exchange | null = null;
+  /** carried a response before: a close before any byte of the next one means it went stale while idle */
+  reused = false;
+  isClosed = false;
+  error: unknown;
+  constructor(readonly key: string) {}
+
+  /** Bytes read from the socket: a buffer of their own, which the body may keep. */
+  data(bytes: Uint8Array): void {
+    if (this.exchange) this.exchange.feed(bytes);
+    else this.transport?.close(); // nothing was asked: a misbehaving upstream
+  }
+
+  /** The socket closed (`error`: why, when it failed). */
+  closed(error?: unknown): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.error ??= error;
+    this.exchange?.closed();
+  }
+}
+
+/** Short reasons for the socket errors a client can act on (the raw messages carry the upstream address). */
+const NET_ERRORS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ConnectionRefused: "connection refused",
+  ECONNRESET: "connection reset by the upstream",
+  ConnectionReset: "connection reset by the upstream",
+  EPIPE: "connection closed by the upstream",
+  BrokenPipe: "connection closed by the upstream",
+  ETIMEDOUT: "connection timed out",
+  TimedOut: "connection timed out",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+};
+
+/** A socket error as fetch reports it: a TypeError with a short reason (Node-style codes, Deno error names). */
+export function networkError(e: unknown): TypeError {
+  if (e instanceof TypeError) return e;
+  const code = (e as { code?: string })?.code, name = (e as Error)?.name;
+  return new TypeError((code && NET_ERRORS[code]) || (name && NET_ERRORS[name]) || (e as Error)?.message || "network error");
+}
+
+/** Keep-alive connections per upstream host:port, and stream requests over them. */
+export class StreamPool {
+  readonly #idle = new Map<string, Conn[]>();
+  constructor(readonly connect: Connect) {}
+
+  /** Sends a stream request to `e`: resolves at the response head, the body follows (StreamedResponse). */
+  async request(e: Endpoint, init: UpstreamInit): Promise<UpstreamResponse> {
+    const { signal } = init;
+    if (signal.aborted) throw signal.reason;
+    const bytes = requestBytes(e, init);
+    let fresh = false;
+    for (;;) {
+      let conn = fresh ? null : this.#take(e.key);
+      if (!conn) {
+        conn = await this.#open(e, signal);
+        fresh = true;
+      }
+      const res = await new Exchange(this, conn, signal).send(bytes);
+      if (res) return res;
+      fresh = true; // the kept-alive connection had gone stale: once more on a new one
+    }
+  }
+
+  #take(key: string): Conn | null {
+    const list = this.#idle.get(key);
+    if (!list) return null;
+    for (let conn = list.pop(); conn; conn = list.pop()) {
+      if (!conn.isClosed && conn.transport) {
+        conn.transport.idle(false);
+        return conn;
+      }
+    }
+    return null;
+  }
+
+  async #open(e: Endpoint, signal: AbortSignal): Promise<Conn> {
+    const conn = new Conn(e.key);
+    let t: Transport;
+    try {
+      t = await this.connect(e, conn);
+    } catch (err) {
+      throw signal.aborted ? signal.reason : networkError(conn.error ?? err);
+    }
+    conn.transport = t;
+    if (signal.aborted) {
+      t.close();
+      throw signal.reason;
+    }
+    return conn;
+  }
+
+  /** The response on `conn` is complete: keep the connection for the next request, or close it. */
+  release(conn: Conn, reusable: boolean): void {
+    conn.exchange = null;
+    const t = conn.transport;
+    if (!t || conn.isClosed) return;
+    let list = this.#idle.get(conn.key);
+    if (!reusable || !t.flushed || (list && list.length >= MAX_IDLE)) {
+      t.close();
+      return;
+    }
+    if (!list) this.#idle.set(conn.key, list = []);
+    conn.reused = true;
+    t.idle(true);
+    list.push(conn);
+  }
+}
+
+/**
+ * One stream request and its response on one connection: the parser's sink, and the body's ChunkReader
+ * (chunks queue here until read; past STREAM_HIGH_WATER unread bytes the socket pauses).
+ */
+class Exchange implements ResponseSink, ChunkReader {
+  readonly #parser = new ResponseParser(this);
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #paused = false;
+  #waiting: { resolve: (c: Uint8Array | null) => void; reject: (e: unknown) => void } | null = null;
+  #bodyEnd: { error: unknown } | null = null; // error null: complete
+  #settled = false; // the response promise resolved or rejected
+  #finished = false; // the exchange is over (complete, failed or cancelled)
+  #resolve!: (v: UpstreamResponse | null) => void;
+  #reject!: (e: unknown) => void;
+
+  constructor(readonly pool: StreamPool, readonly conn: Conn, readonly signal: AbortSignal) {}
+
+  /** Writes the request; resolves with the response, or null when the connection was stale (retry). */
+  send(bytes: Uint8Array): Promise<UpstreamResponse | null> {
+    const conn = this.conn;
+    conn.exchange = this;
+    const p = new Promise<UpstreamResponse | null>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.signal.addEventListener("abort", this, { once: true });
+    if (conn.isClosed) this.closed();
+    else conn.transport!.write(bytes);
+    return p;
+  }
+
+  feed(bytes: Uint8Array): void {
+    try {
+      this.#parser.feed(bytes);
+    } catch (e) {
+      this.#fail(e);
+    }
+  }
+
+  /** The socket closed. */
+  closed(): void {
+    if (this.#finished) return;
+    if (!this.#parser.started && this.conn.reused && !this.signal.aborted) {
+      this.#end();
+      this.#settled = true;
+      this.#resolve(null); // a stale keep-alive connection: the request never reached the upstream
+      return;
+    }
+    try {
+      this.#parser.eof();
+    } catch (e) {
+      const err = this.conn.error;
+      this.#fail(err ? networkError(err) : e);
+    }
+  }
+
+  /** The signal fired (an EventListener object: no closure per request). */
+  handleEvent(): void {
+    this.#fail(this.signal.reason);
+  }
+
+  head(head: Head): void {
+    this.#settled = true;
+    this.#resolve(new StreamedResponse(head, this.#bodyStream()));
+  }
+
+  body(bytes: Uint8Array): void {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      this.#waiting = null;
+      w.resolve(bytes);
+      return;
+    }
+    this.#queue.push(bytes);
+    this.#queued += bytes.length;
+    if (this.#queued > STREAM_HIGH_WATER && !this.#paused) {
+      this.#paused = true;
+      this.conn.transport?.pause();
+    }
+  }
+
+  end(reusable: boolean): void {
+    this.#end();
+    this.#endBody(null);
+    this.pool.release(this.conn, reusable);
+  }
+
+  /** The next chunk of the body, or null at its end (ChunkReader.read). */
+  read(): Promise<Uint8Array | null> {
+    if (this.#queue.length) {
+      const c = this.#queue.shift()!;
+      this.#queued -= c.length;
+      if (this.#paused && this.#queued <= STREAM_HIGH_WATER) {
+        this.#paused = false;
+        this.conn.transport?.resume();
+      }
+      return Promise.resolve(c);
+    }
+    const e = this.#bodyEnd;
+    if (e) return e.error === null ? Promise.resolve(null) : Promise.reject(e.error);
+    return new Promise((resolve, reject) => void (this.#waiting = { resolve, reject }));
+  }
+
+  /** The consumer stopped reading (ChunkReader.cancel): the connection closes unless the body was complete. */
+  cancel(): void {
+    this.#queue = [];
+    this.#fail(null);
+  }
+
+  /** The body: a ReadableStream that also hands its chunks out directly (DIRECT_CHUNKS). */
+  #bodyStream(): ReadableStream<Uint8Array> {
+    const chunks: ChunkReader = this;
+    const body = new ReadableStream<Uint8Array>({
+      pull: (c) => chunks.read().then((v) => v === null ? c.close() : c.enqueue(v)),
+      cancel: () => chunks.cancel(),
+    }, { highWaterMark: 0 });
+    return Object.assign(body, { [DIRECT_CHUNKS]: () => chunks });
+  }
+
+  /** The body ended: error null when complete; otherwise its reader gets the error after the queued chunks. */
+  #endBody(error: unknown): void {
+    if (this.#bodyEnd) return;
+    this.#bodyEnd = { error };
+    const w = this.#waiting;
+    if (!w) return;
+    this.#waiting = null;
+    if (error === null) w.resolve(null);
+    else w.reject(error);
+  }
+
+  #end(): void {
+    this.#finished = true;
+    this.signal.removeEventListener("abort", this);
+  }
+
+  /** Ends the exchange with `error` (null: the consumer cancelled) and closes the connection. */
+  #fail(error: unknown): void {
+    if (this.#finished) return;
+    this.#end();
+    this.conn.exchange = null;
+    this.conn.transport?.close();
+    if (!this.#settled) {
+      this.#settled = true;
+      this.#reject(error);
+    } else this.#endBody(error ?? new TypeError("stream cancelled"));
+  }
+}
