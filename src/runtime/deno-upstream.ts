@@ -52,7 +52,7 @@ interface DenoNet {
 const Deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
 
 /** Bytes read per socket read; each chunk handed on is copied out at its own size. */
-const READ_BYTES = 16 * 1024;
+const READ_BYTES = 4 * 1024;
 
 /** A Deno.connect connection as a Transport: one read loop per connection, for as long as it is open. */
 async function denoConnect(e: Endpoint, conn: Conn): Promise<Transport> {
