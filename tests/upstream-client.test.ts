@@ -48,6 +48,56 @@ async function server(handler: http.RequestListener): Promise<{ url: string; ser
   };
 }
 
+/** The router in front of one openai_compatible provider "a" at `url`. */
+const routerFor = (url: string) =>
+  startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${url}/v1", default_model: m }
+`);
+const rawUrl = (raw: net.Server) => `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+
+const sseChunk = (content: string) =>
+  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const SSE_END = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`;
+const contentOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices?.[0]?.delta?.content ?? "").join("");
+
+/**
+ * Four requests 200 ms apart to an upstream that closes each connection once it has been idle for 60 ms (a
+ * keep-alive timeout): every one must answer at the first attempt, over a new connection.
+ */
+async function idleClosedConnections(stream: boolean): Promise<void> {
+  const up = await server((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      if (stream) {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(sseChunk("one"));
+        setTimeout(() => res.end(sseChunk(" two") + SSE_END), 10);
+      } else {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(completion("one two"));
+      }
+      res.on("finish", () => setTimeout(() => req.socket.end(), 60));
+    });
+  });
+  const r = await routerFor(up.url);
+  try {
+    for (let i = 0; i < 4; i++) {
+      const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream });
+      assert.equal(res.status, 200, `request ${i}`);
+      assert.equal(res.headers.get("x-router-attempts"), "1", `request ${i} needed no second attempt`);
+      const text = stream ? contentOf(await readSse(res)) : (await res.json()).choices[0].message.content;
+      assert.equal(text, "one two", `request ${i}`);
+      await sleep(200);
+    }
+    assert.ok(up.connections() >= 2, `the upstream closed idle connections (${up.connections()} accepted)`);
+    assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+  } finally {
+    await r.stop();
+    await up.stop();
+  }
+}
+
 describe("upstream client: non-streaming answers", () => {
   it("a body cut short by the upstream is a failed attempt: the next provider answers", async () => {
     const cut = await server((_req, res) => {
@@ -90,10 +140,7 @@ providers:
       }
       res.end();
     });
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
-`);
+    const r = await routerFor(up.url);
     try {
       const res = await postJson(`${r.url}/v1/chat/completions`, chat());
       assert.equal(res.status, 200);
@@ -104,40 +151,8 @@ providers:
     }
   });
 
-  it("a kept-alive connection the upstream has closed while idle is not reused: every request answers first time", async () => {
-    const up = await server((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.end(completion("ok"));
-        // the upstream closes the connection once it has been idle for 60 ms (a keep-alive timeout)
-        res.on("finish", () => setTimeout(() => req.socket.end(), 60));
-      });
-    });
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
-`);
-    try {
-      for (let i = 0; i < 4; i++) {
-        const res = await postJson(`${r.url}/v1/chat/completions`, chat());
-        assert.equal(res.status, 200, `request ${i}`);
-        assert.equal(res.headers.get("x-router-attempts"), "1", `request ${i} needed no second attempt`);
-        await res.arrayBuffer();
-        await sleep(200);
-      }
-      assert.ok(up.connections() >= 2, `the upstream closed idle connections (${up.connections()} accepted)`);
-    } finally {
-      await r.stop();
-      await up.stop();
-    }
-  });
+  it("a kept-alive connection the upstream has closed while idle is not reused: every request answers first time", () => idleClosedConnections(false));
 });
-
-const sseChunk = (content: string) =>
-  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
-const SSE_END = `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\ndata: [DONE]\n\n`;
-const contentOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices?.[0]?.delta?.content ?? "").join("");
 
 describe("upstream client: streams", () => {
   it("a chunked stream whose head, chunk sizes, CRLFs and characters are split across TCP writes arrives intact", async () => {
@@ -158,10 +173,7 @@ describe("upstream client: streams", () => {
       });
     });
     await new Promise<void>((r) => raw.listen(0, "127.0.0.1", () => r()));
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "http://127.0.0.1:${(raw.address() as AddressInfo).port}/v1", default_model: m }
-`);
+    const r = await routerFor(rawUrl(raw));
     try {
       const s = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
       assert.equal(s.status, 200);
@@ -175,34 +187,36 @@ providers:
     }
   });
 
-  it("a stream over a kept-alive connection the upstream closed while idle answers first time", async () => {
-    const up = await server((req, res) => {
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "text/event-stream" });
-        res.write(sseChunk("one"));
-        setTimeout(() => res.end(sseChunk(" two") + SSE_END), 10);
-        res.on("finish", () => setTimeout(() => req.socket.end(), 60));
+  it("a stream that ends when the upstream closes the connection (no length, not chunked) arrives whole, every time", async () => {
+    let connections = 0;
+    const raw = net.createServer((c) => {
+      connections++;
+      c.once("data", async () => {
+        c.write("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n");
+        for (const w of ["close", "-delimited"]) {
+          c.write(sseChunk(w));
+          await sleep(5);
+        }
+        c.end(SSE_END);
       });
     });
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
-`);
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", () => r()));
+    const r = await routerFor(rawUrl(raw));
     try {
-      for (let i = 0; i < 4; i++) {
-        const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
-        assert.equal(res.headers.get("x-router-attempts"), "1", `stream ${i} needed no second attempt`);
-        assert.equal(contentOf(await readSse(res)), "one two", `stream ${i}`);
-        await sleep(200);
+      for (let i = 0; i < 2; i++) {
+        const s = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+        const events = await readSse(s);
+        assert.equal(contentOf(events), "close-delimited", `stream ${i}`);
+        assert.equal(events.at(-1), "[DONE]");
       }
-      assert.ok(up.connections() >= 2, `the upstream closed idle connections (${up.connections()} accepted)`);
-      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+      assert.equal(connections, 2, "a connection the upstream closed is not reused");
     } finally {
       await r.stop();
-      await up.stop();
+      raw.close();
     }
   });
+
+  it("a stream over a kept-alive connection the upstream closed while idle answers first time", () => idleClosedConnections(true));
 
   it("a kept-alive connection that closes as the next request arrives is retried once on a new connection", async () => {
     const served = new WeakSet<Socket>();
@@ -216,10 +230,7 @@ providers:
         res.end(sseChunk("fresh") + SSE_END);
       });
     });
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
-`);
+    const r = await routerFor(up.url);
     try {
       for (let i = 0; i < 3; i++) {
         const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
@@ -247,10 +258,7 @@ providers:
         res.end(SSE_END);
       });
     });
-    const r = await startRouter(`
-providers:
-  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
-`);
+    const r = await routerFor(up.url);
     try {
       const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
       assert.equal(res.status, 200);

@@ -145,20 +145,15 @@ export class ResponseParser {
           else if (line[0] === 10 || (line[0] === 13 && line[1] === 10)) this.#finish(this.#keepAlive && pos === n);
           break;
         }
-        case State.Length: {
-          const take = Math.min(this.#remaining, n - pos);
-          this.sink.body(buf.subarray(pos, pos + take));
-          pos += take;
-          this.#remaining -= take;
-          if (this.#remaining === 0) this.#finish(this.#keepAlive && pos === n);
-          break;
-        }
+        case State.Length:
         case State.ChunkData: {
           const take = Math.min(this.#remaining, n - pos);
           this.sink.body(buf.subarray(pos, pos + take));
           pos += take;
           this.#remaining -= take;
-          if (this.#remaining === 0) this.#state = State.ChunkDataEnd;
+          if (this.#remaining > 0) break;
+          if (this.#state === State.Length) this.#finish(this.#keepAlive && pos === n);
+          else this.#state = State.ChunkDataEnd;
           break;
         }
         case State.ChunkDataEnd: {
