@@ -57,6 +57,8 @@ describe("config.yaml", () => {
     ["no model", `providers:\n  - { name: a, type: openai }\n`, /^providers\[0\]\.default_model: required/],
     ["no providers", `server: { port: 1 }\n`, /^providers: required$/],
     ["slash in a name", `providers:\n  - { name: "a/b", type: mock }\n`, /^providers\[0\]\.name: must be/],
+    ["a bad header name", `providers:\n  - { name: a, type: mock, headers: { "x org": v } }\n`, /^providers\[0\]\.headers\.x org: header names are/],
+    ["a line break in a header value", `providers:\n  - { name: a, type: mock, headers: { x-org: "a\\r\\nx-evil: 1" } }\n`, /^providers\[0\]\.headers\.x-org: a header value cannot/],
     ["invalid YAML", `providers: [\n`, /^invalid YAML/],
     ["reserved block validated", `providers:\n  - { name: a, type: mock }\nrate_limit: { burst: -1 }\n`, /^rate_limit\.burst:/],
   ];

@@ -283,6 +283,41 @@ describe("upstream client: streams", () => {
   });
 });
 
+describe("upstream client: request headers", () => {
+  it("a key that ends in a newline (read from a file) reaches the upstream trimmed, streamed and not", async () => {
+    const seen: (string | undefined)[] = [];
+    const up = await server((req, res) => {
+      seen.push(req.headers.authorization);
+      req.resume();
+      req.on("end", () => {
+        // the first request is the plain one, the second the stream
+        if (seen.length === 2) {
+          res.writeHead(200, { "content-type": "text/event-stream" });
+          res.end(sseChunk("one two") + SSE_END);
+        } else {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(completion("one two"));
+        }
+      });
+    });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", api_key: "\${KEY}", default_model: m }
+`, { KEY: "sk-from-file\n" });
+    try {
+      const plain = await postJson(`${r.url}/v1/chat/completions`, chat());
+      assert.equal(plain.status, 200);
+      assert.equal((await plain.json()).choices[0].message.content, "one two");
+      const streamed = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(contentOf(await readSse(streamed)), "one two");
+      assert.deepEqual(seen, ["Bearer sk-from-file", "Bearer sk-from-file"]);
+    } finally {
+      await r.stop();
+      await up.stop();
+    }
+  });
+});
+
 describe("upstream client: HTTP_PROXY", () => {
   let dir: string;
   before(() => {

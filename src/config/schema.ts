@@ -45,7 +45,13 @@ export const ProviderSchema = z.strictObject({
   models: z.array(z.string().min(1)).optional(),
   model_map: z.record(z.string(), z.string().min(1)).optional(),
   timeout_seconds: z.number().positive().default(30),
-  headers: z.record(z.string(), z.string()).optional(),
+  headers: z.record(z.string(), z.string().refine((v) => !/[\r\n\0]/.test(v), "a header value cannot contain line breaks or NUL"))
+    .superRefine((headers, ctx) => {
+      for (const name of Object.keys(headers)) {
+        if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "header names are letters, digits and !#$%&'*+-.^_`|~" });
+      }
+    })
+    .optional(),
   pricing: z.record(z.string(), price).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),

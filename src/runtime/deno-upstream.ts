@@ -15,7 +15,7 @@
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
-import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, networkError, StreamPool, type Transport } from "./http1.ts";
+import { type Conn, type Endpoint, endpointOf, headerValue, IDLE_SECONDS, networkError, StreamPool, type Transport } from "./http1.ts";
 
 const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
@@ -148,7 +148,7 @@ function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promi
       port: u.port || 80,
       path: u.pathname + u.search,
       method: init.method,
-      headers: { ...init.headers, "content-length": String(Buffer.byteLength(init.body)) },
+      headers: nodeHeaders(init),
       agent,
     }, (res) => {
       const parts: Uint8Array[] = [];
@@ -167,6 +167,14 @@ function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promi
     req.on("error", (e) => settle(() => reject(networkError(e))));
     req.end(init.body);
   });
+}
+
+/** The request's headers with fetch's value rules (headerValue), and its content-length. */
+function nodeHeaders(init: UpstreamInit): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in init.headers) out[name] = headerValue(name, init.headers[name]);
+  out["content-length"] = String(Buffer.byteLength(init.body));
+  return out;
 }
 
 const decoder = new TextDecoder();

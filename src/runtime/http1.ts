@@ -39,11 +39,7 @@ export function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
   const body = encoder.encode(init.body);
   let head = e.start;
   const headers = init.headers;
-  for (const name in headers) {
-    const value = headers[name];
-    if (value.includes("\n") || value.includes("\r") || value.includes("\0")) throw new TypeError(`invalid value for header ${name}`);
-    head += `${name}: ${value}\r\n`;
-  }
+  for (const name in headers) head += `${name}: ${headerValue(name, headers[name])}\r\n`;
   head += `content-length: ${body.length}\r\n\r\n`;
   // head is ASCII unless a header value is not; encode it on its own for the exact byte length
   const h = encoder.encode(head);
@@ -51,6 +47,16 @@ export function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
   out.set(h);
   out.set(body, h.length);
   return out;
+}
+
+/**
+ * A header value as fetch sends it: leading and trailing whitespace removed (a key read from a file with its
+ * newline); a line break or NUL inside is a TypeError.
+ */
+export function headerValue(name: string, value: string): string {
+  if (value.charCodeAt(0) <= 32 || value.charCodeAt(value.length - 1) <= 32) value = value.trim();
+  if (value.includes("\n") || value.includes("\r") || value.includes("\0")) throw new TypeError(`invalid value for header ${name}`);
+  return value;
 }
 
 /** The position after the blank line that ends a response head starting at `pos` (LF LF or LF CR LF), or 0. */
@@ -83,7 +89,7 @@ export class Head {
 
 export interface ResponseSink {
   head(head: Head): void;
-  /** a piece of the body: a view into the fed buffer, valid only during the call */
+  /** a piece of the body: a view into the fed buffer (kept by the sink only when the transport gave it away) */
   body(bytes: Uint8Array): void;
   /** the body is complete; `reusable`: the connection can carry another request */
   end(reusable: boolean): void;
@@ -107,10 +113,6 @@ export class ResponseParser {
   /** Whether any byte of the response has arrived (a reused connection that closes before is safe to retry). */
   get started(): boolean {
     return this.#started;
-  }
-
-  get done(): boolean {
-    return this.#state === State.Done;
   }
 
   feed(buf: Uint8Array): void {
