@@ -6,6 +6,7 @@
 // and every case must behave the same under both runtimes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import http from "node:http";
 import net, { type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
@@ -279,6 +280,49 @@ describe("upstream client: streams", () => {
     } finally {
       await r.stop();
       await up.stop();
+    }
+  });
+});
+
+describe("upstream client: connections that never open", () => {
+  it("an upstream whose TCP handshake never completes is given up at timeout_seconds, streamed and not", async () => {
+    // a listener with a backlog of 1 whose process never accepts: once its queue holds two connections, the
+    // kernel drops further SYNs and a connect waits (minutes) as for a host that has gone dark
+    const child = spawn("node", ["-e", `const s = require("net").createServer();
+s.listen({ port: 0, host: "127.0.0.1", backlog: 1 }, () => { console.log(s.address().port); for (;;); });`], { stdio: ["ignore", "pipe", "inherit"] });
+    const fillers: Socket[] = [];
+    const b = await startOpenAIFake({ reply: "B here" });
+    let r: Awaited<ReturnType<typeof startRouter>> | undefined;
+    try {
+      const port = await new Promise<number>((ok, fail) => {
+        child.stdout!.once("data", (d) => ok(Number(String(d).trim())));
+        child.once("exit", () => fail(new Error("the listener process exited")));
+      });
+      for (let i = 0; i < 2; i++) {
+        const c = net.connect(port, "127.0.0.1");
+        fillers.push(c);
+        await new Promise((ok) => c.once("connect", ok));
+      }
+      r = await startRouter(`
+providers:
+  - { name: dark, type: openai_compatible, endpoint: "http://127.0.0.1:${port}/v1", default_model: m, timeout_seconds: 0.5 }
+  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
+`);
+      for (const stream of [true, false]) {
+        const t0 = performance.now();
+        const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream });
+        assert.equal(res.status, 200, `stream ${stream}`);
+        assert.equal(res.headers.get("x-router-provider"), "b");
+        const text = stream ? contentOf(await readSse(res)) : (await res.json()).choices[0].message.content;
+        assert.equal(text, "B here");
+        const took = performance.now() - t0;
+        assert.ok(took >= 450 && took < 3000, `stream ${stream}: answered after ${Math.round(took)} ms (the 0.5 s timeout, then b)`);
+      }
+    } finally {
+      await r?.stop();
+      for (const c of fillers) c.destroy();
+      child.kill("SIGKILL");
+      await b.stop();
     }
   });
 });

@@ -379,19 +379,25 @@ export class StreamPool {
     return null;
   }
 
+  /** A new connection, given up when `signal` fires first (an unreachable host can take minutes to refuse). */
   async #open(e: Endpoint, signal: AbortSignal): Promise<Conn> {
     const conn = new Conn(e.key);
+    const connecting = this.connect(e, conn);
+    let onAbort!: () => void;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
     let t: Transport;
     try {
-      t = await this.connect(e, conn);
+      t = await Promise.race([connecting, aborted]);
     } catch (err) {
+      connecting.then((late) => late.close(), () => {}); // a connection that completes after the abort is closed
       throw signal.aborted ? signal.reason : networkError(conn.error ?? err);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
     }
     conn.transport = t;
-    if (signal.aborted) {
-      t.close();
-      throw signal.reason;
-    }
     return conn;
   }
 
