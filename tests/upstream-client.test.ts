@@ -245,6 +245,52 @@ describe("upstream client: streams", () => {
     }
   });
 
+  it("a large prompt reaches the upstream whole (a request bigger than one socket write)", async () => {
+    const prompt = "päd ".repeat(1_000_000); // 5 MB of UTF-8
+    let got = -1;
+    const up = await server((req, res) => {
+      const parts: Buffer[] = [];
+      req.on("data", (c: Buffer) => void parts.push(c));
+      req.on("end", () => {
+        const body = JSON.parse(Buffer.concat(parts).toString("utf8"));
+        got = body.messages[0].content.length;
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(sseChunk(`got ${got}`) + SSE_END);
+      });
+    });
+    const r = await routerFor(up.url);
+    try {
+      const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", stream: true, messages: [{ role: "user", content: prompt }] });
+      assert.equal(res.status, 200);
+      assert.equal(contentOf(await readSse(res)), `got ${prompt.length}`);
+      assert.equal(got, prompt.length);
+    } finally {
+      await r.stop();
+      await up.stop();
+    }
+  });
+
+  it("an upstream that does not answer in HTTP is a failed attempt: the next provider answers", async () => {
+    const raw = net.createServer((c) => c.once("data", () => c.end("SSH-2.0-OpenSSH_9.2\r\n\r\n")));
+    await new Promise<void>((ok) => raw.listen(0, "127.0.0.1", () => ok()));
+    const b = await startOpenAIFake({ reply: "B here" });
+    const r = await startRouter(`
+providers:
+  - { name: odd, type: openai_compatible, endpoint: "${rawUrl(raw)}/v1", default_model: m }
+  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
+`);
+    try {
+      const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(res.headers.get("x-router-provider"), "b");
+      assert.equal(contentOf(await readSse(res)), "B here");
+      assert.equal(r.state.breakers.get("odd")?.snapshot().consecutive_failures, 1);
+    } finally {
+      await r.stop();
+      await b.stop();
+      raw.close();
+    }
+  });
+
   it("a long fast stream read slowly by the client arrives whole and in order", async () => {
     const N = 3000;
     const pad = "x".repeat(600);

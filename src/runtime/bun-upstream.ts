@@ -54,7 +54,7 @@ class BunTransport implements Transport {
   flush(): void {
     const out = this.#out;
     if (!out || !this.socket) return;
-    const n = this.socket.write(out, this.#outAt);
+    const n = this.socket.write(out.subarray(this.#outAt));
     if (n > 0) this.#outAt += n;
     if (this.#outAt >= out.length) this.#out = null;
   }
@@ -82,7 +82,9 @@ const handlers: Bun.SocketHandler<BunTransport, "uint8array"> = {
   data: (socket, bytes) => socket.data.conn.data(bytes),
   drain: (socket) => socket.data.flush(),
   error(socket, error) {
+    // a socket error, or one of these handlers threw: either way the connection is done
     socket.data.conn.error ??= error;
+    socket.terminate();
   },
   close: (socket, error) => socket.data.conn.closed(error),
   end: (socket) => void socket.end(), // the upstream finished sending (FIN): close our side too; close() follows
