@@ -1,9 +1,10 @@
-// The upstream client under the router's adapters, seen through HTTP: bodies cut short, UTF-8 split across
-// TCP writes, chunked framing split anywhere, idle keep-alive connections the upstream closes, a slow reader,
-// and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: Deno sends non-streaming
-// requests through node:http (src/runtime/deno-upstream.ts), Bun sends stream requests over its own sockets
-// (src/runtime/bun-upstream.ts); the in-process router of these tests uses the same client as the entrypoint,
-// and every case must behave the same under both runtimes.
+// The upstream clients under the router's adapters, seen through HTTP: bodies cut short, UTF-8 split across
+// TCP writes, chunked framing split anywhere, close-delimited streams, idle keep-alive connections the upstream
+// closes, a large prompt, a slow reader, answers that are not HTTP, redirects, a handshake that never completes,
+// header values, and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: streams go
+// over sockets on both runtimes (src/runtime/http1.ts), Deno sends non-streaming requests through node:http
+// (src/runtime/deno-upstream.ts), Bun through fetch; the in-process router of these tests uses the same
+// client as the entrypoint, and every case must behave the same under both runtimes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -96,6 +97,25 @@ async function idleClosedConnections(stream: boolean): Promise<void> {
   } finally {
     await r.stop();
     await up.stop();
+  }
+}
+
+/** A stream request through a router whose first provider is at `url`: it fails, once, and provider b answers. */
+async function streamFailsOverFrom(url: string): Promise<void> {
+  const b = await startOpenAIFake({ reply: "B here" });
+  const r = await startRouter(`
+providers:
+  - { name: first, type: openai_compatible, endpoint: "${url}/v1", default_model: m }
+  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
+`);
+  try {
+    const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+    assert.equal(res.headers.get("x-router-provider"), "b");
+    assert.equal(contentOf(await readSse(res)), "B here");
+    assert.equal(r.state.breakers.get("first")?.snapshot().consecutive_failures, 1);
+  } finally {
+    await r.stop();
+    await b.stop();
   }
 }
 
@@ -273,21 +293,23 @@ describe("upstream client: streams", () => {
   it("an upstream that does not answer in HTTP is a failed attempt: the next provider answers", async () => {
     const raw = net.createServer((c) => c.once("data", () => c.end("SSH-2.0-OpenSSH_9.2\r\n\r\n")));
     await new Promise<void>((ok) => raw.listen(0, "127.0.0.1", () => ok()));
-    const b = await startOpenAIFake({ reply: "B here" });
-    const r = await startRouter(`
-providers:
-  - { name: odd, type: openai_compatible, endpoint: "${rawUrl(raw)}/v1", default_model: m }
-  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
-`);
     try {
-      const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
-      assert.equal(res.headers.get("x-router-provider"), "b");
-      assert.equal(contentOf(await readSse(res)), "B here");
-      assert.equal(r.state.breakers.get("odd")?.snapshot().consecutive_failures, 1);
+      await streamFailsOverFrom(rawUrl(raw));
     } finally {
-      await r.stop();
-      await b.stop();
       raw.close();
+    }
+  });
+
+  it("a redirect is a failed attempt, not followed: the next provider answers", async () => {
+    const moved = await server((req, res) => {
+      req.resume();
+      res.writeHead(308, { location: "http://127.0.0.1:1/v1/chat/completions", "content-type": "text/plain" });
+      res.end("moved");
+    });
+    try {
+      await streamFailsOverFrom(moved.url);
+    } finally {
+      await moved.stop();
     }
   });
 
