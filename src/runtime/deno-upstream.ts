@@ -131,7 +131,7 @@ function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promi
   const { signal } = init;
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
+    const e = endpointOf(url);
     let settled = false;
     const settle = (fn: () => void) => {
       if (settled) return;
@@ -144,9 +144,9 @@ function nodeHttpPost(agent: http.Agent, url: string, init: UpstreamInit): Promi
       req.destroy();
     };
     const req = http.request({
-      hostname: u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname,
-      port: u.port || 80,
-      path: u.pathname + u.search,
+      hostname: e.hostname,
+      port: e.port,
+      path: e.path,
       method: init.method,
       headers: nodeHeaders(init),
       agent,

@@ -9,6 +9,7 @@ export interface Endpoint {
   readonly key: string; // host:port, the connection pool's key
   readonly hostname: string; // without IPv6 brackets
   readonly port: number;
+  readonly path: string; // path and query
   /** "POST <path> HTTP/1.1\r\nhost: ...\r\n": the fixed start of every request head */
   readonly start: string;
 }
@@ -22,7 +23,8 @@ export function endpointOf(url: string): Endpoint {
     const u = new URL(url);
     const port = u.port ? Number(u.port) : 80;
     const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-    e = { key: `${hostname}:${port}`, hostname, port, start: `POST ${u.pathname}${u.search} HTTP/1.1\r\nhost: ${u.host}\r\n` };
+    const path = u.pathname + u.search;
+    e = { key: `${hostname}:${port}`, hostname, port, path, start: `POST ${path} HTTP/1.1\r\nhost: ${u.host}\r\n` };
     if (endpoints.size > 1000) endpoints.clear(); // URLs come from config: this only bounds a pathological reload loop
     endpoints.set(url, e);
   }
