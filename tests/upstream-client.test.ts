@@ -100,8 +100,8 @@ async function idleClosedConnections(stream: boolean): Promise<void> {
   }
 }
 
-/** A stream request through a router whose first provider is at `url`: it fails, once, and provider b answers. */
-async function streamFailsOverFrom(url: string): Promise<void> {
+/** A request through a router whose first provider is at `url`: that attempt fails, once, and provider b answers. */
+async function failsOverFrom(url: string, stream: boolean): Promise<void> {
   const b = await startOpenAIFake({ reply: "B here" });
   const r = await startRouter(`
 providers:
@@ -109,9 +109,12 @@ providers:
   - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
 `);
   try {
-    const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+    const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream });
+    assert.equal(res.status, 200);
     assert.equal(res.headers.get("x-router-provider"), "b");
-    assert.equal(contentOf(await readSse(res)), "B here");
+    assert.equal(res.headers.get("x-router-attempts"), "2");
+    const text = stream ? contentOf(await readSse(res)) : (await res.json()).choices[0].message.content;
+    assert.equal(text, "B here");
     assert.equal(r.state.breakers.get("first")?.snapshot().consecutive_failures, 1);
   } finally {
     await r.stop();
@@ -126,22 +129,9 @@ describe("upstream client: non-streaming answers", () => {
       res.write(completion("never whole").slice(0, 60));
       setTimeout(() => res.socket?.destroy(), 20);
     });
-    const b = await startOpenAIFake({ reply: "B here" });
-    const r = await startRouter(`
-providers:
-  - { name: cut, type: openai_compatible, endpoint: "${cut.url}/v1", default_model: m }
-  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
-`);
     try {
-      const res = await postJson(`${r.url}/v1/chat/completions`, chat());
-      assert.equal(res.status, 200);
-      assert.equal(res.headers.get("x-router-provider"), "b");
-      assert.equal(res.headers.get("x-router-attempts"), "2");
-      assert.equal((await res.json()).choices[0].message.content, "B here");
-      assert.equal(r.state.breakers.get("cut")?.snapshot().consecutive_failures, 1);
+      await failsOverFrom(cut.url, false);
     } finally {
-      await r.stop();
-      await b.stop();
       await cut.stop();
     }
   });
@@ -294,7 +284,7 @@ describe("upstream client: streams", () => {
     const raw = net.createServer((c) => c.once("data", () => c.end("SSH-2.0-OpenSSH_9.2\r\n\r\n")));
     await new Promise<void>((ok) => raw.listen(0, "127.0.0.1", () => ok()));
     try {
-      await streamFailsOverFrom(rawUrl(raw));
+      await failsOverFrom(rawUrl(raw), true);
     } finally {
       raw.close();
     }
@@ -307,7 +297,7 @@ describe("upstream client: streams", () => {
       res.end("moved");
     });
     try {
-      await streamFailsOverFrom(moved.url);
+      await failsOverFrom(moved.url, true);
     } finally {
       await moved.stop();
     }
