@@ -120,7 +120,7 @@ export interface ChunkReader {
 }
 
 /**
- * A body from a runtime entrypoint's own upstream client (src/runtime/bun-upstream.ts) can hand out its chunks
+ * A body from a runtime entrypoint's own stream client (src/runtime/http1.ts) can hand out its chunks
  * directly: `body[DIRECT_CHUNKS]()` returns a ChunkReader, which saves a stream reader's promise and result
  * object per read. Such a body is still a ReadableStream for everyone else.
  */

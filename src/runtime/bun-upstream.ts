@@ -9,9 +9,7 @@
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, which
 // carries 30-40% more requests per second at saturation than sockets driven from JS.
 import type { UpstreamFetch } from "../providers/types.ts";
-import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, StreamPool, type Transport } from "./http1.ts";
-
-const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, ownClientsAllowed, StreamPool, type Transport } from "./http1.ts";
 
 /**
  * The upstream client for the Bun entrypoint. `env` is read at the first request, after main() has loaded
@@ -20,9 +18,7 @@ const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 export function bunUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
   let pool: StreamPool | null | undefined; // null: fetch only
   return (url, init, stream) => {
-    if (pool === undefined) {
-      pool = PROXY_VARS.some((k) => env[k]) || env.FAILOVER_ROUTER_UPSTREAM_CLIENT === "fetch" ? null : new StreamPool(bunConnect);
-    }
+    if (pool === undefined) pool = ownClientsAllowed(env) ? new StreamPool(bunConnect) : null;
     return stream && pool !== null && url.startsWith("http:") ? pool.request(endpointOf(url), init) : fetch(url, init);
   };
 }

@@ -1,5 +1,5 @@
-// The Deno entrypoint's upstream client. Non-streaming requests to plain-http upstreams go through node:http;
-// everything else through Deno's fetch.
+// The Deno entrypoint's upstream client. For plain-http upstreams, non-streaming requests go through node:http
+// and streams over Deno.connect sockets; everything else through Deno's fetch.
 //
 // Why: Deno's fetch keeps objects of every request alive until the next full GC, so each young-generation
 // scavenge copies megabytes of them: at 1,000 req/s the router paused 3-6 ms every half second (p99 +3.7 ms and
@@ -15,9 +15,7 @@
 import { Buffer } from "node:buffer";
 import http from "node:http";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
-import { type Conn, type Endpoint, endpointOf, headerValue, IDLE_SECONDS, networkError, StreamPool, type Transport } from "./http1.ts";
-
-const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+import { type Conn, type Endpoint, endpointOf, headerValue, IDLE_SECONDS, networkError, ownClientsAllowed, StreamPool, type Transport } from "./http1.ts";
 
 /**
  * The upstream client for the Deno entrypoint. `env` is read at the first request, after main() has loaded
@@ -28,9 +26,7 @@ export function denoUpstreamFetch(env: Record<string, string | undefined>): Upst
   let clients: { agent: http.Agent; streams: StreamPool } | null | undefined;
   return (url, init, stream) => {
     if (clients === undefined) {
-      clients = PROXY_VARS.some((k) => env[k]) || env.FAILOVER_ROUTER_UPSTREAM_CLIENT === "fetch"
-        ? null
-        : { agent: new http.Agent({ keepAlive: true }), streams: new StreamPool(denoConnect) };
+      clients = ownClientsAllowed(env) ? { agent: new http.Agent({ keepAlive: true }), streams: new StreamPool(denoConnect) } : null;
     }
     if (clients === null || !url.startsWith("http:")) return fetch(url, init);
     return stream ? clients.streams.request(endpointOf(url), init) : nodeHttpPost(clients.agent, url, init);

@@ -71,7 +71,7 @@ function headEnd(buf: Uint8Array, pos: number): number {
 }
 
 /** A response that is not HTTP/1.x as we can read it. */
-export class ProtocolError extends TypeError {
+class ProtocolError extends TypeError {
   constructor(message: string) {
     super(`upstream sent an invalid response: ${message}`);
   }
@@ -270,6 +270,16 @@ export class StreamedResponse implements UpstreamResponse {
 }
 
 // ---------- connections ----------
+
+const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+
+/**
+ * Whether an entrypoint may use its own upstream clients: not when an HTTP proxy is configured (fetch honours
+ * HTTP_PROXY / ALL_PROXY / NO_PROXY, our clients do not), nor when FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch.
+ */
+export function ownClientsAllowed(env: Record<string, string | undefined>): boolean {
+  return env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]);
+}
 
 /** Seconds a kept-alive connection may stay idle before we close it (servers commonly allow 5 s or more). */
 export const IDLE_SECONDS = 4;
