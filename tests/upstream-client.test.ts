@@ -2,8 +2,8 @@
 // TCP writes, chunked framing split anywhere, close-delimited streams, idle keep-alive connections the upstream
 // closes, a large prompt, a slow reader, answers that are not HTTP, redirects, a handshake that never completes,
 // header values, and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: streams go
-// over sockets on both runtimes (src/runtime/http1.ts), Deno sends non-streaming requests through node:http
-// (src/runtime/deno-upstream.ts), Bun through fetch; the in-process router of these tests uses the same
+// over sockets on both runtimes (src/runtime/http1.ts), and so do non-streaming requests on Deno; Bun sends
+// those through fetch; the in-process router of these tests uses the same
 // client as the entrypoint, and every case must behave the same under both runtimes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -163,6 +163,50 @@ describe("upstream client: non-streaming answers", () => {
   });
 
   it("a kept-alive connection the upstream has closed while idle is not reused: every request answers first time", () => idleClosedConnections(false));
+
+  it("a chunked body split across TCP writes, and a body that ends when the connection closes, arrive whole", async () => {
+    const json = new TextEncoder().encode(completion("Grüße ✓ framed"));
+    const half = json.indexOf(0xc3) + 1; // the first chunk ends inside a multi-byte character
+    const size = (n: number) => new TextEncoder().encode(`${n.toString(16)};ext=1\r\n`);
+    const crlf = new TextEncoder().encode("\r\n");
+    const parts = [
+      new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"),
+      size(half), json.subarray(0, half), crlf, size(json.length - half), json.subarray(half), crlf,
+      new TextEncoder().encode("0\r\nx-trailer: t\r\n\r\n"),
+    ];
+    const chunked = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    parts.reduce((at, p) => (chunked.set(p, at), at + p.length), 0);
+    let served = 0;
+    const raw = net.createServer((c) => {
+      c.on("data", async () => {
+        // first answer chunked in 7-byte pieces (keep-alive); the next close-delimited, on a connection of its own
+        if (served++ % 2 === 0) {
+          for (let at = 0; at < chunked.length; at += 7) {
+            c.write(chunked.subarray(at, at + 7));
+            await sleep(1);
+          }
+        } else {
+          c.write("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n");
+          c.write(json.subarray(0, half));
+          await sleep(5);
+          c.end(json.subarray(half));
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", () => r()));
+    const r = await routerFor(rawUrl(raw));
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, chat());
+        assert.equal(res.status, 200, `request ${i}`);
+        assert.equal((await res.json()).choices[0].message.content, "Grüße ✓ framed", `request ${i}`);
+        assert.equal(res.headers.get("x-router-attempts"), "1", `request ${i}`);
+      }
+    } finally {
+      await r.stop();
+      raw.close();
+    }
+  });
 });
 
 describe("upstream client: streams", () => {
@@ -280,17 +324,18 @@ describe("upstream client: streams", () => {
     }
   });
 
-  it("an upstream that does not answer in HTTP is a failed attempt: the next provider answers", async () => {
+  it("an upstream that does not answer in HTTP is a failed attempt: the next provider answers, streamed and not", async () => {
     const raw = net.createServer((c) => c.once("data", () => c.end("SSH-2.0-OpenSSH_9.2\r\n\r\n")));
     await new Promise<void>((ok) => raw.listen(0, "127.0.0.1", () => ok()));
     try {
       await failsOverFrom(rawUrl(raw), true);
+      await failsOverFrom(rawUrl(raw), false);
     } finally {
       raw.close();
     }
   });
 
-  it("a redirect is a failed attempt, not followed: the next provider answers", async () => {
+  it("a redirect is a failed attempt, not followed: the next provider answers, streamed and not", async () => {
     const moved = await server((req, res) => {
       req.resume();
       res.writeHead(308, { location: "http://127.0.0.1:1/v1/chat/completions", "content-type": "text/plain" });
@@ -298,6 +343,7 @@ describe("upstream client: streams", () => {
     });
     try {
       await failsOverFrom(moved.url, true);
+      await failsOverFrom(moved.url, false);
     } finally {
       await moved.stop();
     }

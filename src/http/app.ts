@@ -101,13 +101,15 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
     const cl = c.req.header("content-length");
     const declared = cl === undefined ? NaN : Number(cl);
     if (declared > max) return tooLarge();
-    const body = c.req.raw.body;
     let bytes: Uint8Array;
-    if (!body) bytes = new Uint8Array(0);
-    else if (declared >= 0) {
-      // the server reads exactly Content-Length bytes, already checked against the limit: one read
-      bytes = new Uint8Array(await c.req.raw.arrayBuffer());
-    } else {
+    // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
+    // one arrayBuffer() call. It comes before any look at `body`: on Deno that getter wraps a body the server has
+    // already read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are
+    // copied by every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
+    if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
+    else if (!c.req.raw.body) bytes = new Uint8Array(0);
+    else {
+      const body = c.req.raw.body;
       // chunked or unknown length: count as it arrives and stop at the limit
       const chunks: Uint8Array[] = [];
       let size = 0;

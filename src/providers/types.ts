@@ -138,9 +138,9 @@ export interface UpstreamInit {
 
 /**
  * What the adapters read of an upstream answer: a fetch Response, or an object of the runtime's own client
- * with the same members (src/runtime/deno-upstream.ts answers non-streaming requests with one whose body is
- * already read: `body` null, `text()` and `json()` from memory; the socket stream clients of src/runtime/http1.ts
- * answer with a body that also hands out its chunks directly, see DIRECT_CHUNKS).
+ * with the same members (the socket clients of src/runtime/http1.ts answer a non-streaming request with one
+ * whose body is already read: `body` null, `text()` and `json()` from memory; and a stream with a body that
+ * also hands out its chunks directly, see DIRECT_CHUNKS).
  */
 export interface UpstreamResponse {
   readonly ok: boolean;

@@ -1,6 +1,7 @@
-// HTTP/1.1 over sockets for the runtime entrypoints' stream clients (bun-upstream.ts, deno-upstream.ts): the
-// request head, an incremental response parser, a keep-alive connection pool and the streamed answer the
-// adapters read. Web-standard only: each entrypoint supplies its sockets as a Transport.
+// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams;
+// deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
+// a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
+// only: each entrypoint supplies its sockets as a Transport.
 import { type ChunkReader, DIRECT_CHUNKS } from "../providers/shared.ts";
 import type { UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
@@ -253,6 +254,29 @@ export class ResponseParser {
   }
 }
 
+const utf8 = new TextDecoder();
+
+/**
+ * A complete answer, body in memory: what a non-streaming request resolves with. Not a fetch Response: Deno
+ * registers every Response it constructs (and its Headers) for finalization, which keeps them alive through the
+ * young-generation GCs; the adapters only need these members (UpstreamResponse).
+ */
+export class BufferedResponse implements UpstreamResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly body = null;
+  constructor(readonly headers: Head, readonly bytes: Uint8Array) {
+    this.status = headers.status;
+    this.ok = this.status >= 200 && this.status < 300;
+  }
+  text(): Promise<string> {
+    return Promise.resolve(utf8.decode(this.bytes));
+  }
+  json(): Promise<unknown> {
+    return this.text().then(JSON.parse);
+  }
+}
+
 /** A streaming answer: status and headers now, the body as it arrives. */
 export class StreamedResponse implements UpstreamResponse {
   readonly ok: boolean;
@@ -356,13 +380,16 @@ export function networkError(e: unknown): TypeError {
   return new TypeError((code && NET_ERRORS[code]) || (name && NET_ERRORS[name]) || (e as Error)?.message || "network error");
 }
 
-/** Keep-alive connections per upstream host:port, and stream requests over them. */
+/** Keep-alive connections per upstream host:port, and requests over them. */
 export class StreamPool {
   readonly #idle = new Map<string, Conn[]>();
   constructor(readonly connect: Connect) {}
 
-  /** Sends a stream request to `e`: resolves at the response head, the body follows (StreamedResponse). */
-  async request(e: Endpoint, init: UpstreamInit): Promise<UpstreamResponse> {
+  /**
+   * Sends a request to `e`. `stream`: resolves at the response head and the body follows (StreamedResponse);
+   * otherwise resolves once the whole body is in (BufferedResponse).
+   */
+  async request(e: Endpoint, init: UpstreamInit, stream = true): Promise<UpstreamResponse> {
     const { signal } = init;
     if (signal.aborted) throw signal.reason;
     const bytes = requestBytes(e, init);
@@ -373,7 +400,7 @@ export class StreamPool {
         conn = await this.#open(e, signal);
         fresh = true;
       }
-      const res = await new Exchange(this, conn, signal).send(bytes);
+      const res = await new Exchange(this, conn, signal, stream).send(bytes);
       if (res) return res;
       fresh = true; // the kept-alive connection had gone stale: once more on a new one
     }
@@ -431,8 +458,9 @@ export class StreamPool {
 }
 
 /**
- * One stream request and its response on one connection: the parser's sink, and the body's ChunkReader
- * (chunks queue here until read; past STREAM_HIGH_WATER unread bytes the socket pauses).
+ * One request and its response on one connection: the parser's sink, and for a stream the body's ChunkReader
+ * (chunks queue here until read; past STREAM_HIGH_WATER unread bytes the socket pauses). Not streamed: the
+ * chunks queue until the body is complete.
  */
 class Exchange implements ResponseSink, ChunkReader {
   readonly #parser = new ResponseParser(this);
@@ -445,8 +473,9 @@ class Exchange implements ResponseSink, ChunkReader {
   #finished = false; // the exchange is over (complete, failed or cancelled)
   #resolve!: (v: UpstreamResponse | null) => void;
   #reject!: (e: unknown) => void;
+  #head: Head | null = null; // not streamed: the head, until the body is complete
 
-  constructor(readonly pool: StreamPool, readonly conn: Conn, readonly signal: AbortSignal) {}
+  constructor(readonly pool: StreamPool, readonly conn: Conn, readonly signal: AbortSignal, readonly stream: boolean) {}
 
   /** Writes the request; resolves with the response, or null when the connection was stale (retry). */
   send(bytes: Uint8Array): Promise<UpstreamResponse | null> {
@@ -493,11 +522,20 @@ class Exchange implements ResponseSink, ChunkReader {
   }
 
   head(head: Head): void {
+    if (!this.stream) {
+      this.#head = head;
+      return;
+    }
     this.#settled = true;
     this.#resolve(new StreamedResponse(head, this.#bodyStream()));
   }
 
   body(bytes: Uint8Array): void {
+    if (!this.stream) {
+      this.#queue.push(bytes);
+      this.#queued += bytes.length;
+      return;
+    }
     if (this.#waiting) {
       const w = this.#waiting;
       this.#waiting = null;
@@ -514,8 +552,26 @@ class Exchange implements ResponseSink, ChunkReader {
 
   end(reusable: boolean): void {
     this.#end();
-    this.#endBody(null);
+    if (this.stream) this.#endBody(null);
+    else {
+      this.#settled = true;
+      this.#resolve(new BufferedResponse(this.#head!, this.#bytes()));
+      this.#queue = [];
+    }
     this.pool.release(this.conn, reusable);
+  }
+
+  /** The queued body in one buffer. */
+  #bytes(): Uint8Array {
+    const q = this.#queue;
+    if (q.length === 1) return q[0];
+    const out = new Uint8Array(this.#queued);
+    let at = 0;
+    for (const c of q) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
   }
 
   /** The next chunk of the body, or null at its end (ChunkReader.read). */
