@@ -5,6 +5,7 @@ import type { ProviderConfig } from "../config/schema.ts";
 import {
   failureFromResponse,
   fetchFailure,
+  generatorEvents,
   globalFetch,
   type FinishReason,
   OpenAIShaper,
@@ -96,7 +97,7 @@ export class AnthropicAdapter implements Adapter {
     if (opts.stream) {
       const body = sseBody(res);
       if (!(body instanceof ReadableStream)) return body;
-      return { ok: true, stream: true, model: opts.model, events: streamEvents(body, kind, opts) };
+      return { ok: true, stream: true, model: opts.model, events: generatorEvents(streamEvents(body, kind, opts)) };
     }
 
     let text: string;

@@ -1,7 +1,7 @@
 // The built-in `mock` provider: answers without any network, so failover and breakers can be tried with no
 // API key. Options: reply (text), latency_ms (delay before answering), fail_rate (0..1 chance of a 503).
 import type { ProviderConfig } from "../config/schema.ts";
-import { chatPromptText, estimateTokens, OpenAIShaper, promptOf, randomId, usageOf, textToChat } from "./shared.ts";
+import { chatPromptText, estimateTokens, generatorEvents, OpenAIShaper, promptOf, randomId, usageOf, textToChat } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult } from "./types.ts";
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -52,6 +52,6 @@ export class MockAdapter implements Adapter {
       for (const word of reply.split(/(?<= )/)) yield { data: shaper.chunk({ content: word }), content: true };
       yield* shaper.finish("stop", usage, opts.includeUsage);
     }
-    return { ok: true, stream: true, model: opts.model, events: events() };
+    return { ok: true, stream: true, model: opts.model, events: generatorEvents(events()) };
   }
 }

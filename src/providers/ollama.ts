@@ -8,6 +8,7 @@ import {
   estimateTokens,
   failureFromResponse,
   fetchFailure,
+  generatorEvents,
   globalFetch,
   type FinishReason,
   lines,
@@ -143,7 +144,7 @@ export class OllamaAdapter implements Adapter {
     const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
     if (opts.stream) {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
-      return { ok: true, stream: true, model: opts.model, events: translateStream(res.body, kind, shaper, opts.includeUsage, promptText) };
+      return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts.includeUsage, promptText)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;

@@ -2,8 +2,8 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, SseReader, usageOf } from "./shared.ts";
-import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
+import { estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, type SseEvent, SseReader, usageOf } from "./shared.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
 
@@ -39,7 +39,7 @@ export class OpenAIAdapter implements Adapter {
     if (opts.stream) {
       const sse = sseBody(res);
       if (!(sse instanceof ReadableStream)) return sse;
-      return { ok: true, stream: true, model: opts.model, events: passthrough(sse, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
+      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;
@@ -60,33 +60,57 @@ function readUsage(u: any): Usage | undefined {
 }
 
 /**
- * The upstream SSE body as StreamEvents: one generator over SseReader (no generator per layer), one
- * JSON.parse per chunk learns content/usage/error, and the chunk's own text is forwarded (never re-serialised). For an upstream that sends no usage chunk, the characters generated are counted and an
- * estimated usage is reported at [DONE].
+ * The upstream SSE body as StreamEvents: each read() is one upstream read (SseReader), one JSON.parse per
+ * event learns content/usage/error, and the event's own text is forwarded (never re-serialised). No generator
+ * or async function per layer: one promise per upstream read. For an upstream that sends no usage chunk, the
+ * characters generated are counted and an estimated usage is reported at [DONE].
  */
-async function* passthrough(
-  body: ReadableStream<Uint8Array>,
-  kind: "chat" | "text",
-  includeUsage: boolean,
-  promptTokens: () => number,
-): AsyncGenerator<StreamEvent, void, undefined> {
-  const seen = { usage: false, chars: 0 };
-  const sse = new SseReader(body);
-  try {
-    for (let events = await sse.read(); events !== null; events = await sse.read()) {
+class Passthrough implements StreamEvents {
+  readonly #sse: SseReader;
+  readonly #out: StreamEvent[] = [];
+  readonly #seen = { usage: false, chars: 0 };
+  #done = false;
+
+  constructor(body: ReadableStream<Uint8Array>, readonly kind: "chat" | "text", readonly includeUsage: boolean, readonly promptTokens: () => number) {
+    this.#sse = new SseReader(body);
+  }
+
+  read(): Promise<StreamEvent[] | null> {
+    if (this.#done) return Promise.resolve(null);
+    return this.#sse.read().then(this.#map, this.#broke);
+  }
+
+  cancel(): void {
+    this.#done = true;
+    this.#sse.cancel();
+  }
+
+  readonly #map = (events: SseEvent[] | null): StreamEvent[] => {
+    const out = this.#out;
+    out.length = 0;
+    try {
+      if (events === null) throw new UpstreamStreamError("upstream stream ended before [DONE]");
       for (let i = 0; i < events.length; i++) {
         const data = events[i].data;
         if (data === "[DONE]") {
-          if (!seen.usage) yield { data: null, content: false, usage: usageOf(promptTokens(), estimateTokensForLength(seen.chars), true) };
-          return;
+          const seen = this.#seen;
+          if (!seen.usage) out.push({ data: null, content: false, usage: usageOf(this.promptTokens(), estimateTokensForLength(seen.chars), true) });
+          this.cancel(); // anything after [DONE] is not read
+          return out;
         }
-        yield toEvent(data, kind, includeUsage, seen);
+        out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));
       }
+    } catch (e) {
+      this.cancel();
+      throw e;
     }
-    throw new UpstreamStreamError("upstream stream ended before [DONE]");
-  } finally {
-    sse.cancel();
-  }
+    return out;
+  };
+
+  readonly #broke = (e: unknown): never => {
+    this.cancel();
+    throw e;
+  };
 }
 
 function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: { usage: boolean; chars: number }): StreamEvent {

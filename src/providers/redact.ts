@@ -1,7 +1,7 @@
 // Keeps a provider's secrets out of everything the router says: some upstreams echo the API key (or a
 // custom auth header) back in their error messages ("Incorrect API key provided: sk-..."), and those
 // messages reach clients (4xx passthrough, the attempts of a 502, stream error events) and logs.
-import type { Adapter, CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamResult } from "./types.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvents, TextRequest, UpstreamResult } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 
 /** secrets shorter than this are not redacted (too likely to match ordinary text) */
@@ -26,25 +26,17 @@ export function redact(text: string, secrets: string[]): string {
   return text;
 }
 
-/**
- * The events of `events` with any error redacted. A plain iterator over the adapter's generator rather than
- * another async generator around it: one promise per event instead of a generator step (it is on the path of
- * every stream chunk).
- */
-function redactEvents(events: AsyncGenerator<StreamEvent, void, undefined>, secrets: string[]): AsyncGenerator<StreamEvent, void, undefined> {
+/** The events of `events` with any error redacted: one more promise per read, no generator step. */
+function redactEvents(events: StreamEvents, secrets: string[]): StreamEvents {
   const clean = (e: unknown): never => {
     if (e instanceof UpstreamStreamError) throw new UpstreamStreamError(redact(e.message, secrets), e.code, e.type);
     if (e instanceof Error) e.message = redact(e.message, secrets);
     throw e;
   };
-  const it: AsyncGenerator<StreamEvent, void, undefined> = {
-    next: () => events.next().catch(clean),
-    return: (v) => events.return(v).catch(clean),
-    throw: (e) => events.throw(e).catch(clean),
-    [Symbol.asyncIterator]: () => it,
-    [Symbol.asyncDispose]: async () => void (await events.return(undefined).catch(clean)),
+  return {
+    read: () => events.read().catch(clean),
+    cancel: () => events.cancel(),
   };
-  return it;
 }
 
 /** Wraps an adapter so no failure message it produces can carry the provider's key. No-op without secrets. */

@@ -1,6 +1,6 @@
 // Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
 // OpenAI chunk builders and token estimates. Web standards only.
-import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
+import type { ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
 
 export const encoder = new TextEncoder();
 
@@ -305,6 +305,23 @@ export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerat
   } finally {
     sse.cancel();
   }
+}
+
+/**
+ * An adapter's event generator as StreamEvents, one event per read (for the adapters that translate another
+ * protocol event by event; the OpenAI passthrough implements StreamEvents itself, one upstream read per read).
+ */
+export function generatorEvents(gen: AsyncGenerator<StreamEvent, void, undefined>): StreamEvents {
+  const one: StreamEvent[] = [];
+  const step = (r: IteratorResult<StreamEvent, void>): StreamEvent[] | null => {
+    if (r.done) return null;
+    one[0] = r.value;
+    return one;
+  };
+  return {
+    read: () => gen.next().then(step),
+    cancel: () => void gen.return(undefined).catch(() => {}),
+  };
 }
 
 export function usageOf(prompt: number, completion: number, estimated?: boolean): Usage {

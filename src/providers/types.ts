@@ -98,11 +98,25 @@ export interface JsonSuccess {
   usage?: Usage;
   model: string;
 }
+/**
+ * The OpenAI-shaped events of a stream, one upstream read at a time: one promise per read through every layer
+ * (adapter, redaction, the router's pipe), not one per event and layer.
+ */
+export interface StreamEvents {
+  /**
+   * The events of the next upstream read: possibly none, and the array may be reused, so consume it before the
+   * next call; null once the stream has ended. Rejects (UpstreamStreamError, a network error) when the upstream
+   * breaks mid-way; the source has then released the upstream body itself.
+   */
+  read(): Promise<StreamEvent[] | null>;
+  /** Stops reading early and releases the upstream body. */
+  cancel(): void;
+}
+
 export interface StreamSuccess {
   ok: true;
   stream: true;
-  /** OpenAI-shaped chunks; throws UpstreamStreamError when the upstream breaks mid-way */
-  events: AsyncGenerator<StreamEvent, void, undefined>;
+  events: StreamEvents;
   model: string;
 }
 export type UpstreamResult = JsonSuccess | StreamSuccess | UpstreamFailure;

@@ -3,7 +3,7 @@
 import type { Config, ProviderConfig } from "../config/schema.ts";
 import { errorJson, errorResponse } from "../http/errors.ts";
 import { encoder, fetchFailure } from "../providers/shared.ts";
-import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/usage.ts";
 import { BreakerRegistry, sanitizeError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
@@ -464,15 +464,18 @@ export class Router {
     let failure: UpstreamFailure | undefined;
     let ended = false;
     try {
-      while (true) {
-        const r = await res.events.next();
-        if (r.done) {
+      for (let content = false; !content;) {
+        const batch = await res.events.read();
+        if (batch === null) {
           ended = true;
           break;
         }
-        if (r.value.usage) usage = r.value.usage;
-        if (r.value.data !== null) pending.push(r.value.data);
-        if (r.value.content) break;
+        for (let i = 0; i < batch.length; i++) {
+          const ev = batch[i];
+          if (ev.usage) usage = ev.usage;
+          if (ev.data !== null) pending.push(ev.data);
+          if (ev.content) content = true;
+        }
       }
     } catch (e) {
       failure = streamFailure(e, ac.signal);
@@ -505,76 +508,101 @@ export class Router {
     detach: () => void,
     done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
   ): ReadableStream<Uint8Array> {
-    const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
-    // One timer per stream, not one per chunk: it re-arms itself for the rest of the current wait.
-    let idleTimer: ReturnType<typeof setTimeout> | undefined;
-    let waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
-    const onIdleTimer = () => {
-      idleTimer = undefined;
-      if (closed) return;
-      const waited = waitingSince ? performance.now() - waitingSince : 0;
-      if (waitingSince && waited >= idleMs) ac.abort(timeoutReason());
-      else idleTimer = setTimeout(onIdleTimer, idleMs - waited);
-    };
-    let closed = false;
-    const close = (end: "ok" | "failed" | "aborted", reason?: string) => {
-      if (closed) return;
-      closed = true;
-      if (idleTimer) clearTimeout(idleTimer);
-      detach();
-      done(end, usage, reason);
-    };
-    const events = res.events;
-    return new ReadableStream<Uint8Array>({
-      start(controller) {
-        if (pending.length) controller.enqueue(encoder.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
-        if (ended) {
-          controller.enqueue(DONE);
-          controller.close();
-          close("ok");
-        }
-      },
-      async pull(controller) {
-        // loop until something is enqueued: an event may carry nothing to forward (a dropped usage chunk)
-        while (true) {
-          waitingSince = performance.now();
-          if (!idleTimer) idleTimer = setTimeout(onIdleTimer, idleMs);
-          let r: IteratorResult<StreamEvent, void>;
-          try {
-            r = await events.next();
-          } catch (e) {
-            const f = streamFailure(e, ac.signal);
-            const msg = f.kind === "timeout" ? `upstream stream stalled for more than ${idleMs / 1000}s` : f.message;
-            if (f.kind !== "aborted") {
-              try {
-                controller.enqueue(encoder.encode(`data: ${errorJson({ message: msg, type: "upstream_error", code: f.kind === "timeout" ? "stream_timeout" : (e as UpstreamStreamError).code ?? "upstream_stream_error" })}\n\n`));
-                controller.close();
-              } catch { /* client gone */ }
-            }
-            close(f.kind === "aborted" ? "aborted" : "failed", msg);
-            return;
-          } finally {
-            waitingSince = 0;
-          }
-          if (r.done) {
-            controller.enqueue(DONE);
-            controller.close();
-            close("ok");
-            return;
-          }
-          if (r.value.usage) usage = r.value.usage;
-          if (r.value.data !== null) {
-            controller.enqueue(encoder.encode(`data: ${r.value.data}\n\n`));
-            return;
-          }
-        }
-      },
-      cancel() {
-        ac.abort(new DOMException("client disconnected", "AbortError"));
-        events.return(undefined).catch(() => {});
-        close("aborted", "client disconnected");
-      },
-    }, { highWaterMark: 0 });
+    return new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, this.config.routing.stream_idle_timeout_seconds * 1000), { highWaterMark: 0 });
+  }
+}
+
+/**
+ * The source of a committed stream's client-facing body: each pull is one read of the adapter's events (one
+ * promise per upstream read, callbacks made once per stream), and the events of that read go out in one chunk.
+ */
+class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  // One timer per stream, not one per chunk: it re-arms itself for the rest of the current wait.
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
+  #closed = false;
+
+  constructor(
+    readonly events: StreamEvents,
+    readonly pending: string[],
+    readonly ended: boolean,
+    public usage: Usage | undefined,
+    readonly ac: AbortController,
+    readonly detach: () => void,
+    readonly done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
+    readonly idleMs: number,
+  ) {}
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.#controller = controller;
+    if (this.pending.length) controller.enqueue(encoder.encode(this.pending.map((d) => `data: ${d}\n\n`).join("")));
+    if (this.ended) {
+      controller.enqueue(DONE);
+      controller.close();
+      this.#close("ok");
+    }
+  }
+
+  pull(): Promise<void> {
+    this.#waitingSince = performance.now();
+    if (!this.#idleTimer) this.#idleTimer = setTimeout(this.#onIdleTimer, this.idleMs);
+    return this.events.read().then(this.#forward, this.#broke);
+  }
+
+  cancel(): void {
+    this.ac.abort(new DOMException("client disconnected", "AbortError"));
+    this.events.cancel();
+    this.#close("aborted", "client disconnected");
+  }
+
+  /** One read's events to the client; a read that carries nothing to forward (a dropped usage chunk) reads on. */
+  readonly #forward = (batch: StreamEvent[] | null): Promise<void> | void => {
+    this.#waitingSince = 0;
+    const controller = this.#controller;
+    if (batch === null) {
+      controller.enqueue(DONE);
+      controller.close();
+      this.#close("ok");
+      return;
+    }
+    let text = "";
+    for (let i = 0; i < batch.length; i++) {
+      const ev = batch[i];
+      if (ev.usage) this.usage = ev.usage;
+      if (ev.data !== null) text += `data: ${ev.data}\n\n`;
+    }
+    if (text) controller.enqueue(encoder.encode(text));
+    else return this.pull();
+  };
+
+  readonly #broke = (e: unknown): void => {
+    this.#waitingSince = 0;
+    const f = streamFailure(e, this.ac.signal);
+    const msg = f.kind === "timeout" ? `upstream stream stalled for more than ${this.idleMs / 1000}s` : f.message;
+    if (f.kind !== "aborted") {
+      try {
+        this.#controller.enqueue(encoder.encode(`data: ${errorJson({ message: msg, type: "upstream_error", code: f.kind === "timeout" ? "stream_timeout" : (e as UpstreamStreamError).code ?? "upstream_stream_error" })}\n\n`));
+        this.#controller.close();
+      } catch { /* client gone */ }
+    }
+    this.#close(f.kind === "aborted" ? "aborted" : "failed", msg);
+  };
+
+  readonly #onIdleTimer = (): void => {
+    this.#idleTimer = undefined;
+    if (this.#closed) return;
+    const waited = this.#waitingSince ? performance.now() - this.#waitingSince : 0;
+    if (this.#waitingSince && waited >= this.idleMs) this.ac.abort(timeoutReason());
+    else this.#idleTimer = setTimeout(this.#onIdleTimer, this.idleMs - waited);
+  };
+
+  #close(end: "ok" | "failed" | "aborted", reason?: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.detach();
+    this.done(end, this.usage, reason);
   }
 }
 
