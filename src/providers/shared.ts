@@ -292,6 +292,7 @@ export class SseReader {
 
   cancel(): void {
     this.#reader.cancel();
+    this.#out.length = 0;
   }
 }
 

@@ -506,11 +506,14 @@ export class Router {
     usage: Usage | undefined,
     ac: AbortController,
     detach: () => void,
-    done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
+    done: StreamDone,
   ): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, this.config.routing.stream_idle_timeout_seconds * 1000), { highWaterMark: 0 });
   }
 }
+
+/** How a committed stream ended, with its usage, for the attempt record, the breaker and the observers. */
+type StreamDone = (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void;
 
 /**
  * The source of a committed stream's client-facing body: each pull is one read of the adapter's events (one
@@ -522,21 +525,34 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
   #closed = false;
+  // Dropped when the stream ends: a finished pipe that the GC has promoted would otherwise keep what they point
+  // to alive through the next young-generation collections (docs/benchmarks.md, "Deno's garbage").
+  #pending: string[] | null;
+  #usage: Usage | undefined;
+  #detach: (() => void) | null;
+  #done: StreamDone | null;
 
   constructor(
     readonly events: StreamEvents,
-    readonly pending: string[],
+    pending: string[],
     readonly ended: boolean,
-    public usage: Usage | undefined,
+    usage: Usage | undefined,
     readonly ac: AbortController,
-    readonly detach: () => void,
-    readonly done: (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void,
+    detach: () => void,
+    done: StreamDone,
     readonly idleMs: number,
-  ) {}
+  ) {
+    this.#pending = pending;
+    this.#usage = usage;
+    this.#detach = detach;
+    this.#done = done;
+  }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.#controller = controller;
-    if (this.pending.length) controller.enqueue(encoder.encode(this.pending.map((d) => `data: ${d}\n\n`).join("")));
+    const pending = this.#pending!;
+    this.#pending = null;
+    if (pending.length) controller.enqueue(encoder.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
     if (this.ended) {
       controller.enqueue(DONE);
       controller.close();
@@ -569,7 +585,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     let text = "";
     for (let i = 0; i < batch.length; i++) {
       const ev = batch[i];
-      if (ev.usage) this.usage = ev.usage;
+      if (ev.usage) this.#usage = ev.usage;
       if (ev.data !== null) text += `data: ${ev.data}\n\n`;
     }
     if (text) controller.enqueue(encoder.encode(text));
@@ -601,9 +617,14 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.detach();
-    this.done(end, this.usage, reason);
+    this.#idleTimer = undefined;
+    const detach = this.#detach!, done = this.#done!, usage = this.#usage;
+    this.#detach = this.#done = null;
+    this.#usage = undefined;
+    detach();
+    done(end, usage, reason);
   }
+
 }
 
 function streamFailure(e: unknown, signal: AbortSignal): UpstreamFailure {
