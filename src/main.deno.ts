@@ -2,6 +2,7 @@
 import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
 import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
+import { encodeChunk } from "./runtime/byte-slab.ts";
 
 const enc = new TextEncoder();
 const platform: Platform = {
@@ -54,5 +55,7 @@ const platform: Platform = {
 };
 
 platform.upstreamFetch = denoUpstreamFetch(platform.env);
+// SSE chunks cut from shared slabs, not an ArrayBuffer each: fewer buffers for each scavenge to sweep (src/runtime/byte-slab.ts)
+platform.encodeChunk = encodeChunk;
 
 await main(platform);

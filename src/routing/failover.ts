@@ -116,6 +116,8 @@ export interface RouterOptions {
   retryBaseMs?: number;
   /** largest retry backoff in ms (default 5000) */
   retryMaxBackoffMs?: number;
+  /** encodes the SSE chunks of streamed responses (default TextEncoder.encode; Platform.encodeChunk) */
+  encodeChunk?: (text: string) => Uint8Array;
 }
 
 /** The per-request state of the failover loop. */
@@ -172,6 +174,7 @@ export class Router {
   readonly #random: () => number;
   readonly #retryBaseMs: number;
   readonly #retryMaxBackoffMs: number;
+  readonly #encodeChunk: (text: string) => Uint8Array;
 
   constructor(readonly config: Config, adapters: Map<string, Adapter>, readonly hooks: RouterHooks = {}, opts: RouterOptions = {}) {
     this.adapters = adapters;
@@ -185,6 +188,7 @@ export class Router {
     this.#random = opts.random ?? Math.random;
     this.#retryBaseMs = opts.retryBaseMs ?? 200;
     this.#retryMaxBackoffMs = opts.retryMaxBackoffMs ?? 5000;
+    this.#encodeChunk = opts.encodeChunk ?? ((text) => encoder.encode(text));
     this.#signals = {
       state: (n) => this.#breakerOf.get(n)?.state,
       latency: (n) => this.health.latency(n),
@@ -508,7 +512,7 @@ export class Router {
     detach: () => void,
     done: StreamDone,
   ): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, this.config.routing.stream_idle_timeout_seconds * 1000), { highWaterMark: 0 });
+    return new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, this.config.routing.stream_idle_timeout_seconds * 1000, this.#encodeChunk), { highWaterMark: 0 });
   }
 }
 
@@ -541,6 +545,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     detach: () => void,
     done: StreamDone,
     readonly idleMs: number,
+    readonly encode: (text: string) => Uint8Array,
   ) {
     this.#pending = pending;
     this.#usage = usage;
@@ -588,7 +593,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
       if (ev.usage) this.#usage = ev.usage;
       if (ev.data !== null) text += `data: ${ev.data}\n\n`;
     }
-    if (text) controller.enqueue(encoder.encode(text));
+    if (text) controller.enqueue(this.encode(text));
     else return this.pull();
   };
 

@@ -10,6 +10,7 @@
 // https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every request when an
 // HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 // FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
+import { chunkBytes } from "./byte-slab.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, endpointOf, IDLE_SECONDS, ownClientsAllowed, StreamPool, type Transport } from "./http1.ts";
 
@@ -69,7 +70,7 @@ async function denoConnect(e: Endpoint, conn: Conn): Promise<Transport> {
         if (flow.paused) await flow.paused.promise;
         const n = await c.read(buf);
         if (n === null) break;
-        conn.data(buf.slice(0, n));
+        conn.data(chunkBytes.copy(buf.subarray(0, n)));
       }
     } catch (err) {
       if (!closed) error = err;

@@ -56,6 +56,11 @@ export const upstreamFetch: UpstreamFetch = runtime === "deno"
   ? (await import("../../src/runtime/deno-upstream.ts")).denoUpstreamFetch({})
   : (await import("../../src/runtime/bun-upstream.ts")).bunUpstreamFetch({});
 
+/** How the entrypoint has the router encode SSE chunks (Platform.encodeChunk: slabs on Deno, the default on Bun). */
+export const encodeChunk: ((text: string) => Uint8Array) | undefined = runtime === "deno"
+  ? (await import("../../src/runtime/byte-slab.ts")).encodeChunk
+  : undefined;
+
 export const serve: ServeFn = (handler) => {
   const g = globalThis as any;
   if (g.Bun) {
@@ -83,7 +88,7 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
     }
     : obsHooks;
   const state = createRoutingState(config, clock);
-  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch });
+  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch, encodeChunk });
   const app = createApp({ ...deps, router: () => router, observability, now: appNow });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
   return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
