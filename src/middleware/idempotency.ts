@@ -94,8 +94,9 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
 /** Passes a stream through unchanged, keeping its chunks (up to `max` bytes); `done` learns whether it ended normally. */
 function capture(body: ReadableStream<Uint8Array>, max: number, done: (chunks: Uint8Array[] | null) => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  // the chunks themselves, not copies: the router enqueues a fresh array per chunk and nothing writes to it
-  // afterwards (the store copies them into one buffer); over `max` the transcript is dropped (not stored)
+  // the chunks themselves, not copies: each chunk the router enqueues is bytes of its own that nothing writes to
+  // afterwards (a fresh array, or on Deno a never-reused region of a shared slab, src/runtime/byte-slab.ts), and
+  // the store copies them into one buffer at the end; over `max` the transcript is dropped (not stored)
   let chunks: Uint8Array[] | null = [];
   let size = 0;
   let finished = false;
