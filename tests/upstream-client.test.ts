@@ -325,6 +325,38 @@ describe("upstream client: streams", () => {
     }
   });
 
+  it("a stream whose HTTP body ends a little after [DONE] keeps its connection; one whose body never ends is closed", async () => {
+    const chunk = (text: string) => `${new TextEncoder().encode(text).length.toString(16)}\r\n${text}\r\n`;
+    let connections = 0;
+    let served = 0;
+    const raw = net.createServer((c) => {
+      connections++;
+      c.on("error", () => {});
+      c.on("data", async () => {
+        const n = ++served;
+        c.write("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+        c.write(chunk(sseChunk(`answer ${n}`)) + chunk(SSE_END));
+        // the first answer's body ends 30 ms after [DONE] (a server that closes its generator late); the second's never
+        if (n === 1) setTimeout(() => c.write("0\r\n\r\n"), 30);
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", () => r()));
+    const r = await routerFor(rawUrl(raw));
+    try {
+      for (let i = 1; i <= 3; i++) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+        assert.equal(contentOf(await readSse(res)), `answer ${i}`, `stream ${i}`);
+        await sleep(i === 1 ? 100 : 1300);
+        if (i === 1) assert.equal(connections, 1, "the body ended after [DONE]: the connection was kept");
+      }
+      assert.equal(connections, 2, "the second body never ended: its connection was closed, the third stream opened a new one");
+      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+    } finally {
+      await r.stop();
+      raw.close();
+    }
+  });
+
   it("concurrent streams with chunks of every size, some larger than the read buffer, each arrive intact and in order", async () => {
     // On Deno the socket reads and the SSE chunks the router sends are cut from shared 64 KiB slabs: a region
     // handed out twice, or a chunk bigger than the slab rule allows, would show as corrupted or mixed-up text.

@@ -101,7 +101,9 @@ class Passthrough implements StreamEvents {
         if (data === "[DONE]") {
           const seen = this.#seen;
           if (!seen.usage) out.push({ data: null, content: false, usage: usageOf(this.promptTokens(), estimateTokensForLength(seen.chars), true) });
-          this.#release(); // anything after [DONE] is not read
+          // anything after [DONE] is not read; the upstream connection is kept if its body ends right after
+          this.#sse!.done();
+          this.#sse = null;
           return out;
         }
         out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));

@@ -117,6 +117,12 @@ export interface ChunkReader {
   /** the next chunk (valid only until the next read), or null at the end of the body */
   read(): Promise<Uint8Array | null>;
   cancel(): void;
+  /**
+   * The consumer has all it needs, though the body may not have ended (an SSE stream's [DONE] can come before
+   * the end of the HTTP body): the rest may be discarded, and a client that can keeps the connection if the body
+   * ends soon. Without it, cancel().
+   */
+  done?(): void;
 }
 
 /**
@@ -292,6 +298,13 @@ export class SseReader {
 
   cancel(): void {
     this.#reader.cancel();
+    this.#out.length = 0;
+  }
+
+  /** The consumer has read all it needs (an SSE stream's [DONE]): see ChunkReader.done. */
+  done(): void {
+    if (this.#reader.done) this.#reader.done();
+    else this.#reader.cancel();
     this.#out.length = 0;
   }
 }

@@ -311,6 +311,11 @@ export const IDLE_SECONDS = 4;
 const MAX_IDLE = 512;
 /** Bytes a stream may hold unread before its socket pauses (TCP then slows the upstream down). */
 const STREAM_HIGH_WATER = 64 * 1024;
+/**
+ * How long a stream whose reader has all it needs (ChunkReader.done: the SSE [DONE] came) may take to end its
+ * HTTP body, the rest discarded, before its connection is closed instead of kept for the next request.
+ */
+const DRAIN_MS = 1000;
 
 /** A runtime's socket, as the pool drives it. */
 export interface Transport {
@@ -474,6 +479,8 @@ class Exchange implements ResponseSink, ChunkReader {
   #resolve!: (v: UpstreamResponse | null) => void;
   #reject!: (e: unknown) => void;
   #head: Head | null = null; // not streamed: the head, until the body is complete
+  #draining = false; // the reader is done (done()): the rest of the body is discarded
+  #drainTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(readonly pool: StreamPool, readonly conn: Conn, readonly signal: AbortSignal, readonly stream: boolean) {}
 
@@ -531,6 +538,7 @@ class Exchange implements ResponseSink, ChunkReader {
   }
 
   body(bytes: Uint8Array): void {
+    if (this.#draining) return;
     if (!this.stream) {
       this.#queue.push(bytes);
       this.#queued += bytes.length;
@@ -596,6 +604,22 @@ class Exchange implements ResponseSink, ChunkReader {
     this.#fail(null);
   }
 
+  /**
+   * The consumer has all it needs (ChunkReader.done): the rest of the body is discarded as it comes, and the
+   * connection goes back to the pool if the body ends within DRAIN_MS; otherwise it closes.
+   */
+  done(): void {
+    this.#queue = [];
+    this.#queued = 0;
+    if (this.#finished) return;
+    this.#draining = true;
+    if (this.#paused) {
+      this.#paused = false;
+      this.conn.transport?.resume();
+    }
+    this.#drainTimer = setTimeout(() => this.#fail(null), DRAIN_MS);
+  }
+
   /** The body: a ReadableStream that also hands its chunks out directly (DIRECT_CHUNKS). */
   #bodyStream(): ReadableStream<Uint8Array> {
     const chunks: ChunkReader = this;
@@ -620,6 +644,7 @@ class Exchange implements ResponseSink, ChunkReader {
   #end(): void {
     this.#finished = true;
     this.signal.removeEventListener("abort", this);
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
   }
 
   /** Ends the exchange with `error` (null: the consumer cancelled) and closes the connection. */
