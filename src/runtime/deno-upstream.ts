@@ -42,7 +42,7 @@ interface DenoNet {
 }
 const Deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
 
-/** Bytes read per socket read; each chunk handed on is copied out at its own size. */
+/** Bytes read per socket read; what came is copied out into the shared slab (byte-slab.ts) and handed on. */
 const READ_BYTES = 4 * 1024;
 
 /** A Deno.connect connection as a Transport: one read loop per connection, for as long as it is open. */
