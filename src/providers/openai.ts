@@ -85,9 +85,13 @@ class Passthrough implements StreamEvents {
     this.#out.length = 0;
   }
 
-  /** Stops reading the upstream and lets go of it (the events of the last read stay for the caller). */
-  #release(): void {
-    this.#sse?.cancel();
+  /**
+   * Stops reading the upstream and lets go of it (the events of the last read stay for the caller). `finished`:
+   * at [DONE], so the client may keep the connection if the body ends right after (ChunkReader.done).
+   */
+  #release(finished = false): void {
+    if (finished) this.#sse?.done();
+    else this.#sse?.cancel();
     this.#sse = null;
   }
 
@@ -101,9 +105,7 @@ class Passthrough implements StreamEvents {
         if (data === "[DONE]") {
           const seen = this.#seen;
           if (!seen.usage) out.push({ data: null, content: false, usage: usageOf(this.promptTokens(), estimateTokensForLength(seen.chars), true) });
-          // anything after [DONE] is not read; the upstream connection is kept if its body ends right after
-          this.#sse!.done();
-          this.#sse = null;
+          this.#release(true); // anything after [DONE] is not read
           return out;
         }
         out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));

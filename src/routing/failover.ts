@@ -557,7 +557,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     this.#controller = controller;
     const pending = this.#pending!;
     this.#pending = null;
-    if (pending.length) controller.enqueue(encoder.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
+    if (pending.length) controller.enqueue(this.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
     if (this.ended) {
       controller.enqueue(DONE);
       controller.close();
@@ -629,7 +629,6 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     detach();
     done(end, usage, reason);
   }
-
 }
 
 function streamFailure(e: unknown, signal: AbortSignal): UpstreamFailure {

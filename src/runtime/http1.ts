@@ -386,7 +386,7 @@ export function networkError(e: unknown): TypeError {
 }
 
 /** Keep-alive connections per upstream host:port, and requests over them. */
-export class StreamPool {
+export class Http1Pool {
   readonly #idle = new Map<string, Conn[]>();
   constructor(readonly connect: Connect) {}
 
@@ -482,7 +482,7 @@ class Exchange implements ResponseSink, ChunkReader {
   #draining = false; // the reader is done (done()): the rest of the body is discarded
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly pool: StreamPool, readonly conn: Conn, readonly signal: AbortSignal, readonly stream: boolean) {}
+  constructor(readonly pool: Http1Pool, readonly conn: Conn, readonly signal: AbortSignal, readonly stream: boolean) {}
 
   /** Writes the request; resolves with the response, or null when the connection was stale (retry). */
   send(bytes: Uint8Array): Promise<UpstreamResponse | null> {
