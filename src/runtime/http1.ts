@@ -564,6 +564,7 @@ class Exchange implements ResponseSink, ChunkReader {
     else {
       this.#settled = true;
       this.#resolve(new BufferedResponse(this.#head!, this.#bytes()));
+      this.#head = null;
       this.#queue = [];
     }
     this.pool.release(this.conn, reusable);
