@@ -1,6 +1,7 @@
 // GET /stats, GET /metrics and the request log, end to end: real HTTP through the router to fake providers
 // with known usage, streamed and not, failovers, estimates, bounded labels and no secret anywhere.
 import { after, before, describe, it } from "node:test";
+import http from "node:http";
 import assert from "node:assert/strict";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
@@ -289,6 +290,64 @@ providers:
     assert.equal(value(m, "failover_router_tokens_total", { provider: "f", model: "local", direction: "output" }), 20);
     const lines = requestLines(r);
     assert.deepEqual(lines.map((l) => l.tokens), [{ input: 7, output: 10, estimated: true }, { input: 7, output: 10, estimated: true }]);
+  });
+});
+
+describe("the output estimate of a stream whose provider reports no usage", () => {
+  // The characters of every chunk count: content, reasoning and tool-call arguments, as JSON.parse gives them
+  // (escapes, non-ASCII, emoji as a surrogate pair), with spaces around colons, and the "usage": null every chunk
+  // carries when usage was asked for.
+  const deltas: Record<string, unknown>[] = [
+    { role: "assistant", content: "" },
+    { content: "Hello" },
+    { content: 'quote " backslash \\ newline \n tab \t' },
+    { content: "Grüße ✓ 😀 \u00e9" },
+    { reasoning_content: "thinking \"hard\"" },
+    { tool_calls: [{ index: 0, id: "call_1", type: "function", function: { name: "f", arguments: '{"city": "Zürich"}' } }] },
+    { content: null },
+    { content: "end" },
+  ];
+  const chunk = (delta: Record<string, unknown>, i: number) => {
+    const c = { id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta, logprobs: null, finish_reason: null }], usage: null };
+    // some with spaces around colons, and non-ASCII written as \u escapes (an emoji as a surrogate pair)
+    const text = i % 2 ? JSON.stringify(c) : JSON.stringify(c, null, 1).replace(/\n\s*/g, " ");
+    return text.replaceAll("é", "\\u00e9").replaceAll("😀", "\\ud83d\\ude00");
+  };
+  let up: http.Server;
+  let r: RunningRouter;
+  before(async () => {
+    up = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        for (let i = 0; i < deltas.length; i++) res.write(`data: ${chunk(deltas[i], i)}\n\n`);
+        res.end(`data: ${chunk({}, 1).replace('"finish_reason":null', '"finish_reason":"stop"')}\n\ndata: [DONE]\n\n`);
+      });
+    });
+    await new Promise<void>((ok) => up.listen(0, "127.0.0.1", () => ok()));
+    r = await startRouter(`
+providers:
+  - { name: f, type: openai_compatible, endpoint: "http://127.0.0.1:${(up.address() as { port: number }).port}/v1", default_model: m }
+`);
+  });
+  after(async () => {
+    await r.stop();
+    await new Promise<void>((ok) => up.close(() => ok()));
+  });
+
+  it("counts the characters JSON.parse would", async () => {
+    const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", stream: true, messages: [{ role: "user", content: "hi" }] });
+    const events = await readSse(res);
+    assert.equal(events.at(-1), "[DONE]");
+    assert.equal(events.length, deltas.length + 2, "every chunk reaches the client");
+    let chars = 0;
+    for (const d of deltas) {
+      if (typeof d.content === "string") chars += d.content.length;
+      if (typeof d.reasoning_content === "string") chars += d.reasoning_content.length;
+      for (const t of (d.tool_calls as any[]) ?? []) chars += t.function.arguments.length;
+    }
+    const s = await getStats(r);
+    assert.equal(s.providers.f.tokens.output, Math.ceil(chars / 4), `${chars} characters`);
   });
 });
 
