@@ -12,6 +12,7 @@ import type { RequestContext, Router } from "../routing/failover.ts";
 import { observeRequests } from "../observability/http.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
+import { concatBytes } from "../providers/shared.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "./errors.ts";
@@ -103,13 +104,13 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
     if (declared > max) return tooLarge();
     let bytes: Uint8Array;
     // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
-    // one arrayBuffer() call. It comes before any look at `body`: on Deno that getter wraps a body the server has
-    // already read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are
-    // copied by every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
+    // one arrayBuffer() call, and `body` is not touched: on Deno that getter wraps a body the server has already
+    // read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are copied by
+    // every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
+    const body = declared >= 0 ? null : c.req.raw.body;
     if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
-    else if (!c.req.raw.body) bytes = new Uint8Array(0);
+    else if (!body) bytes = new Uint8Array(0);
     else {
-      const body = c.req.raw.body;
       // chunked or unknown length: count as it arrives and stop at the limit
       const chunks: Uint8Array[] = [];
       let size = 0;
@@ -124,14 +125,7 @@ function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env>
         }
         chunks.push(value);
       }
-      bytes = chunks.length === 1 ? chunks[0] : new Uint8Array(size);
-      if (chunks.length !== 1) {
-        let off = 0;
-        for (const ch of chunks) {
-          bytes.set(ch, off);
-          off += ch.byteLength;
-        }
-      }
+      bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
     }
     let text: string;
     try {

@@ -5,6 +5,7 @@
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
+import { concatBytes } from "../providers/shared.ts";
 import { sha256Hex } from "./sha256.ts";
 import type { AppEnv } from "./env.ts";
 import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempotency-store.ts";
@@ -46,7 +47,7 @@ function replay(hit: StoredResponse): Response {
   const headers = new Headers(hit.headers);
   headers.set(REPLAYED_HEADER, "true");
   if (!hit.stream) {
-    return new Response((hit.chunks.length === 1 ? hit.chunks[0].slice() : concat(hit.chunks)) as Uint8Array<ArrayBuffer>, { status: hit.status, headers });
+    return new Response((hit.chunks.length === 1 ? hit.chunks[0].slice() : concatBytes(hit.chunks)) as Uint8Array<ArrayBuffer>, { status: hit.status, headers });
   }
   let i = 0;
   const body = new ReadableStream<Uint8Array>({
@@ -56,18 +57,6 @@ function replay(hit: StoredResponse): Response {
     },
   }, { highWaterMark: 0 });
   return new Response(body, { status: hit.status, headers });
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const c of chunks) n += c.byteLength;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
 }
 
 const reused = () =>

@@ -4,6 +4,19 @@ import type { ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailu
 
 export const encoder = new TextEncoder();
 
+/** The chunks in one new buffer. */
+export function concatBytes(chunks: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const c of chunks) n += c.byteLength;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.byteLength;
+  }
+  return out;
+}
+
 /** The runtime's own fetch (looked up per call), the adapters' default client. */
 export const globalFetch: UpstreamFetch = (url, init) => fetch(url, init);
 

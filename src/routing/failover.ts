@@ -3,7 +3,7 @@
 import type { Config, ProviderConfig } from "../config/schema.ts";
 import { errorJson, errorResponse } from "../http/errors.ts";
 import { encoder, fetchFailure } from "../providers/shared.ts";
-import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, StreamSuccess, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/usage.ts";
 import { BreakerRegistry, sanitizeError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
@@ -488,31 +488,19 @@ export class Router {
     if (failure) return fail(failure);
     // Committed: the breaker and health verdict waits for the end of the stream.
     const ttfb = this.now() - ta;
-    return new Response(
-      this.#pipe(res, pending, ended, usage, ac, () => ctx.signal?.removeEventListener("abort", onClientAbort), (end, u0, reason) => {
-        const u = end === "ok" ? u0 ?? estimateUsage(rq.kind, rq.body) : u0;
-        const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
-        record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
-        this.#settle(cand, breaker, permit, end === "ok" ? "success" : end === "aborted" ? "neutral" : "failure", ttfb, {
-          ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed",
-        });
-        rq.finish(end === "ok" ? 200 : status, { provider: cand.provider.name, model: res.model, usage: u });
-      }),
-      { status: 200, headers: { ...SSE_HEADERS, ...headers } },
-    );
-  }
-
-  /** The client-facing SSE body of a committed stream. */
-  #pipe(
-    res: StreamSuccess,
-    pending: string[],
-    ended: boolean,
-    usage: Usage | undefined,
-    ac: AbortController,
-    detach: () => void,
-    done: StreamDone,
-  ): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, this.config.routing.stream_idle_timeout_seconds * 1000, this.#encodeChunk), { highWaterMark: 0 });
+    const done: StreamDone = (end, u0, reason) => {
+      const u = end === "ok" ? u0 ?? estimateUsage(rq.kind, rq.body) : u0;
+      const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
+      record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
+      this.#settle(cand, breaker, permit, end === "ok" ? "success" : end === "aborted" ? "neutral" : "failure", ttfb, {
+        ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed",
+      });
+      rq.finish(end === "ok" ? 200 : status, { provider: cand.provider.name, model: res.model, usage: u });
+    };
+    const detach = () => ctx.signal?.removeEventListener("abort", onClientAbort);
+    const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
+    const body = new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, idleMs, this.#encodeChunk), { highWaterMark: 0 });
+    return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...headers } });
   }
 }
 

@@ -9,18 +9,11 @@
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, which
 // carries 30-40% more requests per second at saturation than sockets driven from JS.
 import type { UpstreamFetch } from "../providers/types.ts";
-import { type Conn, type Endpoint, endpointOf, Http1Pool, IDLE_SECONDS, ownClientsAllowed, type Transport } from "./http1.ts";
+import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
-/**
- * The upstream client for the Bun entrypoint. `env` is read at the first request, after main() has loaded
- * .env into it; FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends streams through fetch too.
- */
+/** The upstream client for the Bun entrypoint: streams over Bun.connect sockets (socketUpstreamFetch). */
 export function bunUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  let pool: Http1Pool | null | undefined; // null: fetch only
-  return (url, init, stream) => {
-    if (pool === undefined) pool = ownClientsAllowed(env) ? new Http1Pool(bunConnect) : null;
-    return stream && pool !== null && url.startsWith("http:") ? pool.request(endpointOf(url), init) : fetch(url, init);
-  };
+  return socketUpstreamFetch(env, bunConnect, true);
 }
 
 /** A Bun.connect socket as a Transport; the socket's handlers (shared) reach it through socket.data. */

@@ -12,20 +12,11 @@
 // FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
 import { chunkBytes } from "./byte-slab.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
-import { type Conn, type Endpoint, endpointOf, Http1Pool, IDLE_SECONDS, ownClientsAllowed, type Transport } from "./http1.ts";
+import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
-/**
- * The upstream client for the Deno entrypoint. `env` is read at the first request, after main() has loaded
- * .env into it.
- */
+/** The upstream client for the Deno entrypoint: every request over Deno.connect sockets (socketUpstreamFetch). */
 export function denoUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  // null: a proxy is configured (or fetch asked for): fetch only
-  let pool: Http1Pool | null | undefined;
-  return (url, init, stream) => {
-    if (pool === undefined) pool = ownClientsAllowed(env) ? new Http1Pool(denoConnect) : null;
-    if (pool === null || !url.startsWith("http:")) return fetch(url, init);
-    return pool.request(endpointOf(url), init, stream);
-  };
+  return socketUpstreamFetch(env, denoConnect, false);
 }
 
 /** What the socket client uses of Deno's API (typed here: the Bun-typed tsc pass checks this file too). */

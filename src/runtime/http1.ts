@@ -2,8 +2,8 @@
 // deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
-import { type ChunkReader, DIRECT_CHUNKS } from "../providers/shared.ts";
-import type { UpstreamInit, UpstreamResponse } from "../providers/types.ts";
+import { type ChunkReader, concatBytes, DIRECT_CHUNKS } from "../providers/shared.ts";
+import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
 /** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */
 export interface Endpoint {
@@ -18,7 +18,7 @@ export interface Endpoint {
 const endpoints = new Map<string, Endpoint>();
 
 /** The endpoint of a plain-http URL (callers check the scheme). */
-export function endpointOf(url: string): Endpoint {
+function endpointOf(url: string): Endpoint {
   let e = endpoints.get(url);
   if (!e) {
     const u = new URL(url);
@@ -38,7 +38,7 @@ const encoder = new TextEncoder();
  * The bytes of one request: head and body in one buffer, so one write sends both. No accept-encoding: the
  * upstream answers uncompressed. Throws a TypeError for a header value that would split the head (as fetch).
  */
-export function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
+function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
   const body = encoder.encode(init.body);
   let head = e.start;
   const headers = init.headers;
@@ -56,7 +56,7 @@ export function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
  * A header value as fetch sends it: leading and trailing whitespace removed (a key read from a file with its
  * newline); a line break or NUL inside is a TypeError.
  */
-export function headerValue(name: string, value: string): string {
+function headerValue(name: string, value: string): string {
   if (value.charCodeAt(0) <= 32 || value.charCodeAt(value.length - 1) <= 32) value = value.trim();
   if (value.includes("\n") || value.includes("\r") || value.includes("\0")) throw new TypeError(`invalid value for header ${name}`);
   return value;
@@ -82,7 +82,7 @@ const MAX_HEAD_BYTES = 64 * 1024;
 const latin1 = new TextDecoder("latin1");
 
 /** Status and headers of a response (names lower-cased; repeated headers joined with ", ", as fetch). */
-export class Head {
+class Head {
   readonly headers = new Map<string, string>();
   constructor(readonly status: number) {}
   get(name: string): string | null {
@@ -90,7 +90,7 @@ export class Head {
   }
 }
 
-export interface ResponseSink {
+interface ResponseSink {
   head(head: Head): void;
   /** a piece of the body: a view into the fed buffer (kept by the sink only when the transport gave it away) */
   body(bytes: Uint8Array): void;
@@ -104,7 +104,7 @@ const enum State { Head, Length, ChunkSize, ChunkData, ChunkDataEnd, Trailers, U
  * Incremental HTTP/1.1 response parser: feed() it what the socket delivers, it calls the sink. Throws a
  * ProtocolError on a response it cannot read; eof() throws when the connection closed mid-response.
  */
-export class ResponseParser {
+class ResponseParser {
   #state = State.Head;
   #pending: Uint8Array | null = null; // a head or chunk-size line split across reads
   #remaining = 0; // body bytes left (Length) or bytes left in the current chunk
@@ -261,7 +261,7 @@ const utf8 = new TextDecoder();
  * registers every Response it constructs (and its Headers) for finalization, which keeps them alive through the
  * young-generation GCs; the adapters only need these members (UpstreamResponse).
  */
-export class BufferedResponse implements UpstreamResponse {
+class BufferedResponse implements UpstreamResponse {
   readonly ok: boolean;
   readonly status: number;
   readonly body = null;
@@ -278,7 +278,7 @@ export class BufferedResponse implements UpstreamResponse {
 }
 
 /** A streaming answer: status and headers now, the body as it arrives. */
-export class StreamedResponse implements UpstreamResponse {
+class StreamedResponse implements UpstreamResponse {
   readonly ok: boolean;
   readonly status: number;
   constructor(readonly headers: Head, readonly body: ReadableStream<Uint8Array>) {
@@ -298,11 +298,20 @@ export class StreamedResponse implements UpstreamResponse {
 const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
 /**
- * Whether an entrypoint may use its own upstream clients: not when an HTTP proxy is configured (fetch honours
- * HTTP_PROXY / ALL_PROXY / NO_PROXY, our clients do not), nor when FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch.
+ * An entrypoint's upstream client: requests to plain-http upstreams over its sockets (`connect`), every stream
+ * or, with `streamsOnly` false, every request; the rest through the global fetch. Everything goes through fetch
+ * when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY, the sockets do not) or
+ * FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first request, after main() has loaded .env.
  */
-export function ownClientsAllowed(env: Record<string, string | undefined>): boolean {
-  return env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]);
+export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, streamsOnly: boolean): UpstreamFetch {
+  let pool: Http1Pool | null | undefined; // null: fetch only
+  return (url, init, stream) => {
+    if (pool === undefined) {
+      pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
+    }
+    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return fetch(url, init);
+    return pool.request(endpointOf(url), init, stream);
+  };
 }
 
 /** Seconds a kept-alive connection may stay idle before we close it (servers commonly allow 5 s or more). */
@@ -379,14 +388,14 @@ const NET_ERRORS: Record<string, string> = {
 };
 
 /** A socket error as fetch reports it: a TypeError with a short reason (Node-style codes, Deno error names). */
-export function networkError(e: unknown): TypeError {
+function networkError(e: unknown): TypeError {
   if (e instanceof TypeError) return e;
   const code = (e as { code?: string })?.code, name = (e as Error)?.name;
   return new TypeError((code && NET_ERRORS[code]) || (name && NET_ERRORS[name]) || (e as Error)?.message || "network error");
 }
 
 /** Keep-alive connections per upstream host:port, and requests over them. */
-export class Http1Pool {
+class Http1Pool {
   readonly #idle = new Map<string, Conn[]>();
   constructor(readonly connect: Connect) {}
 
@@ -563,24 +572,12 @@ class Exchange implements ResponseSink, ChunkReader {
     if (this.stream) this.#endBody(null);
     else {
       this.#settled = true;
-      this.#resolve(new BufferedResponse(this.#head!, this.#bytes()));
+      const q = this.#queue;
+      this.#resolve(new BufferedResponse(this.#head!, q.length === 1 ? q[0] : concatBytes(q)));
       this.#head = null;
       this.#queue = [];
     }
     this.pool.release(this.conn, reusable);
-  }
-
-  /** The queued body in one buffer. */
-  #bytes(): Uint8Array {
-    const q = this.#queue;
-    if (q.length === 1) return q[0];
-    const out = new Uint8Array(this.#queued);
-    let at = 0;
-    for (const c of q) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
   }
 
   /** The next chunk of the body, or null at its end (ChunkReader.read). */
