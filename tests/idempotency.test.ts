@@ -1,5 +1,7 @@
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { MemoryIdempotencyStore, type IdempotencyStore } from "../src/middleware/idempotency-store.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
@@ -130,6 +132,69 @@ idempotency: { ttl_seconds: 60, max_entries: 50 }
     const retry = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
     assert.equal(retry.headers.get("idempotent-replayed"), null);
     assert.equal((await readSse(retry)).at(-1), "[DONE]");
+    assert.equal(fake.requests.length, 2);
+  });
+
+  it("stores a stream that ended before the router answered (no content chunk: the read-ahead reached [DONE])", async () => {
+    // an empty completion: the router reads ahead for the first content chunk, meets [DONE] instead, and the stream
+    // is complete before the response leaves the handler; its transcript must still be stored
+    const sse = [
+      { choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] },
+      { choices: [], usage: { prompt_tokens: 3, completion_tokens: 0, total_tokens: 3 } },
+    ].map((c) => `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", ...c })}\n\n`).join("") + "data: [DONE]\n\n";
+    let calls = 0;
+    const up = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        calls++;
+        res.writeHead(200, { "content-type": "text/event-stream", "content-length": Buffer.byteLength(sse) });
+        res.end(sse);
+      });
+    });
+    await new Promise<void>((res) => up.listen(0, "127.0.0.1", res));
+    const r = await startRouter(`providers: [{ name: a, type: openai_compatible, endpoint: "http://127.0.0.1:${(up.address() as AddressInfo).port}/v1", default_model: m }]\n`);
+    try {
+      const body = chat("empty", { stream: true, stream_options: { include_usage: true } });
+      const send = async () => {
+        const res = await fetch(`${r.url}/v1/chat/completions`, {
+          method: "POST", headers: { "content-type": "application/json", "idempotency-key": "empty-stream" }, body: JSON.stringify(body), signal: AbortSignal.timeout(5000),
+        });
+        return { replayed: res.headers.get("idempotent-replayed"), events: await readSse(res) };
+      };
+      const first = await send();
+      assert.equal(first.replayed, null);
+      assert.equal(first.events.at(-1), "[DONE]");
+      assert.equal(first.events.length, 3);
+      assert.equal(first.events[1].usage.prompt_tokens, 3);
+      const second = await send();
+      assert.equal(second.replayed, "true");
+      assert.deepEqual(second.events, first.events);
+      assert.equal(calls, 1);
+    } finally {
+      await r.stop();
+      await new Promise((res) => up.close(res));
+    }
+  });
+
+  it("does not store a stream the client abandoned, and frees its key for the retry", async () => {
+    fake.fault = { chunkDelayMs: 150, times: 1 };
+    const k = newKey();
+    const body = chat("abandon", { stream: true });
+    const ac = new AbortController();
+    const res = await fetch(`${r.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", ...A(k) }, body: JSON.stringify(body), signal: ac.signal });
+    const reader = res.body!.getReader();
+    assert.equal((await reader.read()).done, false);
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    await new Promise((r) => setTimeout(r, 100));
+    // the retry runs (it would wait for ever on a key the abandoned stream still held)
+    const retry = await fetch(`${r.url}/v1/chat/completions`, {
+      method: "POST", headers: { "content-type": "application/json", ...A(k) }, body: JSON.stringify(body), signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(retry.headers.get("idempotent-replayed"), null);
+    const events = await readSse(retry);
+    assert.equal(events.at(-1), "[DONE]");
+    assert.equal(events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), "the one and only answer");
     assert.equal(fake.requests.length, 2);
   });
 

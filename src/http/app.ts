@@ -201,10 +201,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const maxBytes = () => config().server.max_body_bytes;
   const idem = idempotency(config, store);
-  /** the request goes to the router, which reports it to the observers when it ends */
+  /**
+   * The request goes to the router, which reports it to the observers when it ends. A route whose client gets
+   * the router's stream as it is hands the router the idempotency transcript (`tap`); the Responses API
+   * transcodes the stream, so its transcript is fed by the middleware's capture instead.
+   */
   const routed = (c: Context<Env>, path?: string): RequestContext => {
     c.set("routed", true);
-    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path };
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path, tap: path ? undefined : c.get("responseTap") };
   };
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>

@@ -1,7 +1,7 @@
 // The Hono environment of the app: what the platform passes to app.fetch (Bindings) and what the
 // middleware chain shares through the context (Variables).
 import type { Usage } from "../providers/types.ts";
-import type { Router } from "../routing/failover.ts";
+import type { ResponseTap, Router } from "../routing/failover.ts";
 
 export type AppEnv = {
   Bindings: {
@@ -22,5 +22,7 @@ export type AppEnv = {
     rawBody?: Uint8Array;
     /** charged by the rate limiter with the request's token usage once it is known */
     onUsage?: (u: Usage) => void;
+    /** set by the idempotency middleware: the transcript a streamed answer feeds (RequestContext.tap) */
+    responseTap?: ResponseTap;
   };
 };

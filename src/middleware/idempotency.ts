@@ -7,6 +7,7 @@ import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
 import { concatBytes } from "../providers/shared.ts";
 import { sha256Hex } from "./sha256.ts";
+import type { ResponseTap } from "../routing/failover.ts";
 import type { AppEnv } from "./env.ts";
 import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempotency-store.ts";
 
@@ -80,41 +81,73 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
   });
 }
 
-/** Passes a stream through unchanged, keeping its chunks (up to `max` bytes); `done` learns whether it ended normally. */
-function capture(body: ReadableStream<Uint8Array>, max: number, done: (chunks: Uint8Array[] | null) => void): ReadableStream<Uint8Array> {
+/**
+ * The transcript of a streamed answer: the chunks the client is sent (up to `max` bytes; over it the transcript is
+ * dropped, not stored) and whether the stream completed. The router feeds it directly (ResponseTap); a stream that
+ * does not (the Responses API's, transcoded from the chat stream) is fed through capture(). The chunks are kept as
+ * they are, not copied: each is bytes of its own that nothing writes to afterwards (a fresh array, or on Deno a
+ * never-reused region of a shared slab, src/runtime/byte-slab.ts), and the store copies them into one buffer.
+ */
+class Transcript implements ResponseTap {
+  attached = false;
+  #chunks: Uint8Array[] | null = [];
+  #size = 0;
+  /** null while the stream runs */
+  #ok: boolean | null = null;
+  #then: ((chunks: Uint8Array[] | null) => void) | null = null;
+
+  constructor(readonly max: number) {}
+
+  chunk(bytes: Uint8Array): void {
+    const chunks = this.#chunks;
+    if (!chunks || this.#ok !== null) return;
+    this.#size += bytes.byteLength;
+    if (this.#size > this.max) this.#chunks = null;
+    else chunks.push(bytes);
+  }
+
+  end(ok: boolean): void {
+    if (this.#ok !== null) return;
+    this.#ok = ok;
+    this.#fire();
+  }
+
+  /** `then` gets the chunks of a completed stream, or null; at once if it has already ended (a stream can end before its Response is returned) */
+  whenEnded(then: (chunks: Uint8Array[] | null) => void): void {
+    this.#then = then;
+    this.#fire();
+  }
+
+  #fire(): void {
+    const then = this.#then;
+    if (this.#ok === null || !then) return;
+    this.#then = null;
+    const chunks = this.#ok ? this.#chunks : null;
+    this.#chunks = null;
+    then(chunks);
+  }
+}
+
+/** Passes a stream through unchanged, feeding `tap` with its chunks and its end. */
+function capture(body: ReadableStream<Uint8Array>, tap: Transcript): ReadableStream<Uint8Array> {
   const reader = body.getReader();
-  // the chunks themselves, not copies: each chunk the router enqueues is bytes of its own that nothing writes to
-  // afterwards (a fresh array, or on Deno a never-reused region of a shared slab, src/runtime/byte-slab.ts), and
-  // the store copies them into one buffer at the end; over `max` the transcript is dropped (not stored)
-  let chunks: Uint8Array[] | null = [];
-  let size = 0;
-  let finished = false;
-  const finish = (ok: boolean) => {
-    if (finished) return;
-    finished = true;
-    done(ok ? chunks : null);
-  };
   return new ReadableStream<Uint8Array>({
     pull(controller) {
       return reader.read().then((r) => {
         if (r.done) {
           controller.close();
-          finish(true);
+          tap.end(true);
           return;
         }
-        if (chunks) {
-          size += r.value.byteLength;
-          if (size > max) chunks = null;
-          else chunks.push(r.value);
-        }
+        tap.chunk(r.value);
         controller.enqueue(r.value);
       }, (e) => {
-        finish(false);
+        tap.end(false);
         controller.error(e);
       });
     },
     cancel(reason) {
-      finish(false);
+      tap.end(false);
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
@@ -133,6 +166,9 @@ async function serveAndStore(
   cfg: Config["idempotency"],
   release: () => void,
 ): Promise<void> {
+  // offered to the router through the context; a stream that feeds it needs no capture stream (routed() in app.ts)
+  const transcript = new Transcript(cfg.max_response_bytes);
+  c.set("responseTap", transcript);
   try {
     await next();
   } catch (e) {
@@ -167,10 +203,11 @@ async function serveAndStore(
 
   if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     // stored only when the stream completed with [DONE]; a broken or abandoned stream is not
-    c.res = new Response(capture(res.body, cfg.max_response_bytes, (chunks) => {
+    if (!transcript.attached) c.res = new Response(capture(res.body, transcript), res);
+    transcript.whenEnded((chunks) => {
       if (chunks && endsWithDone(chunks)) put(true, chunks);
       else release();
-    }), res);
+    });
     return;
   }
   let buf: Uint8Array;

@@ -57,6 +57,21 @@ export interface RequestContext {
   onUsage?(u: Usage): void;
   /** the client-facing path, copied into the RequestRecord, when it is not the endpoint's own */
   path?: string;
+  /** sees the bytes of a streamed answer as they go to the client (the idempotency cache's transcript) */
+  tap?: ResponseTap;
+}
+
+/**
+ * A listener on the body of a streamed answer, fed by the stream itself: the bytes reach it without a second
+ * stream in front of the client's (docs/benchmarks.md, "Every feature on").
+ */
+export interface ResponseTap {
+  /** set by the router when a stream feeds this tap: its body needs no other capture */
+  attached: boolean;
+  /** every chunk the client is sent, in order; the tap may keep it (nothing writes to it afterwards) */
+  chunk(bytes: Uint8Array): void;
+  /** the stream ended: ok when it completed ([DONE] sent), false when it failed or the client went away */
+  end(ok: boolean): void;
 }
 
 interface Candidate {
@@ -499,7 +514,7 @@ export class Router {
     };
     const detach = () => ctx.signal?.removeEventListener("abort", onClientAbort);
     const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
-    const body = new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, idleMs, this.#encodeChunk), { highWaterMark: 0 });
+    const body = new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, idleMs, this.#encodeChunk, ctx.tap), { highWaterMark: 0 });
     return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...headers } });
   }
 }
@@ -523,6 +538,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   #usage: Usage | undefined;
   #detach: (() => void) | null;
   #done: StreamDone | null;
+  #tap: ResponseTap | null;
 
   constructor(
     readonly events: StreamEvents,
@@ -534,20 +550,29 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     done: StreamDone,
     readonly idleMs: number,
     readonly encode: (text: string) => Uint8Array,
+    tap: ResponseTap | undefined,
   ) {
     this.#pending = pending;
     this.#usage = usage;
     this.#detach = detach;
     this.#done = done;
+    this.#tap = tap ?? null;
+    if (tap) tap.attached = true;
+  }
+
+  /** one chunk to the client (and to the tap) */
+  #send(bytes: Uint8Array): void {
+    this.#controller.enqueue(bytes);
+    this.#tap?.chunk(bytes);
   }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.#controller = controller;
     const pending = this.#pending!;
     this.#pending = null;
-    if (pending.length) controller.enqueue(this.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
+    if (pending.length) this.#send(this.encode(pending.map((d) => `data: ${d}\n\n`).join("")));
     if (this.ended) {
-      controller.enqueue(DONE);
+      this.#send(DONE);
       controller.close();
       this.#close("ok");
     }
@@ -570,7 +595,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     this.#waitingSince = 0;
     const controller = this.#controller;
     if (batch === null) {
-      controller.enqueue(DONE);
+      this.#send(DONE);
       controller.close();
       this.#close("ok");
       return;
@@ -581,7 +606,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
       if (ev.usage) this.#usage = ev.usage;
       if (ev.data !== null) text += `data: ${ev.data}\n\n`;
     }
-    if (text) controller.enqueue(this.encode(text));
+    if (text) this.#send(this.encode(text));
     else return this.pull();
   };
 
@@ -591,7 +616,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     const msg = f.kind === "timeout" ? `upstream stream stalled for more than ${this.idleMs / 1000}s` : f.message;
     if (f.kind !== "aborted") {
       try {
-        this.#controller.enqueue(encoder.encode(`data: ${errorJson({ message: msg, type: "upstream_error", code: f.kind === "timeout" ? "stream_timeout" : (e as UpstreamStreamError).code ?? "upstream_stream_error" })}\n\n`));
+        this.#send(encoder.encode(`data: ${errorJson({ message: msg, type: "upstream_error", code: f.kind === "timeout" ? "stream_timeout" : (e as UpstreamStreamError).code ?? "upstream_stream_error" })}\n\n`));
         this.#controller.close();
       } catch { /* client gone */ }
     }
@@ -611,10 +636,12 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
-    const detach = this.#detach!, done = this.#done!, usage = this.#usage;
+    const detach = this.#detach!, done = this.#done!, usage = this.#usage, tap = this.#tap;
     this.#detach = this.#done = null;
+    this.#tap = null;
     this.#usage = undefined;
     detach();
+    tap?.end(end === "ok");
     done(end, usage, reason);
   }
 }
