@@ -13,7 +13,8 @@ import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempoten
 
 export const REPLAYED_HEADER = "idempotent-replayed";
 
-const DONE = new TextEncoder().encode("data: [DONE]\n\n");
+const encoder = new TextEncoder();
+const DONE = encoder.encode("data: [DONE]\n\n");
 
 /** 1 to 255 printable ASCII characters (what Stripe and the IETF draft allow in practice). */
 export function validIdempotencyKey(k: string): boolean {
@@ -82,9 +83,10 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
 }
 
 /**
- * The transcript of a streamed answer: the chunks the client is sent (up to `max` bytes; over it the transcript is
- * dropped, not stored) and whether the stream completed. The router feeds it directly (ResponseTap); a stream that
- * does not (the Responses API's, transcoded from the chat stream) is fed through capture(). The chunks are kept as
+ * The transcript of an answer: the chunks the client is sent (up to `max` bytes; over it the transcript is dropped,
+ * not stored) and whether the answer completed. The router feeds it as it answers (ResponseTap: a JSON body at
+ * once, a stream chunk by chunk); an answer it does not feed (the Responses API's, transcoded from the chat answer;
+ * an error) is read back from the Response instead, a stream through capture(). The chunks are kept as
  * they are, not copied: each is bytes of its own that nothing writes to afterwards (a fresh array, or on Deno a
  * never-reused region of a shared slab, src/runtime/byte-slab.ts), and the store copies them into one buffer.
  */
@@ -97,6 +99,12 @@ class Transcript implements ResponseTap {
   #then: ((chunks: Uint8Array[] | null) => void) | null = null;
 
   constructor(readonly max: number) {}
+
+  body(text: string): void {
+    this.attached = true;
+    this.chunk(encoder.encode(text));
+    this.end(true);
+  }
 
   chunk(bytes: Uint8Array): void {
     const chunks = this.#chunks;
@@ -208,6 +216,16 @@ async function serveAndStore(
       if (chunks && endsWithDone(chunks)) put(true, chunks);
       else release();
     });
+    return;
+  }
+  if (transcript.attached) {
+    // the router handed over the body as it answered: stored before the client has it, so a retry finds it
+    let p: Promise<void> | undefined;
+    transcript.whenEnded((chunks) => {
+      if (chunks) p = put(false, chunks);
+      else release();
+    });
+    if (p) await p;
     return;
   }
   let buf: Uint8Array;

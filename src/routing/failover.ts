@@ -57,17 +57,20 @@ export interface RequestContext {
   onUsage?(u: Usage): void;
   /** the client-facing path, copied into the RequestRecord, when it is not the endpoint's own */
   path?: string;
-  /** sees the bytes of a streamed answer as they go to the client (the idempotency cache's transcript) */
+  /** sees the body of a successful answer as it goes to the client (the idempotency cache's transcript) */
   tap?: ResponseTap;
 }
 
 /**
- * A listener on the body of a streamed answer, fed by the stream itself: the bytes reach it without a second
- * stream in front of the client's (docs/benchmarks.md, "Every feature on").
+ * A listener on the body of a successful answer, fed by the router as it answers: a stream's bytes reach it without
+ * a second stream in front of the client's, and a JSON body without being read back out of the Response
+ * (docs/benchmarks.md, "Every feature on").
  */
 export interface ResponseTap {
-  /** set by the router when a stream feeds this tap: its body needs no other capture */
+  /** set by the router when it feeds this tap (a stream, or a JSON answer through body()): the response needs no other capture */
   attached: boolean;
+  /** the whole body of a JSON answer (then no chunk() or end() follows) */
+  body(text: string): void;
   /** every chunk the client is sent, in order; the tap may keep it (nothing writes to it afterwards) */
   chunk(bytes: Uint8Array): void;
   /** the stream ended: ok when it completed ([DONE] sent), false when it failed or the client went away */
@@ -474,6 +477,7 @@ export class Router {
       const a = record("success", 200, { usage });
       this.#settle(cand, breaker, permit, "success", a.latency_ms);
       rq.finish(200, { provider: cand.provider.name, model: res.model, usage });
+      ctx.tap?.body(res.body);
       return new Response(res.body, { status: 200, headers: { "content-type": "application/json", ...headers } });
     }
 
