@@ -1,5 +1,5 @@
 // A small, hand-written Prometheus registry rendering the text exposition format 0.0.4: counters, gauges and
-// histograms with labels. Recording is a Map lookup plus a few additions; label sets must be bounded by the
+// histograms with labels. Recording is a Map lookup per label plus a few additions; label sets must be bounded by the
 // caller (provider names and models come from config; anything else is labelled "other").
 
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,26 +33,45 @@ function renderLabels(names: readonly string[], values: readonly string[], extra
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
+interface Series<S> {
+  labels: string[];
+  data: S;
+}
+
 abstract class Family<S> {
-  protected readonly series = new Map<string, { labels: string[]; data: S }>();
+  /** every series, in the order they were created (for rendering) */
+  protected readonly series: Series<S>[] = [];
+  /**
+   * Series by label values, one Map level per label: a lookup hashes the values the caller already holds (names
+   * from the config, mostly the same strings every time) instead of a key joined from them per call.
+   */
+  readonly #index = new Map<string, unknown>();
   constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[]) {}
   abstract readonly type: "counter" | "gauge" | "histogram";
   protected abstract init(): S;
 
   protected get(values: readonly string[]): S {
-    const key = values.length === 1 ? values[0] : values.join("\u0000");
-    let s = this.series.get(key);
+    const n = values.length;
+    if (n !== this.labelNames.length) throw new Error(`${this.name}: expected ${this.labelNames.length} label values`);
+    let m = this.#index;
+    for (let i = 0; i < n - 1; i++) {
+      let next = m.get(values[i]) as Map<string, unknown> | undefined;
+      if (!next) m.set(values[i], next = new Map());
+      m = next;
+    }
+    const last = n ? values[n - 1] : "";
+    let s = m.get(last) as Series<S> | undefined;
     if (!s) {
-      if (values.length !== this.labelNames.length) throw new Error(`${this.name}: expected ${this.labelNames.length} label values`);
       s = { labels: [...values], data: this.init() };
-      this.series.set(key, s);
+      m.set(last, s);
+      this.series.push(s);
     }
     return s.data;
   }
 
   /** Number of label sets (time series) of this family. */
   get size(): number {
-    return this.series.size;
+    return this.series.length;
   }
 
   protected header(): string {
@@ -79,7 +98,7 @@ export class Counter extends Family<{ v: number }> {
   }
   render(): string {
     let s = this.header();
-    for (const { labels, data } of this.series.values()) s += `${this.name}${renderLabels(this.labelNames, labels)} ${formatValue(data.v)}\n`;
+    for (const { labels, data } of this.series) s += `${this.name}${renderLabels(this.labelNames, labels)} ${formatValue(data.v)}\n`;
     return s;
   }
 }
@@ -127,7 +146,7 @@ export class Histogram extends Family<HistogramData> {
   }
   render(): string {
     let s = this.header();
-    for (const { labels, data } of this.series.values()) {
+    for (const { labels, data } of this.series) {
       let cum = 0;
       for (let i = 0; i < data.counts.length; i++) {
         cum += data.counts[i];
