@@ -54,20 +54,25 @@ idempotency: { ttl_seconds: 60, max_entries: 50 }
     assert.equal(fake.requests.length, 1);
   });
 
-  it("replays a streamed original as a stream with the same events", async () => {
-    const k = newKey();
-    const body = chat("stream me", { stream: true });
-    const first = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
-    const firstEvents = await readSse(first);
-    assert.equal(firstEvents.at(-1), "[DONE]");
-    const second = await postJson(`${r.url}/v1/chat/completions`, body, A(k));
-    assert.equal(second.status, 200);
-    assert.equal(second.headers.get("idempotent-replayed"), "true");
-    assert.match(second.headers.get("content-type") ?? "", /^text\/event-stream/);
-    const secondEvents = await readSse(second);
-    assert.deepEqual(secondEvents, firstEvents);
-    assert.equal(secondEvents.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), "the one and only answer");
-    assert.equal(fake.requests.length, 1);
+  it("replays a streamed original as a stream with the same events (chat and completions)", async () => {
+    for (const [path, body, text] of [
+      ["/v1/chat/completions", chat("stream me", { stream: true }), (e: any) => e.choices[0]?.delta?.content ?? ""],
+      ["/v1/completions", { model: "m", prompt: "stream me", stream: true }, (e: any) => e.choices[0]?.text ?? ""],
+    ] as const) {
+      fake.reset();
+      const k = newKey();
+      const first = await postJson(r.url + path, body, A(k));
+      const firstEvents = await readSse(first);
+      assert.equal(firstEvents.at(-1), "[DONE]");
+      const second = await postJson(r.url + path, body, A(k));
+      assert.equal(second.status, 200);
+      assert.equal(second.headers.get("idempotent-replayed"), "true", path);
+      assert.match(second.headers.get("content-type") ?? "", /^text\/event-stream/);
+      const secondEvents = await readSse(second);
+      assert.deepEqual(secondEvents, firstEvents);
+      assert.equal(secondEvents.slice(0, -1).map(text).join(""), "the one and only answer");
+      assert.equal(fake.requests.length, 1, path);
+    }
   });
 
   it("answers 422 idempotency_key_reused for the same key with another body or endpoint", async () => {

@@ -203,8 +203,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const idem = idempotency(config, store);
   /**
    * The request goes to the router, which reports it to the observers when it ends. A route whose client gets
-   * the router's stream as it is hands the router the idempotency transcript (`tap`); the Responses API
-   * transcodes the stream, so its transcript is fed by the middleware's capture instead.
+   * the router's answer as it is hands the router the idempotency transcript (`tap`); the Responses API
+   * rewrites the answer, so its transcoder feeds the transcript instead.
    */
   const routed = (c: Context<Env>, path?: string): RequestContext => {
     c.set("routed", true);
@@ -220,7 +220,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
   app.post("/v1/responses", jsonBody(maxBytes), validate(ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
-    return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req);
+    return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
   });
 
   app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { encoder, randomId, SseReader, type SseEvent } from "../providers/shared.ts";
 import type { ChatMessage, ChatRequest, ChatTool, ContentPart, ToolCall } from "../providers/types.ts";
+import type { ResponseTap } from "../routing/failover.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Request schema
@@ -512,10 +513,23 @@ export class ResponsesTranscoder {
   }
 }
 
-/** The Responses event stream for the router's SSE body of chat chunks; cancelling it cancels the upstream. */
-export function transcodeStream(body: ReadableStream<Uint8Array>, req: ResponsesRequest): ReadableStream<Uint8Array> {
+/**
+ * The Responses event stream for the router's SSE body of chat chunks; cancelling it cancels the upstream. `tap`
+ * (the idempotency transcript) sees every chunk sent and the end.
+ */
+export function transcodeStream(body: ReadableStream<Uint8Array>, req: ResponsesRequest, tap?: ResponseTap): ReadableStream<Uint8Array> {
   const sse = new SseReader(body);
   const t = new ResponsesTranscoder(req);
+  if (tap) tap.attached = true;
+  const send = (controller: ReadableStreamDefaultController<Uint8Array>, text: string) => {
+    const bytes = encoder.encode(text);
+    controller.enqueue(bytes);
+    tap?.chunk(bytes);
+  };
+  const close = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    controller.close();
+    tap?.end(true); // stored only if it ends with [DONE]: a failed stream ends with response.failed instead
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       while (true) {
@@ -523,21 +537,21 @@ export function transcodeStream(body: ReadableStream<Uint8Array>, req: Responses
         try {
           events = await sse.read();
         } catch (e) {
-          controller.enqueue(encoder.encode(t.fail("upstream_stream_error", `stream broke: ${(e as Error)?.message ?? String(e)}`)));
-          controller.close();
+          send(controller, t.fail("upstream_stream_error", `stream broke: ${(e as Error)?.message ?? String(e)}`));
+          close(controller);
           return;
         }
         if (events === null) {
           // the router ends a failed stream with an error chunk; a body that just stops is a failure too
-          if (!t.ended) controller.enqueue(encoder.encode(t.fail("upstream_stream_error", "the stream ended before it completed")));
-          controller.close();
+          if (!t.ended) send(controller, t.fail("upstream_stream_error", "the stream ended before it completed"));
+          close(controller);
           return;
         }
         let out = "";
         for (let i = 0; i < events.length && !t.ended; i++) out += t.push(events[i].data);
-        if (out) controller.enqueue(encoder.encode(out));
+        if (out) send(controller, out);
         if (t.ended) {
-          controller.close();
+          close(controller);
           sse.cancel();
           return;
         }
@@ -545,19 +559,25 @@ export function transcodeStream(body: ReadableStream<Uint8Array>, req: Responses
       }
     },
     cancel() {
+      tap?.end(false);
       sse.cancel();
     },
   }, { highWaterMark: 0 });
 }
 
-/** Rewrites the Router's answer to a translated request: a response object, an event stream, or the error as is. */
-export async function toResponsesApi(res: Response, req: ResponsesRequest): Promise<Response> {
+/**
+ * Rewrites the Router's answer to a translated request: a response object, an event stream, or the error as is.
+ * `tap` (the idempotency transcript) is fed the rewritten answer; an error passes through without it.
+ */
+export async function toResponsesApi(res: Response, req: ResponsesRequest, tap?: ResponseTap): Promise<Response> {
   if (res.status !== 200 || !res.body) return res;
   const headers = new Headers(res.headers);
   headers.delete("content-length");
   if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    return new Response(transcodeStream(res.body, req), { status: 200, headers });
+    return new Response(transcodeStream(res.body, req, tap), { status: 200, headers });
   }
   const chat = await res.json();
-  return new Response(JSON.stringify(chatToResponse(chat, req)), { status: 200, headers });
+  const text = JSON.stringify(chatToResponse(chat, req));
+  tap?.body(text);
+  return new Response(text, { status: 200, headers });
 }

@@ -84,9 +84,9 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
 
 /**
  * The transcript of an answer: the chunks the client is sent (up to `max` bytes; over it the transcript is dropped,
- * not stored) and whether the answer completed. The router feeds it as it answers (ResponseTap: a JSON body at
- * once, a stream chunk by chunk); an answer it does not feed (the Responses API's, transcoded from the chat answer;
- * an error) is read back from the Response instead, a stream through capture(). The chunks are kept as
+ * not stored) and whether the answer completed. The router (or the Responses API's transcoder) feeds it as it
+ * answers (ResponseTap: a JSON body at once, a stream chunk by chunk); an answer nobody feeds (an error) is read
+ * back from the Response instead. The chunks are kept as
  * they are, not copied: each is bytes of its own that nothing writes to afterwards (a fresh array, or on Deno a
  * never-reused region of a shared slab, src/runtime/byte-slab.ts), and the store copies them into one buffer.
  */
@@ -136,31 +136,6 @@ class Transcript implements ResponseTap {
   }
 }
 
-/** Passes a stream through unchanged, feeding `tap` with its chunks and its end. */
-function capture(body: ReadableStream<Uint8Array>, tap: Transcript): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      return reader.read().then((r) => {
-        if (r.done) {
-          controller.close();
-          tap.end(true);
-          return;
-        }
-        tap.chunk(r.value);
-        controller.enqueue(r.value);
-      }, (e) => {
-        tap.end(false);
-        controller.error(e);
-      });
-    },
-    cancel(reason) {
-      tap.end(false);
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-}
-
 function isPromise<T>(v: MaybePromise<T>): v is Promise<T> {
   return typeof (v as Promise<T> | undefined)?.then === "function";
 }
@@ -174,7 +149,7 @@ async function serveAndStore(
   cfg: Config["idempotency"],
   release: () => void,
 ): Promise<void> {
-  // offered to the router through the context; a stream that feeds it needs no capture stream (routed() in app.ts)
+  // offered to the router through the context (routed() in app.ts), which feeds it what it sends the client
   const transcript = new Transcript(cfg.max_response_bytes);
   c.set("responseTap", transcript);
   try {
@@ -210,8 +185,12 @@ async function serveAndStore(
   };
 
   if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    // stored only when the stream completed with [DONE]; a broken or abandoned stream is not
-    if (!transcript.attached) c.res = new Response(capture(res.body, transcript), res);
+    // stored only when the stream completed with [DONE]; a broken or abandoned stream is not. Every stream the
+    // routes behind this middleware answer with feeds the transcript; one that did not would just not be stored.
+    if (!transcript.attached) {
+      release();
+      return;
+    }
     transcript.whenEnded((chunks) => {
       if (chunks && endsWithDone(chunks)) put(true, chunks);
       else release();
