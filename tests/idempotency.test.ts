@@ -438,5 +438,29 @@ idempotency: { enabled: false }
       assert.deepEqual(got.headers, value.headers);
       assert.equal(new TextDecoder().decode(got.chunks.length === 1 ? got.chunks[0] : new Uint8Array(0)), "data: {\"a\":1}\n\ndata: [DONE]\n\n");
     }
+    // bodies kept as text and bodies that are not UTF-8 at all come back as the same bytes
+    const bodies = [
+      enc.encode("\ufeff{\"content\":\"caf\u00e9 \u4f60\u597d \ud83d\ude00\"}"), // a BOM first, Latin-1, CJK, an emoji
+      new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0x7b]), // invalid UTF-8
+      new Uint8Array(0),
+    ];
+    for (const [i, body] of bodies.entries()) {
+      // an empty fingerprint and no headers: the body starts the record, BOM and all
+      await store.put(`b${i}`, { fingerprint: "", status: 200, headers: [], stream: false, chunks: [body] }, 1000);
+      const got = (await store.get(`b${i}`))!;
+      assert.deepEqual([...got.chunks[0]], [...body], `body ${i}`);
+    }
+  });
+
+  it("memory store: counts a body held as two-byte text at two bytes per character against max_total_bytes", () => {
+    const store = new MemoryIdempotencyStore({ maxEntries: () => 10, maxBytes: 1000 });
+    const put = (k: string, text: string) => store.put(k, { fingerprint: "f", status: 200, headers: [], stream: false, chunks: [new TextEncoder().encode(text)] }, 1000);
+    put("ascii", "a".repeat(600)); // 600 bytes of UTF-8, 600 as a one-byte string
+    assert.ok(store.get("ascii"));
+    put("latin1", "\u00e9".repeat(400)); // 800 bytes of UTF-8, 400 as a one-byte string
+    assert.ok(store.get("latin1"));
+    put("wide", "a".repeat(590) + "\u20ac"); // 593 bytes of UTF-8, but 1,182 as a two-byte string: over the bound
+    assert.equal(store.get("wide"), undefined);
+    assert.ok(store.bytes <= 1000);
   });
 });

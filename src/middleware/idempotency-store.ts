@@ -40,17 +40,22 @@ export function storedSize(v: StoredResponse): number {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+/** fatal: bytes that are not UTF-8 are kept as bytes (Entry.data an ArrayBuffer) rather than altered */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 /** separates the fingerprint, header names and values in a record (a header value cannot contain NUL) */
 const SEP = "\0";
+const WIDE = /[^\0-\xff]/;
 
 /**
- * One stored response as a single ArrayBuffer: the fingerprint and the headers (UTF-8, NUL-separated), then
- * the body. A long-lived entry is then three heap cells (the entry, its key, this buffer) instead of a dozen
- * small objects (arrays per header, strings, one buffer per stream chunk): fewer objects for every garbage
- * collection to walk, and fewer half-empty heap blocks kept alive by one old object each.
+ * One stored response as a single string: the fingerprint and the headers (NUL-separated), then the body. A
+ * long-lived entry is then three heap cells (the entry, its key, this string) instead of a dozen small objects
+ * (arrays per header, strings, one buffer per stream chunk): fewer objects for every garbage collection to walk,
+ * and fewer half-empty heap blocks kept alive by one old object each. A string rather than an ArrayBuffer: every
+ * ArrayBuffer is also tracked outside the heap, and 10,000 of them held by the cache made Deno's full collections
+ * long (docs/benchmarks.md, "Every feature on": p99.9 at 1,000 req/s 18-24 ms with ArrayBuffers, 5 ms with
+ * strings). The bodies the router stores are UTF-8 text (JSON, SSE); a body that is not is kept as bytes.
  */
-function encodeRecord(v: StoredResponse): { data: ArrayBuffer; metaLen: number } {
+function encodeRecord(v: StoredResponse): { data: string | ArrayBuffer; metaLen: number } {
   let meta = v.fingerprint;
   for (const [k, val] of v.headers) meta += SEP + k + SEP + val;
   const m = encoder.encode(meta);
@@ -64,20 +69,27 @@ function encodeRecord(v: StoredResponse): { data: ArrayBuffer; metaLen: number }
     u8.set(c, off);
     off += c.byteLength;
   }
-  return { data, metaLen: m.byteLength };
+  try {
+    return { data: utf8.decode(u8), metaLen: meta.length }; // metaLen in UTF-16 units of the string
+  } catch {
+    return { data, metaLen: m.byteLength }; // in bytes
+  }
 }
 
 function decodeRecord(e: Entry): StoredResponse {
-  const parts = decoder.decode(new Uint8Array(e.data, 0, e.metaLen)).split(SEP);
+  const text = typeof e.data === "string";
+  const meta = text ? (e.data as string).slice(0, e.metaLen) : new TextDecoder().decode(new Uint8Array(e.data as ArrayBuffer, 0, e.metaLen));
+  const body = text ? encoder.encode((e.data as string).slice(e.metaLen)) : new Uint8Array(e.data as ArrayBuffer, e.metaLen);
+  const parts = meta.split(SEP);
   const headers: [string, string][] = [];
   for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
-  return { fingerprint: parts[0], status: e.status, headers, stream: e.stream, chunks: [new Uint8Array(e.data, e.metaLen)] };
+  return { fingerprint: parts[0], status: e.status, headers, stream: e.stream, chunks: [body] };
 }
 
 interface Entry {
   key: string;
-  /** fingerprint and headers (the first metaLen bytes), then the body */
-  data: ArrayBuffer;
+  /** fingerprint and headers (the first metaLen characters, or bytes for an ArrayBuffer), then the body */
+  data: string | ArrayBuffer;
   metaLen: number;
   status: number;
   stream: boolean;
@@ -179,13 +191,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   put(key: string, value: StoredResponse, ttlMs: number): void {
-    const size = storedSize(value);
+    let size = storedSize(value);
     const old = this.#entries.get(key);
     if (old) this.#delete(old);
     const maxBytes = this.#maxBytes();
     if (size > maxBytes) return;
     const now = this.#now();
     const { data, metaLen } = encodeRecord(value);
+    // a string with a character beyond Latin-1 takes two bytes per character, which may be more than its UTF-8
+    if (typeof data === "string" && WIDE.test(data)) size = Math.max(size, 2 * data.length + 64);
+    if (size > maxBytes) return;
     const e: Entry = { key, data, metaLen, status: value.status, stream: value.stream, expires: now + ttlMs, size, prev: null, next: null };
     this.#entries.set(key, e);
     this.#append(e);
