@@ -452,15 +452,18 @@ idempotency: { enabled: false }
     }
   });
 
-  it("memory store: counts a body held as two-byte text at two bytes per character against max_total_bytes", () => {
-    const store = new MemoryIdempotencyStore({ maxEntries: () => 10, maxBytes: 1000 });
-    const put = (k: string, text: string) => store.put(k, { fingerprint: "f", status: 200, headers: [], stream: false, chunks: [new TextEncoder().encode(text)] }, 1000);
-    put("ascii", "a".repeat(600)); // 600 bytes of UTF-8, 600 as a one-byte string
-    assert.ok(store.get("ascii"));
-    put("latin1", "\u00e9".repeat(400)); // 800 bytes of UTF-8, 400 as a one-byte string
-    assert.ok(store.get("latin1"));
-    put("wide", "a".repeat(590) + "\u20ac"); // 593 bytes of UTF-8, but 1,182 as a two-byte string: over the bound
-    assert.equal(store.get("wide"), undefined);
-    assert.ok(store.bytes <= 1000);
+  it("memory store: records pinned in half-empty buffers are moved, so the buffers held stay near the live bytes", () => {
+    const store = new MemoryIdempotencyStore({ maxEntries: () => 100 });
+    const body = (i: number) => new Uint8Array(10_000).fill(i);
+    const put = (k: string, b: Uint8Array) => store.put(k, { fingerprint: "f", status: 200, headers: [], stream: false, chunks: [b] }, 60_000);
+    for (let i = 0; i < 100; i++) put(`big${i}`, body(i)); // 1 MB of records
+    assert.ok(store.heldBytes >= 1_000_000);
+    for (let i = 0; i < 100; i += 10) store.get(`big${i}`); // every tenth is used again: it stays
+    for (let i = 0; i < 90; i++) put(`small${i}`, new Uint8Array(100)); // evicts the other 90 big ones
+    assert.equal(store.size, 100);
+    // live: 10 big records and 90 small ones, about 110 KB; without moving them the 10 would pin every buffer
+    assert.ok(store.heldBytes <= 2 * 110_000 + 2 * 256 * 1024, `held ${store.heldBytes}`);
+    for (let i = 0; i < 100; i += 10) assert.deepEqual(store.get(`big${i}`)!.chunks[0], body(i), `big${i} intact after the move`);
+    assert.equal(store.get("big1"), undefined);
   });
 });

@@ -40,56 +40,32 @@ export function storedSize(v: StoredResponse): number {
 }
 
 const encoder = new TextEncoder();
-/** fatal: bytes that are not UTF-8 are kept as bytes (Entry.data an ArrayBuffer) rather than altered */
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 /** separates the fingerprint, header names and values in a record (a header value cannot contain NUL) */
 const SEP = "\0";
-const WIDE = /[^\0-\xff]/;
 
-/**
- * One stored response as a single string: the fingerprint and the headers (NUL-separated), then the body. A
- * long-lived entry is then three heap cells (the entry, its key, this string) instead of a dozen small objects
- * (arrays per header, strings, one buffer per stream chunk): fewer objects for every garbage collection to walk,
- * and fewer half-empty heap blocks kept alive by one old object each. A string rather than an ArrayBuffer: every
- * ArrayBuffer is also tracked outside the heap, and 10,000 of them held by the cache made Deno's full collections
- * long (docs/benchmarks.md, "Every feature on": p99.9 at 1,000 req/s 18-24 ms with ArrayBuffers, 5 ms with
- * strings). The bodies the router stores are UTF-8 text (JSON, SSE); a body that is not is kept as bytes.
- */
-function encodeRecord(v: StoredResponse): { data: string | ArrayBuffer; metaLen: number } {
-  let meta = v.fingerprint;
-  for (const [k, val] of v.headers) meta += SEP + k + SEP + val;
-  const m = encoder.encode(meta);
-  let bodyLen = 0;
-  for (const c of v.chunks) bodyLen += c.byteLength;
-  const data = new ArrayBuffer(m.byteLength + bodyLen);
-  const u8 = new Uint8Array(data);
-  u8.set(m, 0);
-  let off = m.byteLength;
-  for (const c of v.chunks) {
-    u8.set(c, off);
-    off += c.byteLength;
-  }
-  try {
-    return { data: utf8.decode(u8), metaLen: meta.length }; // metaLen in UTF-16 units of the string
-  } catch {
-    return { data, metaLen: m.byteLength }; // in bytes
-  }
-}
+/** Records are packed into shared buffers of this size; a record over a quarter of it gets a buffer of its own. */
+const SLAB_BYTES = 256 * 1024;
 
-function decodeRecord(e: Entry): StoredResponse {
-  const text = typeof e.data === "string";
-  const meta = text ? (e.data as string).slice(0, e.metaLen) : new TextDecoder().decode(new Uint8Array(e.data as ArrayBuffer, 0, e.metaLen));
-  const body = text ? encoder.encode((e.data as string).slice(e.metaLen)) : new Uint8Array(e.data as ArrayBuffer, e.metaLen);
-  const parts = meta.split(SEP);
-  const headers: [string, string][] = [];
-  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
-  return { fingerprint: parts[0], status: e.status, headers, stream: e.stream, chunks: [body] };
+/** A buffer that records are appended to, never overwritten; it is freed once no entry points into it. */
+class Slab {
+  used = 0;
+  /** bytes of the records in it that are still in the store */
+  live = 0;
+  /** counted in the store's held bytes (it holds live records, or it is the one being filled) */
+  counted = false;
+  readonly buf: Uint8Array;
+  constructor(size: number) {
+    this.buf = new Uint8Array(size);
+  }
 }
 
 interface Entry {
   key: string;
-  /** fingerprint and headers (the first metaLen characters, or bytes for an ArrayBuffer), then the body */
-  data: string | ArrayBuffer;
+  /** the record: fingerprint and headers (UTF-8, NUL-separated; the first metaLen bytes), then the body */
+  slab: Slab;
+  off: number;
+  len: number;
   metaLen: number;
   status: number;
   stream: boolean;
@@ -98,6 +74,15 @@ interface Entry {
   /** neighbours in least-recently-used order (prev: older, next: newer) */
   prev: Entry | null;
   next: Entry | null;
+}
+
+function decodeRecord(e: Entry): StoredResponse {
+  const rec = e.slab.buf.subarray(e.off, e.off + e.len);
+  const parts = decoder.decode(rec.subarray(0, e.metaLen)).split(SEP);
+  const headers: [string, string][] = [];
+  for (let i = 1; i + 1 < parts.length; i += 2) headers.push([parts[i], parts[i + 1]]);
+  // a view of the slab: its bytes are never written again (the caller copies what it sends)
+  return { fingerprint: parts[0], status: e.status, headers, stream: e.stream, chunks: [rec.subarray(e.metaLen)] };
 }
 
 interface Lock {
@@ -123,9 +108,22 @@ export const DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024;
  * entry; every operation is O(1) and synchronous. The order is not kept in the Map's own insertion order on
  * purpose: a Map used as a queue (delete the oldest entry, append a new one) keeps the deleted slots until it
  * rehashes, and finding the first live entry then costs more with every put.
+ *
+ * Each record (fingerprint, headers and body; a stream's transcript in one piece) is copied into a shared
+ * 256 KiB buffer, so a long-lived entry is two small heap objects (the entry, its key) and the 10,000 records
+ * of a full cache are some 200 buffers, not 10,000: every ArrayBuffer is work for each garbage collection, and
+ * a string per record grows the JavaScript heap instead (docs/benchmarks.md, "Every feature on"). A buffer is
+ * freed when its last record goes; records left alone in half-empty buffers are moved (#compact), so the
+ * buffers held stay within about twice the live bytes plus 512 KiB.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, Entry>();
+  /** the slab being filled */
+  #slab: Slab | null = null;
+  /** bytes of the slabs that hold live records (and of the one being filled) */
+  #held = 0;
+  /** bytes of the live records */
+  #live = 0;
   readonly #locks = new Map<string, Lock>();
   readonly #maxEntries: () => number;
   readonly #maxBytes: () => number;
@@ -174,6 +172,89 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#entries.delete(e.key);
     this.#unlink(e);
     this.#bytes -= e.size;
+    this.#release(e);
+  }
+
+  /** Room for `len` bytes: in the slab being filled, or in a new one. */
+  #alloc(len: number): { slab: Slab; off: number } {
+    if (len > SLAB_BYTES / 4) return { slab: this.#count(new Slab(len)), off: 0 };
+    let slab = this.#slab;
+    if (!slab || slab.used + len > slab.buf.length) {
+      if (slab && slab.live === 0 && slab.counted) {
+        slab.counted = false;
+        this.#held -= slab.buf.length;
+      }
+      slab = this.#slab = this.#count(new Slab(SLAB_BYTES));
+    }
+    const off = slab.used;
+    slab.used += len;
+    return { slab, off };
+  }
+
+  #count(slab: Slab): Slab {
+    if (!slab.counted) {
+      slab.counted = true;
+      this.#held += slab.buf.length;
+    }
+    return slab;
+  }
+
+  /** Writes the record of `v` into a slab. */
+  #write(v: StoredResponse): { slab: Slab; off: number; len: number; metaLen: number } {
+    let meta = v.fingerprint;
+    for (const [k, val] of v.headers) meta += SEP + k + SEP + val;
+    const m = encoder.encode(meta);
+    let len = m.byteLength;
+    for (const c of v.chunks) len += c.byteLength;
+    const { slab, off } = this.#alloc(len);
+    slab.buf.set(m, off);
+    let at = off + m.byteLength;
+    for (const c of v.chunks) {
+      slab.buf.set(c, at);
+      at += c.byteLength;
+    }
+    this.#place(slab, len);
+    return { slab, off, len, metaLen: m.byteLength };
+  }
+
+  #place(slab: Slab, len: number): void {
+    this.#count(slab);
+    slab.live += len;
+    this.#live += len;
+  }
+
+  /** The record of `e` leaves its slab; a slab with no live record left is freed (unless it is being filled). */
+  #release(e: Entry): void {
+    const slab = e.slab;
+    slab.live -= e.len;
+    this.#live -= e.len;
+    if (slab.live === 0 && slab !== this.#slab && slab.counted) {
+      slab.counted = false;
+      this.#held -= slab.buf.length;
+    }
+  }
+
+  /**
+   * Over twice the live bytes held in slabs (records evicted from slabs that other records still pin): the
+   * records of half-empty slabs are copied, oldest first, into the slab being filled, so the old slabs go.
+   */
+  #compact(): void {
+    if (this.#held <= 2 * this.#live + 2 * SLAB_BYTES) return;
+    for (let e = this.#oldest; e; e = e.next) {
+      const old = e.slab;
+      if (old === this.#slab || old.live * 2 > old.buf.length || e.len > SLAB_BYTES / 4) continue;
+      const { slab, off } = this.#alloc(e.len);
+      slab.buf.set(old.buf.subarray(e.off, e.off + e.len), off);
+      this.#release(e);
+      e.slab = slab;
+      e.off = off;
+      this.#place(slab, e.len);
+    }
+  }
+
+  /** Bytes of the buffers that hold the records (for tests and docs: at most about twice the live bytes). */
+  get heldBytes(): number {
+    return this.#held;
   }
 
   get(key: string): StoredResponse | undefined {
@@ -191,17 +272,14 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   put(key: string, value: StoredResponse, ttlMs: number): void {
-    let size = storedSize(value);
+    const size = storedSize(value);
     const old = this.#entries.get(key);
     if (old) this.#delete(old);
     const maxBytes = this.#maxBytes();
     if (size > maxBytes) return;
     const now = this.#now();
-    const { data, metaLen } = encodeRecord(value);
-    // a string with a character beyond Latin-1 takes two bytes per character, which may be more than its UTF-8
-    if (typeof data === "string" && WIDE.test(data)) size = Math.max(size, 2 * data.length + 64);
-    if (size > maxBytes) return;
-    const e: Entry = { key, data, metaLen, status: value.status, stream: value.stream, expires: now + ttlMs, size, prev: null, next: null };
+    const { slab, off, len, metaLen } = this.#write(value);
+    const e: Entry = { key, slab, off, len, metaLen, status: value.status, stream: value.stream, expires: now + ttlMs, size, prev: null, next: null };
     this.#entries.set(key, e);
     this.#append(e);
     this.#bytes += size;
@@ -211,6 +289,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       if (this.#entries.size > max || this.#bytes > maxBytes || o.expires <= now) this.#delete(o);
       else break;
     }
+    this.#compact();
   }
 
   lock(key: string, fingerprint: string): LockResult {
