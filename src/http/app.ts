@@ -202,13 +202,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const maxBytes = () => config().server.max_body_bytes;
   const idem = idempotency(config, store);
   /**
-   * The request goes to the router, which reports it to the observers when it ends. A route whose client gets
-   * the router's answer as it is hands the router the idempotency transcript (`tap`); the Responses API
-   * rewrites the answer, so its transcoder feeds the transcript instead.
+   * The request goes to the router, which reports it to the observers when it ends. `translatedPath`: the
+   * client-facing path of a route that rewrites the router's answer (the Responses API); such a route feeds the
+   * idempotency transcript itself, every other route hands it to the router (`tap`).
    */
-  const routed = (c: Context<Env>, path?: string): RequestContext => {
+  const routed = (c: Context<Env>, translatedPath?: string): RequestContext => {
     c.set("routed", true);
-    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path, tap: path ? undefined : c.get("responseTap") };
+    const tap = translatedPath === undefined ? c.get("responseTap") : undefined;
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath, tap };
   };
 
   app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>

@@ -52,8 +52,6 @@ class Slab {
   used = 0;
   /** bytes of the records in it that are still in the store */
   live = 0;
-  /** counted in the store's held bytes (it holds live records, or it is the one being filled) */
-  counted = false;
   readonly buf: Uint8Array;
   constructor(size: number) {
     this.buf = new Uint8Array(size);
@@ -120,7 +118,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, Entry>();
   /** the slab being filled */
   #slab: Slab | null = null;
-  /** bytes of the slabs that hold live records (and of the one being filled) */
+  /** bytes of the slabs that hold live records, and of the one being filled */
   #held = 0;
   /** bytes of the live records */
   #live = 0;
@@ -177,26 +175,20 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   /** Room for `len` bytes: in the slab being filled, or in a new one. */
   #alloc(len: number): { slab: Slab; off: number } {
-    if (len > SLAB_BYTES / 4) return { slab: this.#count(new Slab(len)), off: 0 };
+    if (len > SLAB_BYTES / 4) return { slab: this.#newSlab(len), off: 0 };
     let slab = this.#slab;
     if (!slab || slab.used + len > slab.buf.length) {
-      if (slab && slab.live === 0 && slab.counted) {
-        slab.counted = false;
-        this.#held -= slab.buf.length;
-      }
-      slab = this.#slab = this.#count(new Slab(SLAB_BYTES));
+      if (slab && slab.live === 0) this.#held -= slab.buf.length; // no record left in it: it goes
+      slab = this.#slab = this.#newSlab(SLAB_BYTES);
     }
     const off = slab.used;
     slab.used += len;
     return { slab, off };
   }
 
-  #count(slab: Slab): Slab {
-    if (!slab.counted) {
-      slab.counted = true;
-      this.#held += slab.buf.length;
-    }
-    return slab;
+  #newSlab(size: number): Slab {
+    this.#held += size;
+    return new Slab(size);
   }
 
   /** Writes the record of `v` into a slab. */
@@ -218,7 +210,6 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   #place(slab: Slab, len: number): void {
-    this.#count(slab);
     slab.live += len;
     this.#live += len;
   }
@@ -228,10 +219,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const slab = e.slab;
     slab.live -= e.len;
     this.#live -= e.len;
-    if (slab.live === 0 && slab !== this.#slab && slab.counted) {
-      slab.counted = false;
-      this.#held -= slab.buf.length;
-    }
+    if (slab.live === 0 && slab !== this.#slab) this.#held -= slab.buf.length;
   }
 
   /**

@@ -86,9 +86,9 @@ function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean>
  * The transcript of an answer: the chunks the client is sent (up to `max` bytes; over it the transcript is dropped,
  * not stored) and whether the answer completed. The router (or the Responses API's transcoder) feeds it as it
  * answers (ResponseTap: a JSON body at once, a stream chunk by chunk); an answer nobody feeds (an error) is read
- * back from the Response instead. The chunks are kept as
- * they are, not copied: each is bytes of its own that nothing writes to afterwards (a fresh array, or on Deno a
- * never-reused region of a shared slab, src/runtime/byte-slab.ts), and the store copies them into one buffer.
+ * back from the Response instead. The chunks are kept as they are, not copied: each is bytes of its own that
+ * nothing writes to afterwards (a fresh array, or on Deno a never-reused region of a shared slab,
+ * src/runtime/byte-slab.ts), and the store copies them into its own buffers.
  */
 class Transcript implements ResponseTap {
   attached = false;
@@ -184,27 +184,21 @@ async function serveAndStore(
     return p.catch(() => {}).finally(release);
   };
 
-  if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    // stored only when the stream completed with [DONE]; a broken or abandoned stream is not. Every stream the
-    // routes behind this middleware answer with feeds the transcript; one that did not would just not be stored.
-    if (!transcript.attached) {
-      release();
-      return;
-    }
-    transcript.whenEnded((chunks) => {
-      if (chunks && endsWithDone(chunks)) put(true, chunks);
-      else release();
-    });
-    return;
-  }
+  const stream = (res.headers.get("content-type") ?? "").startsWith("text/event-stream");
   if (transcript.attached) {
-    // the router handed over the body as it answered: stored before the client has it, so a retry finds it
+    // a stream is stored only when it completed with [DONE], a broken or abandoned one is not; a JSON body is
+    // handed over as the router answers, so it is stored before the client has it and a retry finds it
     let p: Promise<void> | undefined;
     transcript.whenEnded((chunks) => {
-      if (chunks) p = put(false, chunks);
+      if (chunks && (!stream || endsWithDone(chunks))) p = put(stream, chunks);
       else release();
     });
     if (p) await p;
+    return;
+  }
+  if (stream) {
+    // every stream the routes behind this middleware answer with feeds the transcript; one that did not is not stored
+    release();
     return;
   }
   let buf: Uint8Array;

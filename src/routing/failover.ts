@@ -67,7 +67,7 @@ export interface RequestContext {
  * (docs/benchmarks.md, "Every feature on").
  */
 export interface ResponseTap {
-  /** set by the router when it feeds this tap (a stream, or a JSON answer through body()): the response needs no other capture */
+  /** true once something feeds this tap: a stream's producer sets it when it takes the tap, body() sets it itself */
   attached: boolean;
   /** the whole body of a JSON answer (then no chunk() or end() follows) */
   body(text: string): void;
