@@ -16,7 +16,9 @@
 //   --only a,b,...          measure only these sections: wrk (non-streaming, --conns), wrk-stream (streaming
 //                           throughput and CPU per stream), rate (fixed-rate runs), stream (paced streams: TTFB,
 //                           transit, batching), hold (memory with --streams open streams); default: all. E.g.
-//                           `--legs direct,deno --only stream,hold,wrk-stream` for the streaming targets alone
+//                           `--legs direct,deno --only stream,hold,wrk-stream` for the streaming targets alone;
+//                           ceiling (reference proxies at the highest --conns: nginx, HAProxy, minimal JavaScript
+//                           proxies; docs/benchmarks.md "Throughput ceilings"; not in --smoke)
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
@@ -55,8 +57,9 @@ let RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
 let LOW_RATE = Number(opt("--low-rate", SMOKE ? "0" : "200")); // a second fixed rate (0: none), below Portkey's saturation
 let OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
 let STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
-const ALL_SECTIONS = ["wrk", "wrk-stream", "rate", "stream", "hold"] as const;
+const ALL_SECTIONS = ["wrk", "wrk-stream", "rate", "stream", "hold", "ceiling"] as const;
 const SECTIONS = new Set(opt("--only", ALL_SECTIONS.join(",")).split(",").filter(Boolean));
+if (SMOKE) SECTIONS.delete("ceiling");
 for (const s of SECTIONS) if (!(ALL_SECTIONS as readonly string[]).includes(s)) fail(`unknown section ${s} (sections: ${ALL_SECTIONS.join(", ")})`);
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
@@ -408,6 +411,102 @@ async function measureHold(leg: Leg, upstream: string, res: LegResult, problem: 
   }
 }
 
+// ---------- throughput ceilings ----------
+// What a proxy with no work of its own reaches on this machine against the same upstream and load: a C proxy
+// (nginx, HAProxy; scripts/bench installs them when missing) and the least a JavaScript proxy can do (a TCP
+// pass-through, an HTTP gateway on raw sockets, a Bun.serve / Deno.serve + fetch proxy). See docs/benchmarks.md.
+interface CeilingResult { name: string; label: string; wrk?: WrkResult; problem?: string }
+interface Ceiling { name: string; label: string; cmd(port: number, upPort: number): string[] | null }
+
+function nginxConf(port: number, upPort: number): string {
+  const dir = join(BENCH_DIR, "nginx");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "nginx.conf");
+  // one process (no master), keep-alive upstream connections, responses passed on as they come
+  writeFileSync(file, `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  upstream up { server 127.0.0.1:${upPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+`);
+  return file;
+}
+
+function haproxyConf(port: number, upPort: number): string {
+  const file = join(BENCH_DIR, "haproxy.cfg");
+  writeFileSync(file, `global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:${port}
+  default_backend upstream
+backend upstream
+  server up 127.0.0.1:${upPort}
+`);
+  return file;
+}
+
+const which = (cmd: string): string | null => Bun.which(cmd, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
+const CEILINGS: Ceiling[] = [
+  { name: "nginx", label: "nginx, 1 worker (C)", cmd: (p, u) => (which("nginx") ? [which("nginx")!, "-e", "stderr", "-c", nginxConf(p, u)] : null) },
+  { name: "haproxy", label: "HAProxy, 1 thread (C)", cmd: (p, u) => (which("haproxy") ? [which("haproxy")!, "-f", haproxyConf(p, u)] : null) },
+  { name: "js-tcp", label: "TCP pass-through on Bun sockets (no HTTP)", cmd: (p, u) => [BUN, join(HERE, "ceiling/tcp-proxy.ts"), String(p), String(u)] },
+  { name: "js-http", label: "minimal HTTP gateway on raw Bun sockets", cmd: (p, u) => [BUN, join(HERE, "ceiling/http-proxy.ts"), String(p), String(u)] },
+  { name: "bun-fetch", label: "minimal Bun.serve + fetch proxy", cmd: (p, u) => [BUN, join(HERE, "ceiling/fetch-proxy.ts"), String(p), String(u)] },
+  { name: "deno-fetch", label: "minimal Deno.serve + fetch proxy", cmd: (p, u) => [DENO, "run", "-A", join(HERE, "ceiling/fetch-proxy.ts"), String(p), String(u)] },
+];
+
+async function measureCeilings(upPort: number, upPid: number): Promise<CeilingResult[]> {
+  const conns = CONNS[CONNS.length - 1];
+  const out: CeilingResult[] = [];
+  for (const c of CEILINGS) {
+    const res: CeilingResult = { name: c.name, label: c.label };
+    out.push(res);
+    const port = await freePort();
+    const cmd = c.cmd(port, upPort);
+    if (!cmd) {
+      res.problem = "not installed";
+      log(`  ceiling ${c.name}: not installed, skipped`);
+      continue;
+    }
+    log(`  ceiling ${c.name}: wrk ${conns} connections, ${DURATION}s`);
+    const proc = spawn(`ceiling-${c.name}`, cmd);
+    try {
+      const url = `http://127.0.0.1:${port}/v1/chat/completions`;
+      await waitReady(`http://127.0.0.1:${port}/health`, proc, `ceiling-${c.name}`);
+      // it must pass the upstream's answer on intact
+      const answer = await (await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: BODY })).json() as any;
+      if (answer?.object !== "chat.completion" || !answer.choices?.[0]?.message?.content) throw new Error(`wrong answer: ${JSON.stringify(answer).slice(0, 200)}`);
+      if (WARMUP_S) await wrk(url, conns, WARMUP_S, BODY, "", false);
+      res.wrk = await wrkCpu(proc.pid, upPid, url, conns, DURATION, BODY, "", false);
+      if (res.wrk.errors) res.problem = `${res.wrk.errors} errors of ${res.wrk.requests}`;
+    } catch (e) {
+      res.problem = (e as Error).message;
+      log(`  ceiling ${c.name}: ${res.problem}`);
+    } finally {
+      await stopProc(proc);
+    }
+  }
+  return out;
+}
+
 // ---------- machine ----------
 async function machine() {
   const ver = async (cmd: string[]) => {
@@ -435,7 +534,7 @@ async function machine() {
 }
 
 // ---------- report ----------
-function report(results: LegResult[], m: Record<string, unknown>): { text: string; failed: boolean; targets: string[] } {
+function report(results: LegResult[], m: Record<string, unknown>, ceilings: CeilingResult[] = []): { text: string; failed: boolean; targets: string[] } {
   const by = (n: LegName) => results.find((r) => r.name === n);
   const direct = by("direct");
   const out: string[] = [];
@@ -469,6 +568,19 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
       return [r.label, ...CONNS.flatMap((c) => [r.wrk[c] ? Math.round(r.wrk[c].rps) : "-", r.wrk[c] ? `${r1(r.wrk[c].p50)} / ${r1(r.wrk[c].p99)}` : "-"]), `${(vs * 100).toFixed(0)}%`, ...(by("portkey") ? [`${vp.toFixed(2)}x`] : []), r.name === "direct" ? `(upstream ${r1(r.wrk[last]?.upstream_cpu_us)})` : r1(r.wrk[last]?.cpu_us)];
     }),
   );
+  const lastC = CONNS[CONNS.length - 1];
+  const ceilingRps = (name: string) => ceilings.find((c) => c.name === name)?.wrk?.rps;
+  if (ceilings.length && direct?.wrk[lastC]) {
+    out.push(`### Throughput ceilings: proxies with no work of their own (wrk, ${lastC} connections, same upstream)`, "");
+    const routers = results.filter((r) => (r.name === "bun" || r.name === "deno") && r.wrk[lastC]);
+    table(["proxy", "req/s", "vs direct", "proxy CPU µs/req", "upstream CPU µs/req"], [
+      ["direct to upstream (no proxy)", Math.round(direct.wrk[lastC].rps), "100%", "-", r1(direct.wrk[lastC].upstream_cpu_us)],
+      ...ceilings.map((c) => c.wrk
+        ? [c.label, Math.round(c.wrk.rps), `${((c.wrk.rps / direct.wrk[lastC].rps) * 100).toFixed(0)}%`, r1(c.wrk.cpu_us), r1(c.wrk.upstream_cpu_us)]
+        : [c.label, "-", "-", "-", c.problem ?? "-"]),
+      ...routers.map((r) => [`${r.label} (from the table above)`, Math.round(r.wrk[lastC].rps), `${((r.wrk[lastC].rps / direct.wrk[lastC].rps) * 100).toFixed(0)}%`, r1(r.wrk[lastC].cpu_us), r1(r.wrk[lastC].upstream_cpu_us)]),
+    ]);
+  }
   if (results.some((r) => r.wrkStream)) {
     out.push("### Streaming throughput (wrk, 16 connections, 20-chunk streams written back to back)", "");
     table(["leg", "streams/s", "p50 / p99 ms", "vs direct", "gateway CPU µs/stream"], results.filter((r) => r.wrkStream).map((r) => [
@@ -538,7 +650,12 @@ function report(results: LegResult[], m: Record<string, unknown>): { text: strin
       check(`overhead at ${RATE} req/s p50 <= 0.5 ms`, oh50 <= 0.5, `${r1(oh50)} ms`);
       check(`overhead at ${RATE} req/s p99 <= 3 ms`, oh99 <= 3, `${r1(oh99)} ms`);
     }
-    if (r.wrk[last] && direct.wrk[last]) check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${((r.wrk[last].rps / direct.wrk[last].rps) * 100).toFixed(0)}%`);
+    if (r.wrk[last] && direct.wrk[last]) {
+      // beside it, what the same server and client with no work of their own reach (the ceilings table)
+      const floor = ceilingRps(r.name === "bun" ? "bun-fetch" : "deno-fetch");
+      const pct = (rps: number) => `${((rps / direct.wrk[last].rps) * 100).toFixed(0)}%`;
+      check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${pct(r.wrk[last].rps)}${floor ? ` (minimal ${r.name === "bun" ? "Bun.serve" : "Deno.serve"} + fetch proxy: ${pct(floor)})` : ""}`);
+    }
     if (pk?.rate && pk.wrk[last] && r.wrk[last] && r.rate) {
       for (const [key, rate] of [["rate", RATE], ["rateLow", LOW_RATE]] as const) {
         if (!pk[key] || !r[key] || !direct[key]) continue;
@@ -697,7 +814,7 @@ function fromSaved(file: string) {
   const saved = JSON.parse(readFileSync(file, "utf8"));
   ({ DURATION, CONNS, RATE, OPEN_STREAMS, STREAM_CONC } = saved.options);
   LOW_RATE = saved.options.LOW_RATE ?? 0;
-  const { text, failed } = report(saved.results, saved.machine);
+  const { text, failed } = report(saved.results, saved.machine, saved.ceilings ?? []);
   console.log(text);
   if (WRITE_DOCS) writeDocs(text, saved.command ?? "npm run bench");
   process.exit(failed ? 1 : 0);
@@ -722,10 +839,11 @@ async function main() {
     log(`leg ${name}`);
     results.push(await measureLeg(makeLeg(name), upstream, up.pid));
   }
+  const ceilings = SECTIONS.has("ceiling") ? (log("throughput ceilings"), await measureCeilings(upPort, up.pid)) : [];
   await stopProc(up);
-  const { text, failed } = report(results, m);
+  const { text, failed } = report(results, m, ceilings);
   mkdirSync(BENCH_DIR, { recursive: true });
-  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, command: benchCommand(), options: { DURATION, CONNS, RATE, LOW_RATE, OPEN_STREAMS, STREAM_CONC }, results }, null, 2));
+  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, command: benchCommand(), options: { DURATION, CONNS, RATE, LOW_RATE, OPEN_STREAMS, STREAM_CONC }, results, ceilings }, null, 2));
   console.log(text);
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   if (WRITE_DOCS) writeDocs(text, benchCommand());

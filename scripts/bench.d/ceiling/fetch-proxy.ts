@@ -1,0 +1,23 @@
+// Throughput ceiling reference (docs/benchmarks.md, "Throughput ceilings"): the least a gateway on the runtime's
+// own HTTP server and fetch can do. It JSON.parses the request body and serialises it again (a gateway has to read
+// "model"), sends it upstream with fetch and answers with the upstream's body. Runs on Bun (Bun.serve) and on Deno
+// (Deno.serve). Usage: bun|deno run -A fetch-proxy.ts LISTEN_PORT UPSTREAM_PORT
+declare const Deno: { serve(o: { hostname: string; port: number; onListen?: () => void }, h: (r: Request) => Promise<Response>): unknown; args: string[] };
+const isBun = typeof Bun !== "undefined";
+const [listenPort, upPort] = (isBun ? Bun.argv.slice(2) : Deno.args).map(Number);
+const upstream = `http://127.0.0.1:${upPort}`;
+
+async function handle(req: Request): Promise<Response> {
+  const path = req.url.slice(req.url.indexOf("/", 8));
+  const init: RequestInit = req.method === "POST"
+    ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(await req.json()) }
+    : {};
+  const r = await fetch(upstream + path, init);
+  return new Response(r.body, { status: r.status, headers: { "content-type": r.headers.get("content-type") ?? "application/json" } });
+}
+
+if (isBun) Bun.serve({ hostname: "127.0.0.1", port: listenPort, fetch: handle });
+else Deno.serve({ hostname: "127.0.0.1", port: listenPort, onListen() {} }, handle);
+console.log(`listening ${listenPort}`);
+
+export {};
