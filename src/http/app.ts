@@ -1,5 +1,4 @@
 // The Hono app: routes, request ids, body limits, validation and OpenAI-shaped errors around the Router.
-import { zValidator } from "@hono/zod-validator";
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
@@ -87,74 +86,22 @@ function isJsonType(ct: string): boolean {
   return t === "application/json" || (t.startsWith("application/") && t.endsWith("+json"));
 }
 
-/** Reads the body as JSON: 415 for a non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON. */
-function jsonBody(maxBytes: (c: Context<Env>) => number): MiddlewareHandler<Env> {
+/**
+ * The request body, read as JSON and validated against `schema` in one step, for `c.req.valid("json")`: 415 for a
+ * non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON, or naming
+ * the first invalid field. One middleware and one synchronous `safeParse`: @hono/zod-validator's middleware on top
+ * of a body reader cost the router about 10 µs of CPU per request under load (docs/benchmarks.md, "Where the
+ * time goes").
+ */
+function validJson<T extends z.ZodType>(
+  maxBytes: (c: Context<Env>) => number,
+  schema: T,
+): MiddlewareHandler<Env, string, { in: { json: z.input<T> }; out: { json: z.output<T> } }> {
   return async (c, next) => {
-    const ct = c.req.header("content-type");
-    if (ct && !isJsonType(ct)) {
-      return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
-    }
-    const max = maxBytes(c);
-    const deep = () =>
-      errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
-    const tooLarge = () =>
-      errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
-    const cl = c.req.header("content-length");
-    const declared = cl === undefined ? NaN : Number(cl);
-    if (declared > max) return tooLarge();
-    let bytes: Uint8Array;
-    // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
-    // one arrayBuffer() call, and `body` is not touched: on Deno that getter wraps a body the server has already
-    // read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are copied by
-    // every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
-    const body = declared >= 0 ? null : c.req.raw.body;
-    if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
-    else if (!body) bytes = new Uint8Array(0);
-    else {
-      // chunked or unknown length: count as it arrives and stop at the limit
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      const reader = body.getReader();
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        size += value.byteLength;
-        if (size > max) {
-          reader.cancel().catch(() => {});
-          return tooLarge();
-        }
-        chunks.push(value);
-      }
-      bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
-    }
-    let text: string;
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      return errorResponse(400, { message: "request body is not valid UTF-8", type: "invalid_request_error", code: "invalid_encoding" });
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      if (e instanceof RangeError) return deep();
-      // the parser's message quotes the body: keep only the position, so no client text is echoed (or logged)
-      const pos = /position (\d+)/.exec((e as Error).message)?.[1];
-      return errorResponse(400, { message: `request body is not valid JSON${pos ? ` (at position ${pos})` : ""}`, type: "invalid_request_error", code: "invalid_json" });
-    }
-    if (json === null || typeof json !== "object" || Array.isArray(json)) {
-      return errorResponse(400, { message: "request body must be a JSON object", type: "invalid_request_error", code: "invalid_json" });
-    }
-    if (tooDeep(json, MAX_JSON_DEPTH)) return deep();
-    c.set("rawBody", bytes);
-    // hand the parsed body to zValidator without a second parse
-    (c.req as unknown as { bodyCache: Record<string, unknown> }).bodyCache.json = Promise.resolve(json);
-    await next();
-  };
-}
-
-function validate<T extends z.ZodType>(schema: T) {
-  return zValidator("json", schema, (result, _c) => {
+    const json = await readJson(c, maxBytes(c));
+    if (json instanceof Response) return json;
+    // reportInput: without it zod 4 omits issue.input, and every wrong type would read "is required"
+    const result = schema.safeParse(json, { reportInput: true });
     if (!result.success) {
       const issue = result.error.issues[0];
       const param = formatPath(issue.path);
@@ -162,8 +109,70 @@ function validate<T extends z.ZodType>(schema: T) {
       const msg = missing ? "is required" : issue.message;
       return errorResponse(400, { message: `${param}: ${msg}`, type: "invalid_request_error", param, code: "invalid_value" });
     }
-    // reportInput: without it zod 4 omits issue.input, and every wrong type would read "is required"
-  }, { validationFunction: (s, value) => s.safeParse(value, { reportInput: true }) as never });
+    c.req.addValidatedData("json", result.data as object);
+    await next();
+  };
+}
+
+/** The body as a JSON object (its bytes kept as `rawBody`), or the error response to answer with. */
+async function readJson(c: Context<Env>, max: number): Promise<unknown> {
+  const ct = c.req.header("content-type");
+  if (ct && !isJsonType(ct)) {
+    return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
+  }
+  const deep = () =>
+    errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
+  const tooLarge = () =>
+    errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
+  const cl = c.req.header("content-length");
+  const declared = cl === undefined ? NaN : Number(cl);
+  if (declared > max) return tooLarge();
+  let bytes: Uint8Array;
+  // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
+  // one arrayBuffer() call, and `body` is not touched: on Deno that getter wraps a body the server has already
+  // read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are copied by
+  // every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
+  const body = declared >= 0 ? null : c.req.raw.body;
+  if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
+  else if (!body) bytes = new Uint8Array(0);
+  else {
+    // chunked or unknown length: count as it arrives and stop at the limit
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = body.getReader();
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > max) {
+        reader.cancel().catch(() => {});
+        return tooLarge();
+      }
+      chunks.push(value);
+    }
+    bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return errorResponse(400, { message: "request body is not valid UTF-8", type: "invalid_request_error", code: "invalid_encoding" });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    if (e instanceof RangeError) return deep();
+    // the parser's message quotes the body: keep only the position, so no client text is echoed (or logged)
+    const pos = /position (\d+)/.exec((e as Error).message)?.[1];
+    return errorResponse(400, { message: `request body is not valid JSON${pos ? ` (at position ${pos})` : ""}`, type: "invalid_request_error", code: "invalid_json" });
+  }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    return errorResponse(400, { message: "request body must be a JSON object", type: "invalid_request_error", code: "invalid_json" });
+  }
+  if (tooDeep(json, MAX_JSON_DEPTH)) return deep();
+  c.set("rawBody", bytes);
+  return json;
 }
 
 export function createApp(deps: AppDeps): Hono<Env> {
@@ -212,14 +221,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath, tap };
   };
 
-  app.post("/v1/chat/completions", jsonBody(maxBytes), validate(ChatRequestSchema), idem, (c) =>
+  app.post("/v1/chat/completions", validJson(maxBytes, ChatRequestSchema), idem, (c) =>
     c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
 
-  app.post("/v1/completions", jsonBody(maxBytes), validate(TextRequestSchema), idem, (c) =>
+  app.post("/v1/completions", validJson(maxBytes, TextRequestSchema), idem, (c) =>
     c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
   // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
-  app.post("/v1/responses", jsonBody(maxBytes), validate(ResponsesRequestSchema), idem, async (c) => {
+  app.post("/v1/responses", validJson(maxBytes, ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
     return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
   });
