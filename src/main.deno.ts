@@ -37,7 +37,8 @@ const platform: Platform = {
   serve(handler, { hostname, port }) {
     let bound = { hostname, port };
     const server = Deno.serve({ hostname, port, onListen: (addr) => void (bound = { hostname: addr.hostname, port: addr.port }) }, (req, info) =>
-      handler(req, { remoteAddr: (info.remoteAddr as Deno.NetAddr).hostname }));
+      // the client address only when asked for (rate limiting by IP)
+      handler(req, { get remoteAddr() { return (info.remoteAddr as Deno.NetAddr).hostname; } }));
     return {
       get port() {
         return (server.addr as Deno.NetAddr).port ?? bound.port;

@@ -7,6 +7,8 @@ import { Observability } from "../src/observability/observability.ts";
 import { buildRouter } from "../src/server.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
+import { rmTemp, startProcess, tempDir, writeFile } from "./helpers/process.ts";
+import { rawRequest } from "./helpers/raw.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
@@ -251,5 +253,30 @@ describe("rate limiter memory", () => {
 
   it("formats reset durations like OpenAI", () => {
     assert.deepEqual([0, 1, 999, 1000, 1500, 60_000, 61_250, 360_000].map(formatDuration), ["0s", "1ms", "999ms", "1s", "1.5s", "1m0s", "1m1.25s", "6m0s"]);
+  });
+});
+
+describe("rate limit by client IP, through the runtime's own server", () => {
+  it("gives each client address its own bucket (the entrypoint hands the peer address to the app)", async () => {
+    const dir = tempDir();
+    writeFile(`${dir}/config.yaml`, `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: p, type: mock }
+rate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }
+`);
+    const r = await startProcess(["--config", `${dir}/config.yaml`], { cwd: dir });
+    try {
+      const from = (localAddress: string) => rawRequest(r.port, "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close", { localAddress });
+      const a = [await from("127.0.0.1"), await from("127.0.0.1"), await from("127.0.0.1")];
+      assert.deepEqual(a.map((x) => x.status), [200, 200, 429]);
+      // another loopback address is another client: a full bucket of its own
+      const b = await from("127.0.0.2");
+      assert.equal(b.status, 200, b.body);
+      assert.equal(b.headers["x-ratelimit-remaining-requests"], "1");
+    } finally {
+      r.kill("SIGKILL");
+      await r.exited;
+      rmTemp(dir);
+    }
   });
 });

@@ -15,6 +15,8 @@ export interface RawOptions {
   endless?: () => string | Uint8Array;
   intervalMs?: number;
   timeoutMs?: number;
+  /** the client's own address (another loopback address, such as 127.0.0.2, is another client IP) */
+  localAddress?: string;
 }
 
 function parse(buf: Buffer): RawResponse | null {
@@ -51,7 +53,7 @@ function parse(buf: Buffer): RawResponse | null {
 /** Sends `head` (request line and headers, without the blank line) and the body; resolves with the response. */
 export function rawRequest(port: number, head: string, opts: RawOptions = {}): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(port, "127.0.0.1");
+    const sock = net.connect({ port, host: "127.0.0.1", localAddress: opts.localAddress });
     let buf = Buffer.alloc(0);
     let done = false;
     let timer: ReturnType<typeof setInterval> | undefined;
