@@ -4,6 +4,7 @@ import { startOpenAIFake } from "./fakes/openai.ts";
 import { FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 import { rawRequest } from "./helpers/raw.ts";
+import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "../src/http/schemas.ts";
 
 const MAX = 4096;
 const msgs = [{ role: "user", content: "hi" }];
@@ -337,3 +338,109 @@ circuit_breaker: { failure_threshold: 1000 }
     assert.equal(bad.requests[0].headers.authorization, "Bearer sk-upstream-key-for-echo-test");
   });
 });
+
+/**
+ * Plain requests skip zod (src/http/schemas.ts): bodies generated around the edges of what is plain (wrong types,
+ * out-of-range numbers, other roles, extra fields) must get exactly zod's verdict through HTTP, and a body
+ * accepted without zod must reach the provider as zod would have passed it on.
+ */
+describe("plain requests validated without zod", () => {
+  let fake: FakeServer, r: RunningRouter;
+  before(async () => {
+    fake = await startOpenAIFake();
+    r = await startRouter(`
+providers: [{ name: a, type: openai_compatible, endpoint: ${fake.url}/v1, default_model: m }]
+`);
+  });
+  after(async () => {
+    await r.stop();
+    await fake.stop();
+  });
+
+  // a small seeded generator (xorshift32), so a failure can be replayed
+  let seed = 0x9e3779b9;
+  const rnd = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  const OMIT = Symbol("omit");
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
+  /** Usually a valid value, sometimes one of the edge cases. */
+  const field = (valid: unknown[], edge: unknown[]) => (rnd() < 0.88 ? pick(valid) : pick(edge));
+  const put = (o: Record<string, unknown>, k: string, v: unknown) => {
+    if (v !== OMIT) o[k] = v;
+  };
+  const message = () => {
+    const m: Record<string, unknown> = {};
+    put(m, "role", field(["user", "system", "assistant", "developer"], ["tool", "bogus", "", 3, null, OMIT]));
+    put(m, "content", field(["hi", "", "Say hello ☃"], [null, 5, OMIT, [{ type: "text", text: "a" }], { text: "x" }]));
+    if (rnd() < 0.2) put(m, "name", field(["n"], [4, null, ""]));
+    if (rnd() < 0.1) put(m, pick(["tool_call_id", "weird", "tool_calls"]), pick(["t", 1, []]));
+    return m;
+  };
+  const common = (b: Record<string, unknown>) => {
+    put(b, "model", field(["m", "gpt-x"], ["", 5, null, OMIT]));
+    const opt = (k: string, valid: unknown[], edge: unknown[]) => {
+      if (rnd() < 0.4) put(b, k, field(valid, edge));
+    };
+    opt("stream", [true, false], ["true", 1, null]);
+    opt("max_tokens", [1, 32, 4096], [0, -1, 1.5, 2 ** 53, "5", null]);
+    opt("temperature", [0, 0.7, 2], [2.5, -0.1, "1", null]);
+    opt("top_p", [0, 0.5, 1], [1.1, -1, null]);
+    opt("user", ["u"], [1, null]);
+    opt("stream_options", [{ include_usage: true }, { include_usage: false }, {}], [{ include_usage: "x" }, { other: 1 }, null, "x", []]);
+    if (rnd() < 0.1) put(b, pick(["seed", "logprobs", "n", "stop"]), pick([1, true, "s", 2]));
+  };
+  const chatBody = () => {
+    const b: Record<string, unknown> = {};
+    common(b);
+    put(b, "messages", rnd() < 0.85 ? Array.from({ length: 1 + Math.floor(rnd() * 3) }, message) : pick([[], "hi", null, OMIT]));
+    if (rnd() < 0.3) put(b, "max_completion_tokens", field([1, 64], [0, -2, 0.5, null]));
+    return b;
+  };
+  const textBody = () => {
+    const b: Record<string, unknown> = {};
+    common(b);
+    put(b, "prompt", field(["Say hello", ""], [["a"], ["a", "b"], 5, null, OMIT]));
+    return b;
+  };
+  /** What the provider was sent, without the fields the adapter sets itself. */
+  const forwarded = (body: Record<string, unknown>) => {
+    const { model: _m, stream_options: _s, ...rest } = body;
+    return rest;
+  };
+
+  for (const [path, make, schema, plain] of [
+    ["/v1/chat/completions", chatBody, ChatRequestSchema, plainChatRequest],
+    ["/v1/completions", textBody, TextRequestSchema, plainTextRequest],
+  ] as const) {
+    it(`${path}: the router's verdict is zod's on 300 generated bodies, and plain ones reach the provider as zod passes them`, async () => {
+      let plainCount = 0, accepted = 0;
+      for (let i = 0; i < 300; i++) {
+        const body = make();
+        const zod = schema.safeParse(body);
+        const sent = fake.requests.length;
+        const res = await postJson(r.url + path, body);
+        const text = await res.text();
+        const what = `body ${JSON.stringify(body)}: ${res.status} ${text.slice(0, 200)}`;
+        if (!zod.success) {
+          assert.equal(res.status, 400, what);
+          assert.equal(JSON.parse(text).error.code, "invalid_value", what);
+          assert.equal(fake.requests.length, sent, `nothing sent upstream for ${what}`);
+          continue;
+        }
+        assert.equal(res.status, 200, what);
+        accepted++;
+        if (plain(body)) plainCount++;
+        assert.deepEqual(forwarded(fake.requests.at(-1)!.body), forwarded(zod.data as Record<string, unknown>), what);
+      }
+      // the generator reaches both sides of the line
+      assert.ok(plainCount >= 60, `plain bodies: ${plainCount}`);
+      assert.ok(accepted - plainCount >= 10, `accepted through zod: ${accepted - plainCount}`);
+      assert.ok(300 - accepted >= 60, `refused: ${300 - accepted}`);
+    });
+  }
+});
+
