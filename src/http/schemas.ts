@@ -123,35 +123,34 @@ function plainMessage(m: unknown): boolean {
   return role && content;
 }
 
-/** True when ChatRequestSchema accepts `body` as it is and it is plain (see above); false means: ask zod. */
-export function plainChatRequest(body: unknown): boolean {
+/**
+ * True when every field of `body` is plain, its own by `own` (null: not one of its own fields) and the shared ones
+ * by plainCommon, and both model and `required` are there.
+ */
+function plainBody(body: unknown, required: string, own: (key: string, v: unknown) => boolean | null): boolean {
   if (!isObj(body)) return false;
-  let model = false, messages = false;
+  let model = false, present = false;
   for (const k in body) {
     const v = body[k];
-    if (k === "messages") {
-      if (!Array.isArray(v) || v.length === 0) return false;
-      for (let i = 0; i < v.length; i++) if (!plainMessage(v[i])) return false;
-      messages = true;
-    } else if (k === "max_completion_tokens") {
-      if (!positiveInt(v)) return false;
-    } else if (!plainCommon(k, v)) return false;
-    else if (k === "model") model = true;
+    const ok = own(k, v);
+    if (ok === null ? !plainCommon(k, v) : !ok) return false;
+    if (k === "model") model = true;
+    else if (k === required) present = true;
   }
-  return model && messages;
+  return model && present;
 }
 
-/** True when TextRequestSchema accepts `body` as it is and its prompt is one string; false means: ask zod. */
-export function plainTextRequest(body: unknown): boolean {
-  if (!isObj(body)) return false;
-  let model = false, prompt = false;
-  for (const k in body) {
-    const v = body[k];
-    if (k === "prompt") {
-      if (typeof v !== "string") return false;
-      prompt = true;
-    } else if (!plainCommon(k, v)) return false;
-    else if (k === "model") model = true;
-  }
-  return model && prompt;
+function plainMessages(v: unknown): boolean {
+  if (!Array.isArray(v) || v.length === 0) return false;
+  for (let i = 0; i < v.length; i++) if (!plainMessage(v[i])) return false;
+  return true;
 }
+
+const chatOwn = (k: string, v: unknown) => (k === "messages" ? plainMessages(v) : k === "max_completion_tokens" ? positiveInt(v) : null);
+const textOwn = (k: string, v: unknown) => (k === "prompt" ? typeof v === "string" : null);
+
+/** True when ChatRequestSchema accepts `body` as it is and it is plain (see above); false means: ask zod. */
+export const plainChatRequest = (body: unknown): boolean => plainBody(body, "messages", chatOwn);
+
+/** True when TextRequestSchema accepts `body` as it is and its prompt is one string; false means: ask zod. */
+export const plainTextRequest = (body: unknown): boolean => plainBody(body, "prompt", textOwn);
