@@ -87,7 +87,7 @@ const PLAIN_ROLES = new Set(["system", "developer", "user", "assistant"]);
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 const positiveInt = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
-const inUnitRange = (v: unknown, max: number) => typeof v === "number" && v >= 0 && v <= max;
+const between0And = (v: unknown, max: number) => typeof v === "number" && v >= 0 && v <= max;
 
 /** A field both request kinds share, plain: true when the schema accepts this value as it is. */
 function plainCommon(key: string, v: unknown): boolean {
@@ -95,8 +95,8 @@ function plainCommon(key: string, v: unknown): boolean {
     case "model": return typeof v === "string" && v.length > 0;
     case "stream": return typeof v === "boolean";
     case "max_tokens": return positiveInt(v);
-    case "temperature": return inUnitRange(v, 2);
-    case "top_p": return inUnitRange(v, 1);
+    case "temperature": return between0And(v, 2);
+    case "top_p": return between0And(v, 1);
     case "user": return typeof v === "string";
     case "stream_options": {
       if (!isObj(v)) return false;
