@@ -76,6 +76,8 @@ function fail(msg: string): never {
 }
 const log = (msg: string) => console.error(`[bench] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** `part` as a whole-number percentage of `whole`. */
+const pct = (part: number, whole: number) => `${((part / whole) * 100).toFixed(0)}%`;
 const r1 = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? "-" : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
 // ---------- processes ----------
@@ -463,10 +465,14 @@ backend upstream
   return file;
 }
 
-const which = (cmd: string): string | null => Bun.which(cmd, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
+/** The command line of an installed program (sbin included), or null when it is not installed. */
+function installed(program: string, args: () => string[]): string[] | null {
+  const path = Bun.which(program, { PATH: `${process.env.PATH}:/usr/sbin:/sbin` });
+  return path ? [path, ...args()] : null;
+}
 const CEILINGS: Ceiling[] = [
-  { name: "nginx", label: "nginx, 1 worker (C)", cmd: (p, u) => (which("nginx") ? [which("nginx")!, "-e", "stderr", "-c", nginxConf(p, u)] : null) },
-  { name: "haproxy", label: "HAProxy, 1 thread (C)", cmd: (p, u) => (which("haproxy") ? [which("haproxy")!, "-f", haproxyConf(p, u)] : null) },
+  { name: "nginx", label: "nginx, 1 worker (C)", cmd: (p, u) => installed("nginx", () => ["-e", "stderr", "-c", nginxConf(p, u)]) },
+  { name: "haproxy", label: "HAProxy, 1 thread (C)", cmd: (p, u) => installed("haproxy", () => ["-f", haproxyConf(p, u)]) },
   { name: "js-tcp", label: "TCP pass-through on Bun sockets (no HTTP)", cmd: (p, u) => [BUN, join(HERE, "ceiling/tcp-proxy.ts"), String(p), String(u)] },
   { name: "js-http", label: "minimal HTTP gateway on raw Bun sockets", cmd: (p, u) => [BUN, join(HERE, "ceiling/http-proxy.ts"), String(p), String(u)] },
   { name: "bun-fetch", label: "minimal Bun.serve + fetch proxy", cmd: (p, u) => [BUN, join(HERE, "ceiling/fetch-proxy.ts"), String(p), String(u)] },
@@ -579,7 +585,6 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
   if (ceilings.length && direct?.wrk[lastC] && ceilingDirect) {
     out.push(`### Throughput ceilings: proxies with no work of their own (wrk, ${lastC} connections, same upstream)`, "");
     const routers = results.filter((r) => (r.name === "bun" || r.name === "deno") && r.wrk[lastC]);
-    const pct = (rps: number, base: number) => `${((rps / base) * 100).toFixed(0)}%`;
     table(["proxy", "req/s", "vs direct", "proxy CPU µs/req", "upstream CPU µs/req"], [
       ...ceilings.map((c) => c.wrk
         ? [c.label, Math.round(c.wrk.rps), pct(c.wrk.rps, ceilingDirect.rps), c.name === "direct" ? "-" : r1(c.wrk.cpu_us), r1(c.wrk.upstream_cpu_us)]
@@ -590,7 +595,7 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
   if (results.some((r) => r.wrkStream)) {
     out.push("### Streaming throughput (wrk, 16 connections, 20-chunk streams written back to back)", "");
     table(["leg", "streams/s", "p50 / p99 ms", "vs direct", "gateway CPU µs/stream"], results.filter((r) => r.wrkStream).map((r) => [
-      r.label, Math.round(r.wrkStream!.rps), `${r1(r.wrkStream!.p50)} / ${r1(r.wrkStream!.p99)}`, direct?.wrkStream ? `${((r.wrkStream!.rps / direct.wrkStream.rps) * 100).toFixed(0)}%` : "-",
+      r.label, Math.round(r.wrkStream!.rps), `${r1(r.wrkStream!.p50)} / ${r1(r.wrkStream!.p99)}`, direct?.wrkStream ? pct(r.wrkStream!.rps, direct.wrkStream.rps) : "-",
       r.name === "direct" ? `(upstream ${r1(r.wrkStream!.upstream_cpu_us)})` : r1(r.wrkStream!.cpu_us),
     ]));
   }
@@ -659,7 +664,6 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
     if (r.wrk[last] && direct.wrk[last]) {
       // beside it, what the same server and client with no work of their own reach (the ceilings table)
       const floor = ceilingRps(r.name === "bun" ? "bun-fetch" : "deno-fetch");
-      const pct = (rps: number, base: number) => `${((rps / base) * 100).toFixed(0)}%`;
       check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${pct(r.wrk[last].rps, direct.wrk[last].rps)}${floor && ceilingDirect ? ` (minimal ${r.name === "bun" ? "Bun.serve" : "Deno.serve"} + fetch proxy: ${pct(floor, ceilingDirect.rps)})` : ""}`);
     }
     if (pk?.rate && pk.wrk[last] && r.wrk[last] && r.rate) {
