@@ -38,7 +38,8 @@ const platform: Platform = {
     let bound = { hostname, port };
     const server = Deno.serve({ hostname, port, onListen: (addr) => void (bound = { hostname: addr.hostname, port: addr.port }) }, (req, info) =>
       // read now, not through a getter as on Bun: a getter's closure keeps Deno's per-request `info` alive as long
-      // as the request, which doubled the p99 at 1,000 req/s (GC survivors, docs/benchmarks.md "Deno's garbage")
+      // as the request, and what survives young-generation GCs sets the latency tail
+      // (docs/decisions/0011-client-address.md)
       handler(req, { remoteAddr: (info.remoteAddr as Deno.NetAddr).hostname }));
     return {
       get port() {

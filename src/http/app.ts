@@ -90,8 +90,8 @@ function isJsonType(ct: string): boolean {
  * The request body, read as JSON and validated against `schema` in one step, for `c.req.valid("json")`: 415 for a
  * non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON, or naming
  * the first invalid field. One middleware and one synchronous `safeParse` (none for a body `plain` vouches for):
- * @hono/zod-validator's middleware on top of a body reader cost the router about 5 µs of CPU per request under
- * load (docs/benchmarks.md, "The router against the minimal proxy").
+ * a validator middleware with async hooks behind a body reader (as @hono/zod-validator is) costs CPU on every
+ * request (docs/decisions/0005-validjson-without-zod-validator.md).
  */
 function validJson<T extends z.ZodType>(
   maxBytes: (c: Context<Env>) => number,
@@ -137,7 +137,7 @@ async function readJson(c: Context<Env>, max: number): Promise<unknown> {
   // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
   // one arrayBuffer() call, and `body` is not touched: on Deno that getter wraps a body the server has already
   // read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are copied by
-  // every minor GC (docs/benchmarks.md, "Deno's garbage: what survives a scavenge").
+  // every minor GC (docs/decisions/0013-request-body-arraybuffer.md).
   const body = declared >= 0 ? null : c.req.raw.body;
   if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
   else if (!body) bytes = new Uint8Array(0);

@@ -78,8 +78,8 @@ export const TextRequestSchema = z.looseObject({
 
 // ---------- plain requests: a check that implies the schemas' verdict ----------
 // Most requests are plain: a model, messages whose content is a string, a few sampling fields. For those, this
-// check stands in for zod's parse, which costs about 4 µs of CPU per request under load (docs/benchmarks.md,
-// "The router against the minimal proxy"). It accepts only bodies the schemas above accept unchanged; anything
+// check stands in for zod's parse, which copies the body and leaves the garbage to be paid for under load
+// (docs/decisions/0006-plain-request-check.md). It accepts only bodies the schemas above accept unchanged; anything
 // else (tools, content parts, any other field, any other type or range) goes to zod, which also words the errors.
 // tests/input.test.ts checks, on generated bodies through HTTP, that it never lets through what zod refuses.
 

@@ -110,9 +110,9 @@ export const DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024;
  * Each record (fingerprint, headers and body; a stream's transcript in one piece) is copied into a shared
  * 256 KiB buffer, so a long-lived entry is two small heap objects (the entry, its key) and the 10,000 records
  * of a full cache are some 200 buffers, not 10,000: every ArrayBuffer is work for each garbage collection, and
- * a string per record grows the JavaScript heap instead (docs/benchmarks.md, "Every feature on"). A buffer is
- * freed when its last record goes; records left alone in half-empty buffers are moved (#compact), so the
- * buffers held stay within about twice the live bytes plus 512 KiB.
+ * a string per record grows the JavaScript heap instead (docs/decisions/0008-idempotency-shared-buffers.md).
+ * A buffer is freed when its last record goes; records left alone in half-empty buffers are moved (#compact),
+ * so the buffers held stay within about twice the live bytes plus 512 KiB.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, Entry>();

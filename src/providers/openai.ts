@@ -66,7 +66,8 @@ function readUsage(u: any): Usage | undefined {
  * characters generated are counted and an estimated usage is reported at [DONE].
  */
 class Passthrough implements StreamEvents {
-  // dropped at the end: a finished stream holds nothing of the upstream's (docs/benchmarks.md, "Deno's garbage")
+  // dropped at the end: a finished stream holds nothing of the upstream's
+  // (docs/decisions/0014-finished-streams-let-go.md)
   #sse: SseReader | null;
   readonly #out: StreamEvent[] = [];
   readonly #seen = { usage: false, chars: 0 };

@@ -64,7 +64,7 @@ export interface RequestContext {
 /**
  * A listener on the body of a successful answer, fed by the router as it answers: a stream's bytes reach it without
  * a second stream in front of the client's, and a JSON body without being read back out of the Response
- * (docs/benchmarks.md, "Every feature on").
+ * (docs/decisions/0010-response-tap.md).
  */
 export interface ResponseTap {
   /** true once something feeds this tap: a stream's producer sets it when it takes the tap, body() sets it itself */
@@ -537,7 +537,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   #waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
   #closed = false;
   // Dropped when the stream ends: a finished pipe that the GC has promoted would otherwise keep what they point
-  // to alive through the next young-generation collections (docs/benchmarks.md, "Deno's garbage").
+  // to alive through the next young-generation collections (docs/decisions/0014-finished-streams-let-go.md).
   #pending: string[] | null;
   #usage: Usage | undefined;
   #detach: (() => void) | null;

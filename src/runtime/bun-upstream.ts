@@ -4,10 +4,11 @@
 //
 // Why: Bun's fetch allocates a 256 KB buffer for each streamed response whose data arrives slowly, which is
 // every LLM stream; those buffers set off young-generation GCs that hold chunks back (the per-chunk transit
-// tail, docs/benchmarks.md "Stream clients"). Here each socket read is one exactly-sized buffer that becomes
-// the chunk itself, and the adapters take the chunks without a stream reader (DIRECT_CHUNKS).
-// Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, which
-// carries 30-40% more requests per second at saturation than sockets driven from JS.
+// tail). Here each socket read is one exactly-sized buffer that becomes the chunk itself, and the adapters take
+// the chunks without a stream reader (DIRECT_CHUNKS).
+// Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
+// carries more requests per second at saturation than sockets driven from JS.
+// See docs/decisions/0001-socket-http1-client.md.
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 

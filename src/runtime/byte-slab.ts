@@ -7,9 +7,9 @@ const SLAB_BYTES = 64 * 1024;
  * Bytes for the chunks of streams, cut from 64 KiB slabs: one ArrayBuffer per slab instead of one per chunk.
  * Every chunk gets a region of its own, never reused, so it can be kept and read like any other chunk; a slab
  * is freed once no chunk cut from it is referenced. On Deno each ArrayBuffer costs an allocation outside the JS
- * heap and work for every young-generation GC, and a stream chunk is a few hundred bytes (docs/benchmarks.md,
- * "Deno's garbage"); on Bun the slab measured slower than an ArrayBuffer per chunk, so only the Deno entrypoint
- * uses it. Chunks bigger than a quarter slab get an ArrayBuffer of their own.
+ * heap and work for every young-generation GC, and a stream chunk is a few hundred bytes; on Bun the slab costs
+ * more CPU than an ArrayBuffer per chunk, so only the Deno entrypoint uses it
+ * (docs/decisions/0004-deno-byte-slabs.md). Chunks bigger than a quarter slab get an ArrayBuffer of their own.
  */
 export class ByteSlab {
   #slab = new Uint8Array(SLAB_BYTES);

@@ -2,11 +2,10 @@
 // Deno.connect sockets (HTTP/1.1, http1.ts); everything else through Deno's fetch.
 //
 // Why: Deno's fetch keeps objects of every request alive until the next full GC, so each young-generation
-// scavenge copies megabytes of them: at 1,000 req/s the router paused 3-6 ms every half second (p99 +3.7 ms and
-// more; --v8-flags=--trace-gc-nvp, "promoted" about 2.2 MB per scavenge), and it allocates about 190 KB per
-// slowly streamed response. node:http, which carried non-streaming requests before, keeps less alive than fetch
-// but costs about 20% more CPU per request than the socket client and registers an AsyncResource per request
-// for finalization (docs/benchmarks.md, "Deno's upstream client" and "Stream clients").
+// scavenge copies them and pauses the process (the latency tail), and it allocates a lot per slowly streamed
+// response. Deno's node:http keeps less alive than fetch but costs more CPU per request than the socket client
+// and registers an AsyncResource per request for finalization (docs/decisions/0001-socket-http1-client.md,
+// docs/decisions/0002-deno-buffered-socket-client.md).
 // https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every request when an
 // HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 // FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
