@@ -42,7 +42,7 @@ export function configSecrets(config: SecretSource): string[] {
         add(decodeURIComponent(u.password));
         // by name: other query values (an api-version date, say) are not secret and would garble messages
         for (const [k, v] of u.searchParams) if (CREDENTIAL_PARAM.test(k)) add(v);
-      } catch { /* the schema accepted it as a URL; nothing to take */ }
+      } catch { /* a malformed %-escape in the credentials: they cannot be matched as written */ }
     }
   }
   for (const k of config.auth?.api_keys ?? []) add(typeof k === "string" ? k : "key" in k ? k.key : undefined);
