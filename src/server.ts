@@ -8,7 +8,7 @@ import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
 import type { Platform, Signal } from "./platform.ts";
 import { createAdapter } from "./providers/index.ts";
-import { redactSecrets } from "./providers/redact.ts";
+import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
 import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
@@ -39,7 +39,8 @@ export interface BuildOptions extends RouterOptions {
  */
 export function buildRouter(config: Config, hooks: RouterHooks = {}, opts: BuildOptions = {}): Router {
   const { upstreamFetch, ...routerOpts } = opts;
-  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p, upstreamFetch))])), hooks, routerOpts);
+  const secrets = configSecrets(config);
+  return new Router(config, new Map(config.providers.map((p) => [p.name, redactSecrets(createAdapter(p, upstreamFetch), secrets)])), hooks, routerOpts);
 }
 
 export function configPath(opts: CliOptions, env: Record<string, string | undefined>): string {

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { percentile, RollingWindow, Stats, WINDOW_MS, WINDOW_SIZE } from "../src/observability/stats.ts";
 import { Counter, escapeLabel, Histogram, LATENCY_BUCKETS } from "../src/observability/metrics.ts";
 import { PriceTable } from "../src/observability/pricing.ts";
-import { Redactor, safeUrl } from "../src/observability/requestlog.ts";
+import { safeUrl } from "../src/observability/requestlog.ts";
+import { configSecrets, redact } from "../src/providers/redact.ts";
 import { configModels } from "../src/observability/observability.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { parseMetrics, value } from "./helpers/metrics.ts";
@@ -170,7 +171,8 @@ providers:
     pricing: { gpt-4o: { input: 2.5, output: 10 }, "*": { input: 1, output: 2 } }
   - { name: b, type: mock, pricing: { only-this: { input: 5, output: 5 } } }
   - { name: c, type: mock }
-auth: { enabled: true, api_keys: [client-key-1234567, { key: client-key-object-1 }], admin_api_key: admin-key-9876543 }
+  - { name: d, type: openai_compatible, endpoint: "https://url-user-77:url-pass-88@x.example/v1?api-version=2024-02-01&sig=url-sig-999", default_model: gpt-4o }
+auth: { enabled: true, api_keys: [client-key-1234567, { key: client-key-object-1 }, short7k], admin_api_key: admin-key-9876543 }
 `);
 
   it("prices by model, falls back to '*', and is 0 without a table or a match", () => {
@@ -189,9 +191,11 @@ auth: { enabled: true, api_keys: [client-key-1234567, { key: client-key-object-1
   });
 
   it("redacts every configured secret and strips credentials from URLs", () => {
-    const r = new Redactor(cfg);
+    const secrets = configSecrets(cfg);
     const text = "key sk-live-abcdef hdr hdr-value-123456 c client-key-1234567 o client-key-object-1 adm admin-key-9876543 end";
-    assert.equal(r.redact(text), "key [REDACTED] hdr [REDACTED] c [REDACTED] o [REDACTED] adm [REDACTED] end");
+    assert.equal(redact(text, secrets), "key [REDACTED] hdr [REDACTED] c [REDACTED] o [REDACTED] adm [REDACTED] end");
+    // URL credentials are secrets, other query values are not; nor is a value under 8 characters
+    assert.equal(redact("url-user-77 url-pass-88 url-sig-999 2024-02-01 short7k", secrets), "[REDACTED] [REDACTED] [REDACTED] 2024-02-01 short7k");
     assert.equal(safeUrl("https://user:pw@api.example.com/v1?key=abc"), "https://api.example.com/v1");
     assert.equal(safeUrl("http://localhost:11434"), "http://localhost:11434");
   });

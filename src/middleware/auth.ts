@@ -1,7 +1,8 @@
 // API-key authentication: `Authorization: Bearer <key>` or `x-api-key: <key>`, checked against auth.api_keys
 // (plain keys or their sha256) and auth.admin_api_key. Every configured key is compared, each in constant
-// time; only the key's name ever leaves this module (c.get("keyName")), never the key.
-import { sha256 as sha256Bytes } from "./sha256.ts";
+// time; only the key's name (c.get("keyName")) and its SHA-256 (c.get("keyId"), the identity per-client state is
+// keyed by) leave this module, never the key.
+import { sha256 as sha256Bytes, sha256Hex } from "./sha256.ts";
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
@@ -17,9 +18,13 @@ interface KeyEntry {
   bytes?: Uint8Array;
   /** the key's sha256 (key_sha256 entries) */
   digest?: Uint8Array;
-  /** the configured name, or `api_keys[i]` */
+  /** the configured name, or `api_keys[i]`: for logs and stats only, since it moves with the list */
   name: string;
-  /** a stable internal id (rate-limit buckets and idempotency scopes); unique per entry even when names repeat */
+  /**
+   * The key's identity, its SHA-256 in lowercase hex: every per-client state (rate-limit buckets, idempotency
+   * scope) is keyed by it. It comes from the key itself, so reordering, inserting or removing keys moves no
+   * state between clients, and a plain key and a key_sha256 entry for the same key are the same client.
+   */
   id: string;
 }
 
@@ -54,20 +59,25 @@ export function timingSafeEqual(given: Uint8Array, secret: Uint8Array): boolean 
   return diff === 0;
 }
 
+function plainEntry(key: string, name: string): KeyEntry {
+  const bytes = encoder.encode(key);
+  return { bytes, name, id: sha256Hex(bytes) };
+}
+
 function buildTable(auth: AuthConfig): KeyTable {
   const keys: KeyEntry[] = [];
   for (let i = 0; i < auth.api_keys.length; i++) {
     const e = auth.api_keys[i];
-    const id = `key${i}`;
     if (typeof e === "string") {
-      if (e) keys.push({ bytes: encoder.encode(e), name: `api_keys[${i}]`, id });
+      if (e) keys.push(plainEntry(e, `api_keys[${i}]`));
     } else if ("key" in e) {
-      keys.push({ bytes: encoder.encode(e.key), name: e.name ?? `api_keys[${i}]`, id });
+      keys.push(plainEntry(e.key, e.name ?? `api_keys[${i}]`));
     } else {
-      keys.push({ digest: fromHex(e.key_sha256.toLowerCase()), name: e.name ?? `api_keys[${i}]`, id });
+      const hex = e.key_sha256.toLowerCase();
+      keys.push({ digest: fromHex(hex), name: e.name ?? `api_keys[${i}]`, id: hex });
     }
   }
-  const admin = auth.admin_api_key ? { bytes: encoder.encode(auth.admin_api_key), name: ADMIN_KEY_NAME, id: "admin" } : null;
+  const admin = auth.admin_api_key ? plainEntry(auth.admin_api_key, ADMIN_KEY_NAME) : null;
   return { keys, admin, hashed: keys.some((k) => k.digest) };
 }
 
@@ -152,7 +162,7 @@ export function auth(config: () => Config): MiddlewareHandler<AppEnv> {
     if (admin) {
       if (isAdmin) {
         c.set("keyName", ADMIN_KEY_NAME);
-        c.set("keyId", "admin");
+        c.set("keyId", table.admin!.id);
         return next();
       }
       if (match(bytes, digest, table.keys)) {

@@ -16,7 +16,7 @@ export type AppEnv = {
     routed: boolean;
     /** the authenticated key's name (the configured `name`, `api_keys[i]`, or "admin"); never the key itself. Unset when auth is off or the path is public. */
     keyName?: string;
-    /** a stable internal id of the authenticated key (rate-limit and idempotency scope) */
+    /** the authenticated key's identity, its SHA-256 hex (rate-limit and idempotency scope); never logged */
     keyId?: string;
     /** the raw request body bytes, set by jsonBody (idempotency hashes them) */
     rawBody?: Uint8Array;

@@ -1,6 +1,7 @@
 // SHA-256 (FIPS 180-4) in plain TypeScript, synchronous. crypto.subtle.digest is asynchronous and, for the
 // few hundred bytes of a request body, costs far more in scheduling than the hashing itself
-// (docs/decisions/0007-synchronous-sha256.md). Used for idempotency fingerprints and key_sha256 auth.
+// (docs/decisions/0007-synchronous-sha256.md). Used for idempotency fingerprints, key_sha256 auth and API-key
+// identities.
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

@@ -2,12 +2,13 @@
 // and kept for the life of the process; each Router (one per config, a reload builds a new one) gets hooks
 // from hooksFor(config), which carry that config's price table, model label set and secrets to redact.
 import type { Config } from "../config/schema.ts";
+import { configSecrets, redact } from "../providers/redact.ts";
 import type { ApiKind, Usage } from "../providers/types.ts";
 import type { AttemptRecord, RequestRecord, Router, RouterHooks } from "../routing/failover.ts";
 import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { PriceTable } from "./pricing.ts";
-import { clip, loggedAttempt, Redactor, roundMs } from "./requestlog.ts";
+import { clip, loggedAttempt, roundMs } from "./requestlog.ts";
 import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
 
 export type StateOf = (provider: string) => BreakerState;
@@ -101,7 +102,7 @@ export class Observability {
   hooksFor(config: Config): RouterHooks {
     const prices = new PriceTable(config);
     const models = configModels(config);
-    const redactor = new Redactor(config);
+    const secrets = configSecrets(config);
     const modelLabel = (m: string) => (models.has(m) ? m : "other");
     for (const p of config.providers) {
       this.failovers.touch([p.name]);
@@ -109,7 +110,7 @@ export class Observability {
     }
     return {
       onAttempt: (a) => this.#attempt(a, prices, modelLabel(a.model)),
-      onRequest: (r) => this.#request(r, prices, redactor),
+      onRequest: (r) => this.#request(r, prices, secrets),
     };
   }
 
@@ -132,7 +133,7 @@ export class Observability {
     }
   }
 
-  #request(r: RequestRecord, prices: PriceTable, redactor: Redactor): void {
+  #request(r: RequestRecord, prices: PriceTable, secrets: readonly string[]): void {
     const at = r.attempts;
     for (let i = 0; i < at.length - 1; i++) {
       const o = at[i].outcome;
@@ -163,9 +164,9 @@ export class Observability {
       status: r.status,
       key_name: r.key_name,
       stream: r.stream,
-      model: r.requested_model === undefined ? undefined : clip(redactor.redact(r.requested_model)),
+      model: r.requested_model === undefined ? undefined : clip(redact(r.requested_model, secrets)),
       provider: r.provider,
-      attempts: at.map((a) => loggedAttempt(a, redactor)),
+      attempts: at.map((a) => loggedAttempt(a, secrets)),
       tokens: estimated ? { input, output, estimated } : { input, output },
       cost_usd: cost,
       latency_ms: roundMs(r.latency_ms),

@@ -133,7 +133,9 @@ function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, see
   }
   if (chunk?.error) {
     const e = chunk.error;
-    throw new UpstreamStreamError(typeof e === "string" ? e : e.message ?? "upstream stream error", e.code ?? "upstream_stream_error", e.type ?? "upstream_error");
+    // strings only: anything else (an object, say) would reach the client's error event without being redacted
+    const str = (v: unknown, otherwise: string) => (typeof v === "string" && v ? v : otherwise);
+    throw new UpstreamStreamError(typeof e === "string" ? e : str(e.message, "upstream stream error"), str(e.code, "upstream_stream_error"), str(e.type, "upstream_error"));
   }
   const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
   if (usage) seen.usage = true;

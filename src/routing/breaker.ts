@@ -30,16 +30,13 @@ export interface Permit {
 
 /** How long an error message kept for /health may be. */
 const MAX_ERROR_CHARS = 200;
-const TOKEN_RE = /\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}|\bBearer\s+[A-Za-z0-9._\-]+|\b(?:key|token|api_key|apikey)=[^\s&"']+/gi;
 
 /**
- * A short, secret-free version of an upstream error message for /health and logs: the provider's own key is
- * removed, key- and token-looking strings are masked, and the text is cut to 200 characters.
+ * An upstream error message on one line, cut to 200 characters, for /health and logs. Secrets are already out:
+ * the adapters' failures are redacted where they come out (src/providers/redact.ts).
  */
-export function sanitizeError(message: string, secret?: string): string {
-  let s = message;
-  if (secret && secret.length >= 4) s = s.split(secret).join("***");
-  s = s.replace(TOKEN_RE, "***").replace(/\s+/g, " ").trim();
+export function shortError(message: string): string {
+  const s = message.replace(/\s+/g, " ").trim();
   return s.length > MAX_ERROR_CHARS ? s.slice(0, MAX_ERROR_CHARS - 1) + "…" : s;
 }
 

@@ -6,7 +6,7 @@ import { encoder, fetchFailure } from "../providers/shared.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/usage.ts";
-import { BreakerRegistry, sanitizeError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
+import { BreakerRegistry, shortError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
 import { HealthTracker } from "./health.ts";
 import { estimateRequestTokens, orderCandidates, type RankSignals } from "./strategies.ts";
 
@@ -411,7 +411,7 @@ export class Router {
       breaker.success(permit);
       this.health.success(cand.provider.name, latencyMs);
     } else if (verdict === "failure") {
-      breaker.failure(permit, sanitizeError(f ? failureSummary(f) : "failed", cand.provider.api_key), f?.retryAfter);
+      breaker.failure(permit, shortError(f ? failureSummary(f) : "failed"), f?.retryAfter);
       this.health.failure(cand.provider.name);
     } else {
       breaker.release(permit);
@@ -445,7 +445,7 @@ export class Router {
       const counts = cls === "retryable" && !(f.kind === "timeout" && rq.deadlineHit);
       this.#settle(cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
       record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
-        reason: cls === "client" ? f.message : sanitizeError(f.message, cand.provider.api_key),
+        reason: cls === "client" ? f.message : shortError(f.message),
       });
       if (cls === "aborted") {
         rq.finish(499);

@@ -26,6 +26,8 @@ export interface AnthropicFakeOptions {
   apiKey?: string;
   /** streams: send an `error` event (overloaded_error) after this many content deltas, then end */
   streamErrorAfter?: number;
+  /** the `error` object of that event (default { type: "overloaded_error", message: "Overloaded" }) */
+  streamError?: unknown;
   /** streams: end cleanly after message_delta without sending message_stop */
   omitMessageStop?: boolean;
 }
@@ -145,7 +147,7 @@ export async function startAnthropicFake(opts: AnthropicFakeOptions = {}): Promi
     /** sends one content delta, or the injected error event in its place; false when the stream is over */
     const delta = async (index: number, d: Record<string, unknown>): Promise<boolean> => {
       if (o.streamErrorAfter !== undefined && deltas >= o.streamErrorAfter) {
-        await send("error", { error: { type: "overloaded_error", message: "Overloaded" } });
+        await send("error", { error: o.streamError ?? { type: "overloaded_error", message: "Overloaded" } });
         w.end();
         return false;
       }

@@ -13,6 +13,11 @@ export interface OpenAIFakeOptions {
   toolCall?: { name: string; arguments: string };
   /** answer chat requests with this refusal (message.refusal, streamed as `refusal` deltas) instead of text */
   refusal?: string;
+  /** streams: send `data: {"error": streamError}` in place of the content chunk after this many, then end */
+  streamErrorAfter?: number;
+  streamError?: unknown;
+  /** number the completion ids (chatcmpl-fake-1, -2, ...), so two answers can be told apart */
+  idPerRequest?: boolean;
 }
 
 export function splitText(s: string, n: number): string[] {
@@ -34,7 +39,7 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
       return;
     }
     const model = req.body?.model ?? "unknown";
-    const id = chat ? "chatcmpl-fake" : "cmpl-fake";
+    const id = (chat ? "chatcmpl-fake" : "cmpl-fake") + (opts.idPerRequest ? `-${fake.requests.length}` : "");
     const object = chat ? "chat.completion" : "text_completion";
     if (!req.body?.stream) {
       const choice = chat
@@ -70,7 +75,13 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
         if (!(await send([{ index: 0, delta: { refusal: piece }, finish_reason: null }]))) return;
       }
     } else {
-      for (const piece of splitText(reply, opts.chunks ?? 4)) {
+      const pieces = splitText(reply, opts.chunks ?? 4);
+      for (let i = 0; i < pieces.length; i++) {
+        if (i === opts.streamErrorAfter) {
+          await w.write(`data: ${JSON.stringify({ error: opts.streamError })}\n\n`);
+          return w.end();
+        }
+        const piece = pieces[i];
         const choice = chat ? { index: 0, delta: { content: piece }, finish_reason: null } : { index: 0, text: piece, finish_reason: null };
         if (!(await send([choice]))) return;
       }
