@@ -1,5 +1,6 @@
 // Bounds on upstream streams, through HTTP against upstreams that misbehave on purpose: one SSE event (or
-// NDJSON line) larger than routing.stream_max_event_bytes.
+// NDJSON line) larger than routing.stream_max_event_bytes, and keep-alive comments that must not hold a stream
+// open past routing.stream_idle_timeout_seconds.
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -190,6 +191,28 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(events.at(-1), "[DONE]");
       assert.equal(contentOf(events).length, content.length);
       assert.ok(took < 8000, `took ${took} ms`);
+    });
+  });
+
+  describe("routing.stream_idle_timeout_seconds", () => {
+    it("SSE comments are not activity: a stream of keep-alives only ends as stalled", async () => {
+      await start("openai_compatible", "stream_idle_timeout_seconds: 1");
+      h.script = (res) => {
+        streamHead(res);
+        res.write(ROLE + openaiChunk("hello"));
+        return every(res, 200, () => ": ping\n\n");
+      };
+      const t0 = Date.now();
+      const res = await fetch(`${r!.url}/v1/chat/completions`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chat()), signal: AbortSignal.timeout(10000),
+      });
+      const events = await readSse(res);
+      const took = Date.now() - t0;
+      assert.equal(contentOf(events), "hello");
+      assert.equal(events.at(-1).error.code, "stream_timeout");
+      assert.match(events.at(-1).error.message, /stalled for more than 1s/);
+      assert.ok(took >= 900 && took < 5000, `took ${took} ms`);
+      assert.ok(await until(() => h.aborted === 1), "the upstream request is aborted");
     });
   });
 });

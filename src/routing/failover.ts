@@ -529,12 +529,16 @@ type StreamDone = (end: "ok" | "failed" | "aborted", usage: Usage | undefined, r
 /**
  * The source of a committed stream's client-facing body: each pull is one read of the adapter's events (one
  * promise per upstream read, callbacks made once per stream), and the events of that read go out in one chunk.
+ * It ends with an error event when no event for the client comes within `idleMs` of asking for one.
  */
 class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   // One timer per stream, not one per chunk: it re-arms itself for the rest of the current wait.
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
+  // when the current wait for an event to forward began; 0 while not waiting. Reads that bring nothing for the
+  // client (SSE comments, pings, part of an event) do not restart it: an upstream cannot hold a stream open
+  // with keep-alives alone.
+  #waitingSince = 0;
   #closed = false;
   // Dropped when the stream ends: a finished pipe that the GC has promoted would otherwise keep what they point
   // to alive through the next young-generation collections (docs/benchmarks.md, "Deno's garbage").
@@ -585,6 +589,10 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   pull(): Promise<void> {
     this.#waitingSince = performance.now();
     if (!this.#idleTimer) this.#idleTimer = setTimeout(this.#onIdleTimer, this.idleMs);
+    return this.#read();
+  }
+
+  #read(): Promise<void> {
     return this.events.read().then(this.#forward, this.#broke);
   }
 
@@ -594,11 +602,14 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     this.#close("aborted", "client disconnected");
   }
 
-  /** One read's events to the client; a read that carries nothing to forward (a dropped usage chunk) reads on. */
+  /**
+   * One read's events to the client; a read that carries nothing to forward (comments, a dropped usage chunk)
+   * reads on within the same idle wait.
+   */
   readonly #forward = (batch: StreamEvent[] | null): Promise<void> | void => {
-    this.#waitingSince = 0;
     const controller = this.#controller;
     if (batch === null) {
+      this.#waitingSince = 0;
       this.#send(DONE);
       controller.close();
       this.#close("ok");
@@ -610,8 +621,9 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
       if (ev.usage) this.#usage = ev.usage;
       if (ev.data !== null) text += `data: ${ev.data}\n\n`;
     }
-    if (text) this.#send(this.encode(text));
-    else return this.pull();
+    if (!text) return this.#read();
+    this.#waitingSince = 0;
+    this.#send(this.encode(text));
   };
 
   readonly #broke = (e: unknown): void => {
