@@ -1,6 +1,7 @@
 // Bounds on upstream streams, through HTTP against upstreams that misbehave on purpose: one SSE event (or
-// NDJSON line) larger than routing.stream_max_event_bytes, and keep-alive comments that must not hold a stream
-// open past routing.stream_idle_timeout_seconds.
+// NDJSON line) larger than routing.stream_max_event_bytes, a committed stream that runs past
+// routing.stream_max_duration_seconds, and keep-alive comments that must not hold a stream open past
+// routing.stream_idle_timeout_seconds.
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -191,6 +192,31 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(events.at(-1), "[DONE]");
       assert.equal(contentOf(events).length, content.length);
       assert.ok(took < 8000, `took ${took} ms`);
+    });
+  });
+
+  describe("routing.stream_max_duration_seconds", () => {
+    it("ends a committed stream that never stops with an error event, and aborts the upstream request", async () => {
+      await start("openai_compatible", "stream_max_duration_seconds: 2");
+      h.script = (res) => {
+        streamHead(res);
+        res.write(ROLE);
+        return every(res, 100, (i) => openaiChunk(`${i} `));
+      };
+      const t0 = Date.now();
+      const res = await postJson(`${r!.url}/v1/chat/completions`, chat());
+      assert.equal(res.headers.get("x-router-provider"), "h");
+      const events = await readSse(res);
+      const took = Date.now() - t0;
+      assert.ok(took >= 1900 && took < 6000, `took ${took} ms`);
+      assert.match(contentOf(events), /^0 1 2 3 4 5 /, "the content flowed until then");
+      assert.deepEqual(events.at(-1).error, {
+        message: "the stream ran longer than routing.stream_max_duration_seconds (2s)", type: "upstream_error", param: null, code: "stream_max_duration",
+      });
+      assert.ok(await until(() => h.aborted === 1), "the upstream request is aborted");
+      const [line] = requestLog();
+      assert.equal(line.status, 502);
+      assert.match(line.attempts[0].reason, /stream_max_duration_seconds/);
     });
   });
 
