@@ -199,9 +199,10 @@ function tooLarge(max: number): UpstreamStreamError {
 /**
  * Cuts a byte stream into lines (LF or CRLF), decoded as UTF-8. A line that a read cuts waits as bytes in one
  * buffer of at most `max` bytes, and each read is decoded once from its first line to its last newline: a line
- * that never ends costs bounded memory and time linear in its length, however it is cut into reads (the bytes
- * before a newline are never searched again for one). A line longer than `max` fails the stream
- * (UpstreamStreamError); a complete line is measured decoded, in UTF-16 units, never more than its bytes.
+ * that never ends costs bounded memory and time linear in its length, however it is cut into reads (a byte is
+ * searched for a newline at most twice as bytes and once as text, never again with each read). A line longer
+ * than `max` fails the stream (UpstreamStreamError); a complete line is measured decoded, in UTF-16 units,
+ * never more than its bytes.
  */
 class LineCutter {
   readonly #decoder = new TextDecoder();
