@@ -13,6 +13,7 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
+import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
 import { ROOT, rmTemp, run, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const BINARY = join(ROOT, "dist", "failover-router");
@@ -50,7 +51,7 @@ function ensureBinary(): void {
 }
 
 describe("the compiled binary, alone in an empty folder", () => {
-  let dir: string, bin: string, a: FakeServer, r: RouterProcess, client: OpenAI;
+  let dir: string, bin: string, a: FakeServer, flood: ScriptedFake, r: RouterProcess, client: OpenAI;
   before(async () => {
     ensureBinary();
     dir = tempDir("fr-binary-");
@@ -58,11 +59,18 @@ describe("the compiled binary, alone in an empty folder", () => {
     copyFileSync(BINARY, bin);
     chmodSync(bin, 0o755);
     a = await startOpenAIFake({ reply: "answer from A" });
+    // one content chunk, then a line that never ends
+    flood = await startScriptedFake((res) => {
+      streamHead(res);
+      res.write(openaiChunk("before the flood") + 'data: {"choices":[{"index":0,"delta":{"content":"');
+      return pour(res, "x".repeat(65536), 32 * 1024 * 1024);
+    });
     writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }
 providers:
   - { name: dead, type: openai_compatible, endpoint: "${await refusedUrl()}/v1", default_model: m }
   - { name: a, type: openai_compatible, endpoint: "${a.url}/v1", default_model: a-model, models: [a-model, gpt-4o-mini] }
   - { name: backup, type: mock, reply: "answer from the backup mock" }
+  - { name: flood, type: openai_compatible, endpoint: "${flood.url}/v1", default_model: m }
 routing: { fallback_chain: [dead, a, backup] }
 `);
     r = await startProcess([], { cwd: dir, cmd: [bin] });
@@ -71,6 +79,7 @@ routing: { fallback_chain: [dead, a, backup] }
   after(async () => {
     await r?.stop();
     await a?.stop();
+    await flood?.stop();
     if (dir) rmTemp(dir);
   });
   beforeEach(() => a.reset());
@@ -117,6 +126,19 @@ routing: { fallback_chain: [dead, a, backup] }
   it("legacy completions through the openai SDK", async () => {
     const c = await client.completions.create({ model: "a-model", prompt: "Say hi" });
     assert.equal(c.choices[0].text, "answer from A");
+  });
+
+  it("ends a stream whose upstream sends an event larger than 1 MiB with an error, and lets the upstream go", async () => {
+    const stream = await client.chat.completions.create({ model: "flood/m", messages: [{ role: "user", content: "hi" }], stream: true });
+    let text = "";
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+      })(),
+      (e: unknown) => e instanceof OpenAI.APIError && /upstream stream event larger than 1048576 bytes/.test(e.message),
+    );
+    assert.equal(text, "before the flood");
+    await waitFor(() => flood.aborted === 1, "the upstream request to be aborted");
   });
 
   it("models through the openai SDK", async () => {

@@ -3,9 +3,12 @@
 // across reads.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { lines, READ_BUFFER_BYTES, SseParser, sseEvents, type SseEvent } from "../src/providers/shared.ts";
+import { lines as linesOf, READ_BUFFER_BYTES, SseParser, sseEvents as sseEventsOf, type SseEvent } from "../src/providers/shared.ts";
 
 const enc = new TextEncoder();
+const MAX = 1 << 20; // the default routing.stream_max_event_bytes
+const sseEvents = (body: ReadableStream<Uint8Array>) => sseEventsOf(body, MAX);
+const lines = (body: ReadableStream<Uint8Array>) => linesOf(body, MAX);
 
 function bodyOf(parts: Uint8Array[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -109,13 +112,13 @@ describe("sseEvents / SseParser", () => {
   });
 
   it("SseParser.push returns events as soon as their blank line arrives", () => {
-    const p = new SseParser();
+    const p = new SseParser(MAX);
     const out: SseEvent[] = [];
-    p.push("data: one\n", out);
+    p.push(enc.encode("data: one\n"), out);
     assert.equal(out.length, 0);
-    p.push("\ndata: tw", out);
+    p.push(enc.encode("\ndata: tw"), out);
     assert.deepEqual(out, [{ event: "message", data: "one" }]);
-    p.push("o\n\n", out);
+    p.push(enc.encode("o\n\n"), out);
     assert.deepEqual(out[1], { event: "message", data: "two" });
     p.end(out);
     assert.equal(out.length, 2);

@@ -87,6 +87,11 @@ export const ConfigSchema = z
         max_attempts: z.number().int().min(1).optional(),
         request_timeout_seconds: z.number().positive().default(120),
         stream_idle_timeout_seconds: z.number().positive().default(60),
+        // the longest a stream may run once committed, however steadily the upstream sends (docs/security.md);
+        // at most a day, well inside what a timer can wait
+        stream_max_duration_seconds: z.number().positive().max(86400).default(600),
+        // one SSE event's data (or one line of it, or one NDJSON line) read from an upstream stream (docs/security.md)
+        stream_max_event_bytes: z.number().int().positive().default(1024 * 1024),
         // a Retry-After longer than this is not waited for (max_retries): the request moves to the next provider
         max_retry_after_seconds: z.number().min(0).default(10),
       })

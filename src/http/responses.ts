@@ -518,7 +518,9 @@ export class ResponsesTranscoder {
  * (the idempotency transcript) sees every chunk sent and the end.
  */
 export function transcodeStream(body: ReadableStream<Uint8Array>, req: ResponsesRequest, tap?: ResponseTap): ReadableStream<Uint8Array> {
-  const sse = new SseReader(body);
+  // no cap of its own: this is the router's stream, each event of it built from one upstream event that
+  // routing.stream_max_event_bytes already bounds
+  const sse = new SseReader(body, Infinity);
   const t = new ResponsesTranscoder(req);
   if (tap) tap.attached = true;
   const send = (controller: ReadableStreamDefaultController<Uint8Array>, text: string) => {

@@ -376,7 +376,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
   /** content block index -> OpenAI tool call index */
   const toolIndex = new Map<number, number>();
 
-  for await (const ev of sseEvents(body)) {
+  for await (const ev of sseEvents(body, opts.maxEventBytes)) {
     let msg: any;
     try {
       msg = JSON.parse(ev.data);

@@ -144,7 +144,7 @@ export class OllamaAdapter implements Adapter {
     const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
     if (opts.stream) {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
-      return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts.includeUsage, promptText)) };
+      return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptText)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;
@@ -299,13 +299,13 @@ async function* translateStream(
   body: ReadableStream<Uint8Array>,
   kind: "chat" | "text",
   shaper: OpenAIShaper,
-  includeUsage: boolean,
+  opts: CallOptions,
   promptText: () => string,
 ): AsyncGenerator<StreamEvent, void, undefined> {
   if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };
   let chars = 0;
   let tools = 0;
-  for await (const line of lines(body)) {
+  for await (const line of lines(body, opts.maxEventBytes)) {
     if (!line) continue;
     let obj: any;
     try {
@@ -338,7 +338,7 @@ async function* translateStream(
       yield { data: shaper.chunk({ content: obj.response }), content: true };
     }
     if (obj.done === true) {
-      yield* shaper.finish(finishReason(obj.done_reason, tools > 0), readUsage(obj, promptText, chars), includeUsage);
+      yield* shaper.finish(finishReason(obj.done_reason, tools > 0), readUsage(obj, promptText, chars), opts.includeUsage);
       return;
     }
   }

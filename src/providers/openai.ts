@@ -39,7 +39,7 @@ export class OpenAIAdapter implements Adapter {
     if (opts.stream) {
       const sse = sseBody(res);
       if (!(sse instanceof ReadableStream)) return sse;
-      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, () => estimatePromptTokens(kind, req as ChatRequest)) };
+      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
     const text = await res.text().catch(() => null);
     let json: any;
@@ -72,8 +72,14 @@ class Passthrough implements StreamEvents {
   readonly #out: StreamEvent[] = [];
   readonly #seen = { usage: false, chars: 0 };
 
-  constructor(body: ReadableStream<Uint8Array>, readonly kind: "chat" | "text", readonly includeUsage: boolean, readonly promptTokens: () => number) {
-    this.#sse = new SseReader(body);
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    readonly kind: "chat" | "text",
+    readonly includeUsage: boolean,
+    maxEventBytes: number,
+    readonly promptTokens: () => number,
+  ) {
+    this.#sse = new SseReader(body, maxEventBytes);
   }
 
   read(): Promise<StreamEvent[] | null> {

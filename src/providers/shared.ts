@@ -1,6 +1,7 @@
 // Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
 // OpenAI chunk builders and token estimates. Web standards only.
 import type { ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
+import { UpstreamStreamError } from "./types.ts";
 
 export const encoder = new TextEncoder();
 
@@ -187,26 +188,93 @@ export function chunkReader(body: ReadableStream<Uint8Array>): ChunkReader {
   };
 }
 
-/** Splits a byte stream into lines (LF or CRLF), decoding UTF-8 across chunk boundaries. */
-export async function* lines(body: ReadableStream<Uint8Array>): AsyncGenerator<string, void, undefined> {
+const STREAM_DECODE: TextDecodeOptions = { stream: true };
+const NO_BYTES = new Uint8Array(0);
+
+/** The failure of a stream that sends one event (or line) larger than the router holds. */
+function tooLarge(max: number): UpstreamStreamError {
+  return new UpstreamStreamError(`upstream stream event larger than ${max} bytes`);
+}
+
+/**
+ * Cuts a byte stream into lines (LF or CRLF), decoded as UTF-8. A line that a read cuts waits as bytes in one
+ * buffer of at most `max` bytes, and each read is decoded once from its first line to its last newline: a line
+ * that never ends costs bounded memory and time linear in its length, however it is cut into reads (a byte is
+ * searched for a newline at most twice as bytes and once as text, never again with each read). A line longer
+ * than `max` fails the stream (UpstreamStreamError); a complete line is measured decoded, in UTF-16 units,
+ * never more than its bytes.
+ */
+class LineCutter {
+  readonly #decoder = new TextDecoder();
+  #part = NO_BYTES;
+  #len = 0; // bytes of #part holding the start of a line
+
+  constructor(readonly max: number) {}
+
+  /** Calls `line(text, start, end)` for each line `chunk` completes, without its CR / LF. */
+  push(chunk: Uint8Array, line: (text: string, start: number, end: number) => void): void {
+    const last = chunk.lastIndexOf(10);
+    if (last < 0) return this.#keep(chunk, 0);
+    const upTo = last === chunk.length - 1 ? chunk : chunk.subarray(0, last + 1);
+    let s: string;
+    if (this.#len) {
+      if (this.#len + chunk.indexOf(10) > this.max) throw tooLarge(this.max);
+      // the buffered start may end inside a character: decode it in stream mode, the rest flushes it
+      s = this.#decoder.decode(this.#part.subarray(0, this.#len), STREAM_DECODE) + this.#decoder.decode(upTo);
+      this.#len = 0;
+      if (this.#part.byteLength > READ_BUFFER_BYTES) this.#part = NO_BYTES; // do not hold a long line's buffer
+    } else s = this.#decoder.decode(upTo);
+    let pos = 0, nl: number;
+    while ((nl = s.indexOf("\n", pos)) >= 0) {
+      if (nl - pos > this.max) throw tooLarge(this.max);
+      line(s, pos, nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl);
+      pos = nl + 1;
+    }
+    if (last < chunk.length - 1) this.#keep(chunk, last + 1);
+  }
+
+  /** The body ended: a last line without a newline still counts. */
+  end(line: (text: string, start: number, end: number) => void): void {
+    if (!this.#len) return;
+    const s = this.#decoder.decode(this.#part.subarray(0, this.#len));
+    this.#len = 0;
+    line(s, 0, s.charCodeAt(s.length - 1) === 13 ? s.length - 1 : s.length);
+  }
+
+  /** Appends chunk[start..] to the unterminated line. */
+  #keep(chunk: Uint8Array, start: number): void {
+    const n = this.#len + chunk.length - start;
+    if (n > this.max) throw tooLarge(this.max);
+    if (n > this.#part.byteLength) {
+      // doubling keeps the copies linear in the line's length when it arrives in many small reads
+      const grown = new Uint8Array(Math.min(this.max, Math.max(n, 2 * this.#part.byteLength, 256)));
+      grown.set(this.#part.subarray(0, this.#len));
+      this.#part = grown;
+    }
+    this.#part.set(start ? chunk.subarray(start) : chunk, this.#len);
+    this.#len = n;
+  }
+}
+
+/**
+ * Splits a byte stream into lines (LF or CRLF), decoded as UTF-8; a line longer than `maxLineBytes` fails the
+ * stream (UpstreamStreamError).
+ */
+export async function* lines(body: ReadableStream<Uint8Array>, maxLineBytes: number): AsyncGenerator<string, void, undefined> {
   const reader = chunkReader(body);
-  const decoder = new TextDecoder();
-  let buf = "";
+  const cutter = new LineCutter(maxLineBytes);
+  const out: string[] = [];
+  const line = (s: string, start: number, end: number) => void out.push(s.slice(start, end));
   try {
     while (true) {
       const value = await reader.read();
       if (value === null) break;
-      const s = buf ? buf + decoder.decode(value, STREAM_DECODE) : decoder.decode(value, STREAM_DECODE);
-      // scan with an index and cut the remainder once per read (not once per line)
-      let pos = 0, nl: number;
-      while ((nl = s.indexOf("\n", pos)) >= 0) {
-        yield s.slice(pos, nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl);
-        pos = nl + 1;
-      }
-      buf = pos === 0 ? s : s.slice(pos);
+      cutter.push(value, line);
+      for (let i = 0; i < out.length; i++) yield out[i];
+      out.length = 0;
     }
-    buf += decoder.decode();
-    if (buf) yield buf;
+    cutter.end(line);
+    if (out.length) yield out[0];
   } finally {
     reader.cancel();
   }
@@ -218,57 +286,59 @@ export interface SseEvent {
 }
 
 /**
- * Incremental text/event-stream parser: push() decoded text as it arrives, get the complete events (event
- * name defaults to "message"; comments and unknown fields are ignored; LF or CRLF line ends). Synchronous
- * and allocation-light, so an adapter can parse inside its own read loop instead of stacking generators.
+ * Incremental text/event-stream parser: push() the body's bytes as they arrive, get the complete events (event
+ * name defaults to "message"; comments and unknown fields are ignored; LF or CRLF line ends). Synchronous and
+ * allocation-light, so an adapter can parse inside its own read loop instead of stacking generators. One line,
+ * or the data of one event, larger than `maxEventBytes` fails the stream (UpstreamStreamError).
  */
 export class SseParser {
-  #buf = "";
+  readonly #cutter: LineCutter;
+  #out: SseEvent[] = [];
   #event = "";
   #data: string | null = null;
   #more: string[] | null = null;
+  #dataLength = 0;
 
-  /** Parses `text` (the next decoded piece of the body) and appends every event it completes to `out`. */
-  push(text: string, out: SseEvent[]): void {
-    const s = this.#buf ? this.#buf + text : text;
-    let pos = 0, nl: number;
-    while ((nl = s.indexOf("\n", pos)) >= 0) {
-      this.#line(s, pos, nl > pos && s.charCodeAt(nl - 1) === 13 ? nl - 1 : nl, out);
-      pos = nl + 1;
-    }
-    this.#buf = pos === 0 ? s : s.slice(pos);
+  constructor(readonly maxEventBytes: number) {
+    this.#cutter = new LineCutter(maxEventBytes);
+  }
+
+  /** Parses `chunk` (the next bytes of the body) and appends every event it completes to `out`. */
+  push(chunk: Uint8Array, out: SseEvent[]): void {
+    this.#out = out;
+    this.#cutter.push(chunk, this.#line);
   }
 
   /** The body ended: a last unterminated line and a pending event still count. */
   end(out: SseEvent[]): void {
-    if (this.#buf) {
-      const s = this.#buf;
-      this.#buf = "";
-      this.#line(s, 0, s.charCodeAt(s.length - 1) === 13 ? s.length - 1 : s.length, out);
-    }
-    this.#dispatch(out);
+    this.#out = out;
+    this.#cutter.end(this.#line);
+    this.#dispatch();
   }
 
-  #line(s: string, start: number, end: number, out: SseEvent[]): void {
-    if (start === end) this.#dispatch(out);
+  readonly #line = (s: string, start: number, end: number): void => {
+    if (start === end) this.#dispatch();
     else if (s.startsWith("data:", start)) {
       const v = s.charCodeAt(start + 5) === 32 ? start + 6 : start + 5;
+      this.#dataLength += end - v;
+      if (this.#dataLength > this.maxEventBytes) throw tooLarge(this.maxEventBytes);
       const d = s.slice(v, end);
       if (this.#data === null) this.#data = d;
       else (this.#more ??= []).push(d);
     } else if (s.startsWith("event:", start)) {
       this.#event = s.slice(start + 6, end).trim();
     } // comments (":") and other fields are ignored
-  }
+  };
 
-  #dispatch(out: SseEvent[]): void {
+  #dispatch(): void {
     if (this.#data !== null) {
       const data = this.#more ? [this.#data, ...this.#more].join("\n") : this.#data;
-      out.push({ event: this.#event || "message", data });
+      this.#out.push({ event: this.#event || "message", data });
     }
     this.#event = "";
     this.#data = null;
     this.#more = null;
+    this.#dataLength = 0;
   }
 }
 
@@ -276,17 +346,16 @@ export class SseParser {
  * Reads a text/event-stream body one upstream read at a time, without a generator of its own (a hot-path
  * caller such as the OpenAI passthrough loops over it inside its own generator).
  */
-const STREAM_DECODE: TextDecodeOptions = { stream: true };
-
 export class SseReader {
   readonly #reader: ChunkReader;
-  readonly #decoder = new TextDecoder();
-  readonly #parser = new SseParser();
+  readonly #parser: SseParser;
   readonly #out: SseEvent[] = [];
   #ended = false;
 
-  constructor(body: ReadableStream<Uint8Array>) {
+  /** `maxEventBytes`: see SseParser. */
+  constructor(body: ReadableStream<Uint8Array>, maxEventBytes: number) {
     this.#reader = chunkReader(body);
+    this.#parser = new SseParser(maxEventBytes);
   }
 
   /**
@@ -303,9 +372,8 @@ export class SseReader {
     this.#out.length = 0;
     if (value === null) {
       this.#ended = true;
-      this.#parser.push(this.#decoder.decode(), this.#out);
       this.#parser.end(this.#out);
-    } else this.#parser.push(this.#decoder.decode(value, STREAM_DECODE), this.#out);
+    } else this.#parser.push(value, this.#out);
     return this.#out;
   };
 
@@ -322,9 +390,9 @@ export class SseReader {
   }
 }
 
-/** Parses a text/event-stream body into events (event name defaults to "message"). */
-export async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent, void, undefined> {
-  const sse = new SseReader(body);
+/** Parses a text/event-stream body into events (event name defaults to "message"); `maxEventBytes`: see SseParser. */
+export async function* sseEvents(body: ReadableStream<Uint8Array>, maxEventBytes: number): AsyncGenerator<SseEvent, void, undefined> {
+  const sse = new SseReader(body, maxEventBytes);
   try {
     for (let events = await sse.read(); events !== null; events = await sse.read()) {
       for (let i = 0; i < events.length; i++) yield events[i];

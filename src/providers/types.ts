@@ -134,6 +134,8 @@ export interface CallOptions {
   /** the client asked for a usage chunk (stream_options.include_usage) */
   includeUsage: boolean;
   signal: AbortSignal;
+  /** the largest stream event (SSE) or line (NDJSON) read from the upstream: routing.stream_max_event_bytes */
+  maxEventBytes: number;
 }
 
 export interface Adapter {

@@ -461,7 +461,7 @@ export class Router {
     };
 
     rq.sent++;
-    const opts = { model: cand.model, stream: rq.stream, includeUsage: rq.includeUsage, signal: ac.signal };
+    const opts = { model: cand.model, stream: rq.stream, includeUsage: rq.includeUsage, signal: ac.signal, maxEventBytes: this.config.routing.stream_max_event_bytes };
     const res = rq.kind === "chat" ? await cand.adapter.chat(rq.body as ChatRequest, opts) : await cand.adapter.text(rq.body as TextRequest, opts);
 
     if (!res.ok) {
@@ -517,8 +517,9 @@ export class Router {
       rq.finish(end === "ok" ? 200 : status, { provider: cand.provider.name, model: res.model, usage: u });
     };
     const detach = () => ctx.signal?.removeEventListener("abort", onClientAbort);
-    const idleMs = this.config.routing.stream_idle_timeout_seconds * 1000;
-    const body = new ReadableStream<Uint8Array>(new SsePipe(res.events, pending, ended, usage, ac, detach, done, idleMs, this.#encodeChunk, ctx.tap), { highWaterMark: 0 });
+    const { stream_idle_timeout_seconds: idleS, stream_max_duration_seconds: maxS } = this.config.routing;
+    const pipe = new SsePipe(res.events, pending, ended, usage, ac, detach, done, idleS * 1000, maxS, this.#encodeChunk, ctx.tap);
+    const body = new ReadableStream<Uint8Array>(pipe, { highWaterMark: 0 });
     return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...headers } });
   }
 }
@@ -529,12 +530,18 @@ type StreamDone = (end: "ok" | "failed" | "aborted", usage: Usage | undefined, r
 /**
  * The source of a committed stream's client-facing body: each pull is one read of the adapter's events (one
  * promise per upstream read, callbacks made once per stream), and the events of that read go out in one chunk.
+ * Two limits end it with an error event: no event for the client within `idleMs` of asking for one, and
+ * `maxSeconds` since the commit point.
  */
 class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   // One timer per stream, not one per chunk: it re-arms itself for the rest of the current wait.
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
-  #waitingSince = 0; // when the current wait for the upstream began; 0 while not waiting
+  #maxTimer: ReturnType<typeof setTimeout> | undefined;
+  // when the current wait for an event to forward began; 0 while not waiting. Reads that bring nothing for the
+  // client (SSE comments, pings, part of an event) do not restart it: an upstream cannot hold a stream open
+  // with keep-alives alone.
+  #waitingSince = 0;
   #closed = false;
   // Dropped when the stream ends: a finished pipe that the GC has promoted would otherwise keep what they point
   // to alive through the next young-generation collections (docs/decisions/0014-finished-streams-let-go.md).
@@ -553,6 +560,7 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     detach: () => void,
     done: StreamDone,
     readonly idleMs: number,
+    readonly maxSeconds: number,
     readonly encode: (text: string) => Uint8Array,
     tap: ResponseTap | undefined,
   ) {
@@ -579,12 +587,16 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
       this.#send(DONE);
       controller.close();
       this.#close("ok");
-    }
+    } else this.#maxTimer = setTimeout(this.#onMaxDuration, this.maxSeconds * 1000);
   }
 
   pull(): Promise<void> {
     this.#waitingSince = performance.now();
     if (!this.#idleTimer) this.#idleTimer = setTimeout(this.#onIdleTimer, this.idleMs);
+    return this.#read();
+  }
+
+  #read(): Promise<void> {
     return this.events.read().then(this.#forward, this.#broke);
   }
 
@@ -594,11 +606,15 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     this.#close("aborted", "client disconnected");
   }
 
-  /** One read's events to the client; a read that carries nothing to forward (a dropped usage chunk) reads on. */
+  /**
+   * One read's events to the client; a read that carries nothing to forward (comments, a dropped usage chunk)
+   * reads on within the same idle wait.
+   */
   readonly #forward = (batch: StreamEvent[] | null): Promise<void> | void => {
-    this.#waitingSince = 0;
+    if (this.#closed) return; // ended meanwhile (stream_max_duration_seconds, the client went away)
     const controller = this.#controller;
     if (batch === null) {
+      this.#waitingSince = 0;
       this.#send(DONE);
       controller.close();
       this.#close("ok");
@@ -610,11 +626,13 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
       if (ev.usage) this.#usage = ev.usage;
       if (ev.data !== null) text += `data: ${ev.data}\n\n`;
     }
-    if (text) this.#send(this.encode(text));
-    else return this.pull();
+    if (!text) return this.#read();
+    this.#waitingSince = 0;
+    this.#send(this.encode(text));
   };
 
   readonly #broke = (e: unknown): void => {
+    if (this.#closed) return;
     this.#waitingSince = 0;
     const f = streamFailure(e, this.ac.signal);
     const msg = f.kind === "timeout" ? `upstream stream stalled for more than ${this.idleMs / 1000}s` : f.message;
@@ -635,11 +653,26 @@ class SsePipe implements UnderlyingDefaultSource<Uint8Array> {
     else this.#idleTimer = setTimeout(this.#onIdleTimer, this.idleMs - waited);
   };
 
+  /** Ends the stream here, whether a read is pending or the client is slow to take what was sent. */
+  readonly #onMaxDuration = (): void => {
+    this.#maxTimer = undefined;
+    if (this.#closed) return;
+    const msg = `the stream ran longer than routing.stream_max_duration_seconds (${this.maxSeconds}s)`;
+    try {
+      this.#send(encoder.encode(`data: ${errorJson({ message: msg, type: "upstream_error", code: "stream_max_duration" })}\n\n`));
+      this.#controller.close();
+    } catch { /* client gone */ }
+    this.ac.abort(new DOMException("stream_max_duration_seconds reached", "AbortError"));
+    this.events.cancel();
+    this.#close("failed", msg);
+  };
+
   #close(end: "ok" | "failed" | "aborted", reason?: string): void {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+    if (this.#maxTimer) clearTimeout(this.#maxTimer);
+    this.#idleTimer = this.#maxTimer = undefined;
     const detach = this.#detach!, done = this.#done!, usage = this.#usage, tap = this.#tap;
     this.#detach = this.#done = null;
     this.#tap = null;
