@@ -535,7 +535,7 @@ describe("anthropic adapter failure details", () => {
     try {
       fake.fault = { status: 529, headers: { "retry-after": "7" }, body: { type: "error", error: { type: "overloaded_error", message: "Overloaded" } } };
       const cfg = parseConfig(`providers: [{ name: c, type: anthropic, endpoint: "${fake.url}", api_key: k, default_model: m }]`, {}).providers[0];
-      const res = await new AnthropicAdapter(cfg).chat(chat() as any, { model: "m", stream: false, includeUsage: false, signal: new AbortController().signal, maxEventBytes: 1 << 20 });
+      const res = await new AnthropicAdapter(cfg).chat(chat() as any, { model: "m", stream: false, includeUsage: false, signal: new AbortController().signal, maxEventBytes: 1 << 20, maxBodyBytes: 1 << 20 });
       assert.equal(res.ok, false);
       if (res.ok) return;
       assert.equal(res.status, 529);

@@ -8,13 +8,15 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { chmodSync, copyFileSync, readdirSync, statSync } from "node:fs";
+import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
+import zlib from "node:zlib";
 import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
-import { ROOT, rmTemp, run, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const BINARY = join(ROOT, "dist", "failover-router");
 
@@ -213,6 +215,90 @@ routing: { fallback_chain: [dead, a, backup] }
     }, "the reloaded config to answer");
     r.kill("SIGTERM");
     assert.equal((await r.exited).code, 0, r.output());
+  });
+});
+
+describe("the compiled binary, against hostile upstreams", () => {
+  // the binary runs on Bun's upstream client: streams over its sockets, non-streaming requests through fetch
+  let dir: string, target: FakeServer, mover: FakeServer, a: FakeServer, hostile: http.Server, r: RouterProcess;
+  before(async () => {
+    ensureBinary();
+    dir = tempDir("fr-binary-hostile-");
+    target = await startOpenAIFake({ reply: "from the redirect target" });
+    mover = await startOpenAIFake();
+    mover.fault = { status: 307, headers: { location: `${target.url}/v1/chat/completions` }, rawBody: "moved" };
+    a = await startOpenAIFake({ reply: "answer from A" });
+    // the model asked for picks the misbehaviour: an endless 200 body, or a gzip stream nobody asked for
+    hostile = http.createServer((req, res) => {
+      const parts: Buffer[] = [];
+      req.on("data", (c: Buffer) => void parts.push(c));
+      req.on("end", async () => {
+        const { model } = JSON.parse(Buffer.concat(parts).toString("utf8"));
+        if (model === "endless") {
+          res.writeHead(200, { "content-type": "application/json" });
+          const chunk = Buffer.alloc(65536, 32);
+          while (!res.destroyed) if (!res.write(chunk)) await new Promise((d) => setTimeout(d, 1));
+          return;
+        }
+        const event = (delta: object, finish: string | null) =>
+          `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+        res.writeHead(200, { "content-type": "text/event-stream", "content-encoding": "gzip" });
+        res.end(zlib.gzipSync(event({ content: "unzipped" }, null) + event({}, "stop") + "data: [DONE]\n\n"));
+      });
+    });
+    await new Promise<void>((ok) => hostile.listen(0, "127.0.0.1", () => ok()));
+    const hostileUrl = `http://127.0.0.1:${(hostile.address() as net.AddressInfo).port}/v1`;
+    writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0, max_upstream_body_bytes: 1048576 }
+providers:
+  - { name: mover, type: openai_compatible, endpoint: "${mover.url}/v1", api_key: sk-mover-secret, default_model: m }
+  - { name: a, type: openai_compatible, endpoint: "${a.url}/v1", default_model: m }
+  - { name: hostile, type: openai_compatible, endpoint: "${hostileUrl}", models: [endless, gzip] }
+routing: { fallback_chain: [mover, a] }
+`);
+    r = await startProcess([], { cwd: dir, cmd: [BINARY] });
+  });
+  after(async () => {
+    await r?.stop();
+    hostile?.closeAllConnections();
+    hostile?.close();
+    for (const f of [target, mover, a]) await f?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  it("does not follow a redirect, streamed or not: fails over, and the redirect target hears nothing", async () => {
+    for (const stream of [false, true]) {
+      const res = await fetch(`${r.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "m", stream, messages: [{ role: "user", content: "hi" }] }),
+      });
+      assert.equal(res.status, 200, `stream ${stream}`);
+      assert.equal(res.headers.get("x-router-provider"), "a", `stream ${stream}`);
+      const text = stream ? sseText(await res.text()).text : (await res.json()).choices[0].message.content;
+      assert.equal(text, "answer from A", `stream ${stream}`);
+    }
+    assert.equal(target.requests.length, 0, "the redirect target received nothing");
+    // the request log line of each request (written as the request ends, so possibly just after its body)
+    const reasons = () => r.logs().flatMap((l) => l.attempts ?? []).filter((x: any) => x.provider === "mover").map((x: any) => x.reason);
+    await waitFor(() => reasons().length === 2, "both requests' log lines");
+    assert.deepEqual(reasons(), [`redirect to ${target.url} not followed`, `redirect to ${target.url} not followed`]);
+  });
+
+  it("cuts a non-streamed body at server.max_upstream_body_bytes, and decodes a gzip stream", async () => {
+    const big = await fetch(`${r.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "hostile/endless", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(big.status, 502);
+    assert.deepEqual((await big.json()).error.attempts, [{ provider: "hostile", status: 502, reason: "upstream body too large" }]);
+    const gz = await fetch(`${r.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "hostile/gzip", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(gz.status, 200);
+    assert.deepEqual(sseText(await gz.text()), { text: "unzipped", done: true });
   });
 });
 

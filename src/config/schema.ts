@@ -12,6 +12,9 @@ export const DEFAULT_ENDPOINTS: Partial<Record<ProviderType, string>> = {
   ollama: "http://localhost:11434",
 };
 
+/** server.max_upstream_body_bytes when the config does not set it */
+export const DEFAULT_MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024;
+
 const httpUrl = z
   .string()
   .refine((s) => {
@@ -74,6 +77,8 @@ export const ConfigSchema = z
         host: z.string().min(1).default("0.0.0.0"),
         port: z.number().int().min(0).max(65535).default(8000),
         max_body_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+        // a non-streamed upstream answer larger than this is cut off and fails over (docs/security.md)
+        max_upstream_body_bytes: z.number().int().positive().default(DEFAULT_MAX_UPSTREAM_BODY_BYTES),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),

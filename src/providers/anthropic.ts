@@ -3,8 +3,8 @@
 // chunks. Legacy text completions go through the same path as a one-message chat.
 import type { ProviderConfig } from "../config/schema.ts";
 import {
+  bodyText,
   failureFromResponse,
-  fetchFailure,
   generatorEvents,
   globalFetch,
   type FinishReason,
@@ -90,7 +90,7 @@ export class AnthropicAdapter implements Adapter {
       if (!(e instanceof BadRequest)) throw e;
       return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message, unsupported: true };
     }
-    const res = await postJson(this.send, this.#url, this.#headers, body, opts.signal, opts.stream);
+    const res = await postJson(this.send, this.#url, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return failureFromResponse(res, pickError);
 
@@ -100,12 +100,8 @@ export class AnthropicAdapter implements Adapter {
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(streamEvents(body, kind, opts)) };
     }
 
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (e) {
-      return fetchFailure(e, opts.signal);
-    }
+    const text = await bodyText(res, opts);
+    if (typeof text !== "string") return text;
     let json: any;
     try {
       json = JSON.parse(text);

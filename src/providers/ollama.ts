@@ -2,8 +2,9 @@
 // for legacy completions, GET {endpoint}/api/tags for the installed models. Requests are translated from the
 // OpenAI shape; answers (JSON, or NDJSON streams: one JSON object per line, the last with done:true and the
 // token counts) are translated back into OpenAI responses and chunks as they arrive.
-import type { ProviderConfig } from "../config/schema.ts";
+import { DEFAULT_MAX_UPSTREAM_BODY_BYTES, type ProviderConfig } from "../config/schema.ts";
 import {
+  bodyText,
   chatPromptText,
   estimateTokens,
   failureFromResponse,
@@ -17,6 +18,7 @@ import {
   promptOf,
   protocolFailure,
   randomId,
+  redirectFailure,
   stopList,
   usageOf,
 } from "./shared.ts";
@@ -104,16 +106,21 @@ export class OllamaAdapter implements Adapter {
 
   /** The names of the models installed on this Ollama server (GET /api/tags). Throws on any failure. */
   async listModels(signal: AbortSignal): Promise<string[]> {
+    const url = this.config.endpoint + "/api/tags";
     let res: Response;
     try {
-      res = await fetch(this.config.endpoint + "/api/tags", { headers: this.#getHeaders, signal });
+      // redirects not followed, as for every upstream request (globalFetch)
+      res = await fetch(url, { headers: this.#getHeaders, signal, redirect: "manual" });
     } catch (e) {
       throw new Error(`ollama ${this.config.name}: ${fetchFailure(e, signal).message}`);
     }
-    if (!res.ok) throw new Error(`ollama ${this.config.name}: ${(await failureFromResponse(res, pickError)).message}`);
+    const failed = redirectFailure(res, url) ?? (res.ok ? null : await failureFromResponse(res, pickError));
+    if (failed) throw new Error(`ollama ${this.config.name}: ${failed.message}`);
+    const text = await bodyText(res, { signal, maxBodyBytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES });
+    if (typeof text !== "string") throw new Error(`ollama ${this.config.name}: ${text.message}`);
     let json: any;
     try {
-      json = await res.json();
+      json = JSON.parse(text);
     } catch {
       throw new Error(`ollama ${this.config.name}: /api/tags returned a body that is not JSON`);
     }
@@ -133,7 +140,7 @@ export class OllamaAdapter implements Adapter {
     opts: CallOptions,
     promptText: () => string,
   ): Promise<UpstreamResult> {
-    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
+    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return ollamaFailure(res);
     const ctype = res.headers.get("content-type") ?? "";
@@ -146,10 +153,11 @@ export class OllamaAdapter implements Adapter {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptText)) };
     }
-    const text = await res.text().catch(() => null);
+    const text = await bodyText(res, opts);
+    if (typeof text !== "string") return text;
     let json: any;
     try {
-      json = text === null ? null : JSON.parse(text);
+      json = JSON.parse(text);
     } catch { /* handled below */ }
     if (!json || typeof json !== "object") return protocolFailure("ollama returned a body that is not JSON");
     if (typeof json.error === "string") return protocolFailure(`ollama error: ${json.error}`);

@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../config/schema.ts";
-import { estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, type SseEvent, SseReader, usageOf } from "./shared.ts";
+import { bodyText, estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, type SseEvent, SseReader, usageOf } from "./shared.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 import { estimatePromptTokens } from "./usage.ts";
@@ -33,7 +33,7 @@ export class OpenAIAdapter implements Adapter {
       delete body.max_tokens;
     }
     if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
-    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts.signal, opts.stream);
+    const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return failureFromResponse(res, pickError);
     if (opts.stream) {
@@ -41,15 +41,16 @@ export class OpenAIAdapter implements Adapter {
       if (!(sse instanceof ReadableStream)) return sse;
       return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
-    const text = await res.text().catch(() => null);
+    const text = await bodyText(res, opts);
+    if (typeof text !== "string") return text;
     let json: any;
     try {
-      json = text === null ? null : JSON.parse(text);
+      json = JSON.parse(text);
     } catch { /* handled below */ }
     if (!json || typeof json !== "object" || !Array.isArray(json.choices)) {
       return protocolFailure("upstream returned a body that is not an OpenAI completion");
     }
-    return { ok: true, stream: false, body: text!, usage: readUsage(json.usage), model: typeof json.model === "string" ? json.model : opts.model };
+    return { ok: true, stream: false, body: text, usage: readUsage(json.usage), model: typeof json.model === "string" ? json.model : opts.model };
   }
 }
 

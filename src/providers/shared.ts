@@ -1,6 +1,6 @@
 // Helpers every adapter uses: upstream fetch with failure classification, SSE / NDJSON readers,
 // OpenAI chunk builders and token estimates. Web standards only.
-import type { ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
+import type { CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, Usage } from "./types.ts";
 import { UpstreamStreamError } from "./types.ts";
 
 export const encoder = new TextEncoder();
@@ -18,31 +18,65 @@ export function concatBytes(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** The runtime's own fetch (looked up per call), the adapters' default client. */
-export const globalFetch: UpstreamFetch = (url, init) => fetch(url, init);
+/**
+ * The runtime's own fetch (looked up per call), the adapters' default client. Redirects are not followed: fetch
+ * would send the provider's key, its custom headers and (307/308) the prompt to wherever the Location points,
+ * an internal address included. The 3xx comes back as the response, and postJson makes it a failure.
+ */
+export const globalFetch: UpstreamFetch = (url, init) =>
+  fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: init.signal, redirect: "manual" });
 
 /**
- * POSTs JSON upstream through `send`; `stream`: the answer will be read as a stream. Network errors and aborts
- * become an UpstreamFailure instead of throwing.
+ * POSTs JSON upstream through `send`; `opts.stream`: the answer will be read as a stream. Network errors,
+ * aborts and redirects become an UpstreamFailure instead of a response.
  */
 export async function postJson(
   send: UpstreamFetch,
   url: string,
   headers: Record<string, string>,
   body: unknown,
-  signal: AbortSignal,
-  stream: boolean,
+  opts: Pick<CallOptions, "signal" | "stream" | "maxBodyBytes">,
 ): Promise<UpstreamResponse | UpstreamFailure> {
+  let res: UpstreamResponse;
   try {
-    return await send(url, { method: "POST", headers, body: JSON.stringify(body), signal }, stream);
+    res = await send(url, { method: "POST", headers, body: JSON.stringify(body), signal: opts.signal, maxBodyBytes: opts.maxBodyBytes }, opts.stream);
   } catch (e) {
-    return fetchFailure(e, signal);
+    return fetchFailure(e, opts.signal);
+  }
+  return redirectFailure(res, url) ?? res;
+}
+
+/**
+ * A redirect (3xx) as a failure, its body dropped; null for any other answer. The reason names only the
+ * target's origin: its path and query may carry anything.
+ */
+export function redirectFailure(res: UpstreamResponse, url: string): UpstreamFailure | null {
+  if (res.status < 300 || res.status > 399) return null;
+  res.body?.cancel().catch(() => {});
+  let message = `upstream answered HTTP ${res.status} without a valid location: not followed`;
+  const location = res.headers.get("location");
+  if (location) {
+    try {
+      const to = new URL(location, url);
+      message = `redirect to ${to.origin === "null" ? to.protocol : to.origin} not followed`;
+    } catch { /* keep the message without a location */ }
+  }
+  return { ok: false, status: res.status, kind: "http", message };
+}
+
+const TOO_LARGE = "upstream body too large";
+
+/** A client's error for a non-streamed body past UpstreamInit.maxBodyBytes. */
+export class UpstreamBodyTooLarge extends Error {
+  constructor() {
+    super(TOO_LARGE);
   }
 }
 
 /**
- * A failed fetch or upstream body read: a timeout or client abort when `signal` fired, else a network failure
- * (`what`: "connection failed", "upstream stream broke", ...) with the runtime's error text, shortened.
+ * A failed fetch or upstream body read: a timeout or client abort when `signal` fired, else a body too large,
+ * else a network failure (`what`: "connection failed", "upstream stream broke", ...) with the runtime's error
+ * text, shortened.
  */
 export function fetchFailure(e: unknown, signal: AbortSignal, what = "connection failed", status = 0): UpstreamFailure {
   if (signal.aborted) {
@@ -51,7 +85,50 @@ export function fetchFailure(e: unknown, signal: AbortSignal, what = "connection
       ? { ok: false, status: 504, kind: "timeout", message: "upstream timed out" }
       : { ok: false, status: 499, kind: "aborted", message: "request aborted" };
   }
+  if (e instanceof UpstreamBodyTooLarge) return protocolFailure(TOO_LARGE);
   return { ok: false, status, kind: "connect", message: `${what}: ${networkErrorText(e)}` };
+}
+
+/** Bytes of an error (non-2xx) body read: plenty for any provider's error JSON; the rest is never read. */
+export const ERROR_BODY_BYTES = 64 * 1024;
+
+const utf8 = new TextDecoder();
+
+/**
+ * A body as text, whole or its first `max` bytes: past them the rest is cancelled, which drops the upstream
+ * connection, and `cut` is true. A body the client already read (no stream) it has bounded itself.
+ */
+async function readText(res: UpstreamResponse, max: number): Promise<{ text: string; cut: boolean }> {
+  if (!res.body) return { text: await res.text(), cut: false };
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { text: utf8.decode(concatBytes(chunks)), cut: false };
+    if (n + value.length > max) {
+      chunks.push(value.subarray(0, max - n));
+      reader.cancel().catch(() => {});
+      return { text: utf8.decode(concatBytes(chunks)), cut: true };
+    }
+    chunks.push(value);
+    n += value.length;
+  }
+}
+
+/**
+ * The text of a non-streamed answer, or the failure that ended reading it: a body over `opts.maxBodyBytes`
+ * (the upstream request is dropped), the timeout or the client's abort, a broken connection. The signal is
+ * checked after the read too: a runtime may end a body cut short by the abort as if it were complete.
+ */
+export async function bodyText(res: UpstreamResponse, opts: Pick<CallOptions, "signal" | "maxBodyBytes">): Promise<string | UpstreamFailure> {
+  try {
+    const { text, cut } = await readText(res, opts.maxBodyBytes);
+    if (opts.signal.aborted) return fetchFailure(undefined, opts.signal);
+    return cut ? protocolFailure(TOO_LARGE) : text;
+  } catch (e) {
+    return fetchFailure(e, opts.signal);
+  }
 }
 
 /**
@@ -79,8 +156,8 @@ function parseRetryAfter(v: string | null): number | undefined {
 const CONTEXT_RE = /context[_ ]length|context window|maximum context|prompt is too long|too many tokens|exceeds the context/i;
 
 /**
- * Turns a non-2xx upstream response into an UpstreamFailure. `pick` extracts message/type/code from the
- * provider's error JSON (each protocol nests it differently).
+ * Turns a non-2xx upstream response into an UpstreamFailure, reading at most ERROR_BODY_BYTES of its body.
+ * `pick` extracts message/type/code from the provider's error JSON (each protocol nests it differently).
  */
 export async function failureFromResponse(
   res: UpstreamResponse,
@@ -88,7 +165,7 @@ export async function failureFromResponse(
 ): Promise<UpstreamFailure> {
   let text = "";
   try {
-    text = (await res.text()).slice(0, 4000);
+    text = (await readText(res, ERROR_BODY_BYTES)).text.slice(0, 4000);
   } catch { /* body unreadable: keep the status */ }
   let message = "", type: string | undefined, code: string | null = null, param: string | null = null;
   try {

@@ -136,6 +136,8 @@ export interface CallOptions {
   signal: AbortSignal;
   /** the largest stream event (SSE) or line (NDJSON) read from the upstream: routing.stream_max_event_bytes */
   maxEventBytes: number;
+  /** the largest non-streamed answer body read (server.max_upstream_body_bytes) */
+  maxBodyBytes: number;
 }
 
 export interface Adapter {
@@ -150,6 +152,11 @@ export interface UpstreamInit {
   headers: Record<string, string>;
   body: string;
   signal: AbortSignal;
+  /**
+   * The largest body of a non-streamed answer a client may hold (it fails with UpstreamBodyTooLarge past it);
+   * a client that hands the body out as a stream leaves the bound to its reader (readBody).
+   */
+  maxBodyBytes: number;
 }
 
 /**
@@ -170,6 +177,7 @@ export interface UpstreamResponse {
 /**
  * Sends one request upstream and resolves with its response, rejecting like fetch (TypeError on a network
  * failure, the signal's reason on abort). `stream`: the body will be read as a stream, so the answer must have
- * one. The global fetch unless the runtime entrypoint supplies its own client (Platform.upstreamFetch).
+ * one. Never follows a redirect: a 3xx is the response. The body comes decoded (content-encoding). The global
+ * fetch unless the runtime entrypoint supplies its own client (Platform.upstreamFetch).
  */
 export type UpstreamFetch = (url: string, init: UpstreamInit, stream: boolean) => Promise<UpstreamResponse>;

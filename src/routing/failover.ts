@@ -461,7 +461,14 @@ export class Router {
     };
 
     rq.sent++;
-    const opts = { model: cand.model, stream: rq.stream, includeUsage: rq.includeUsage, signal: ac.signal, maxEventBytes: this.config.routing.stream_max_event_bytes };
+    const opts = {
+      model: cand.model,
+      stream: rq.stream,
+      includeUsage: rq.includeUsage,
+      signal: ac.signal,
+      maxEventBytes: this.config.routing.stream_max_event_bytes,
+      maxBodyBytes: this.config.server.max_upstream_body_bytes,
+    };
     const res = rq.kind === "chat" ? await cand.adapter.chat(rq.body as ChatRequest, opts) : await cand.adapter.text(rq.body as TextRequest, opts);
 
     if (!res.ok) {

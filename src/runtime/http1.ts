@@ -2,7 +2,7 @@
 // deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
-import { type ChunkReader, concatBytes, DIRECT_CHUNKS } from "../providers/shared.ts";
+import { type ChunkReader, concatBytes, DIRECT_CHUNKS, ERROR_BODY_BYTES, globalFetch, UpstreamBodyTooLarge } from "../providers/shared.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
 /** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */
@@ -36,7 +36,8 @@ const encoder = new TextEncoder();
 
 /**
  * The bytes of one request: head and body in one buffer, so one write sends both. No accept-encoding: the
- * upstream answers uncompressed. Throws a TypeError for a header value that would split the head (as fetch).
+ * upstream should answer uncompressed (one that compresses anyway is decoded, see CODINGS). Throws a TypeError
+ * for a header value that would split the head (as fetch).
  */
 function requestBytes(e: Endpoint, init: UpstreamInit): Uint8Array {
   const body = encoder.encode(init.body);
@@ -309,7 +310,7 @@ export function socketUpstreamFetch(env: Record<string, string | undefined>, con
     if (pool === undefined) {
       pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
     }
-    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return fetch(url, init);
+    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return globalFetch(url, init, stream);
     return pool.request(endpointOf(url), init, stream);
   };
 }
@@ -414,7 +415,7 @@ class Http1Pool {
         conn = await this.#open(e, signal);
         fresh = true;
       }
-      const res = await new Exchange(this, conn, signal, stream).send(bytes);
+      const res = await new Exchange(this, conn, signal, stream, init.maxBodyBytes).send(bytes);
       if (res) return res;
       fresh = true; // the kept-alive connection had gone stale: once more on a new one
     }
@@ -472,9 +473,29 @@ class Http1Pool {
 }
 
 /**
+ * Content codings an upstream may use though the request offered none, as DecompressionStream formats (Bun and
+ * Deno both have these). Anything else fails the request, naming the coding.
+ */
+const CODINGS: Record<string, string> = { gzip: "gzip", "x-gzip": "gzip", deflate: "deflate", br: "brotli" };
+
+type Decoder = ReadableWritablePair<Uint8Array, Uint8Array>;
+
+/** A decoder for a content-encoding header's value; null when there is none for it. */
+function decoderFor(coding: string): Decoder | null {
+  const format = CODINGS[coding.trim().toLowerCase()];
+  if (!format) return null;
+  try {
+    return new DecompressionStream(format as CompressionFormat) as unknown as Decoder;
+  } catch {
+    return null; // a runtime without this format
+  }
+}
+
+/**
  * One request and its response on one connection: the parser's sink, and for a stream the body's ChunkReader
  * (chunks queue here until read; past STREAM_HIGH_WATER unread bytes the socket pauses). Not streamed: the
- * chunks queue until the body is complete.
+ * chunks queue until the body is complete, at most `maxBodyBytes` of a success and ERROR_BODY_BYTES of any other
+ * answer; a compressed answer is handed out as a stream anyway, so that its reader bounds the decoded size.
  */
 class Exchange implements ResponseSink, ChunkReader {
   readonly #parser = new ResponseParser(this);
@@ -490,8 +511,12 @@ class Exchange implements ResponseSink, ChunkReader {
   #head: Head | null = null; // not streamed: the head, until the body is complete
   #draining = false; // the reader is done (done()): the rest of the body is discarded
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
+  #stream: boolean;
+  #limit = 0; // not streamed: the most body bytes held
 
-  constructor(readonly pool: Http1Pool, readonly conn: Conn, readonly signal: AbortSignal, readonly stream: boolean) {}
+  constructor(readonly pool: Http1Pool, readonly conn: Conn, readonly signal: AbortSignal, stream: boolean, readonly maxBodyBytes: number) {
+    this.#stream = stream;
+  }
 
   /** Writes the request; resolves with the response, or null when the connection was stale (retry). */
   send(bytes: Uint8Array): Promise<UpstreamResponse | null> {
@@ -538,19 +563,28 @@ class Exchange implements ResponseSink, ChunkReader {
   }
 
   head(head: Head): void {
-    if (!this.stream) {
+    const coding = head.get("content-encoding");
+    let decoder: Decoder | null = null;
+    if (coding !== null && coding.toLowerCase() !== "identity") {
+      decoder = decoderFor(coding);
+      if (!decoder) return this.#fail(new ProtocolError(`content-encoding ${coding} is not supported`));
+      this.#stream = true;
+    }
+    if (!this.#stream) {
       this.#head = head;
+      this.#limit = head.status >= 200 && head.status < 300 ? this.maxBodyBytes : ERROR_BODY_BYTES;
       return;
     }
     this.#settled = true;
-    this.#resolve(new StreamedResponse(head, this.#bodyStream()));
+    this.#resolve(new StreamedResponse(head, decoder ? this.#bodyStream().pipeThrough(decoder) : this.#bodyStream()));
   }
 
   body(bytes: Uint8Array): void {
-    if (this.#draining) return;
-    if (!this.stream) {
+    if (this.#draining || this.#finished) return;
+    if (!this.#stream) {
       this.#queue.push(bytes);
       this.#queued += bytes.length;
+      if (this.#queued > this.#limit) this.#overLimit();
       return;
     }
     if (this.#waiting) {
@@ -568,8 +602,9 @@ class Exchange implements ResponseSink, ChunkReader {
   }
 
   end(reusable: boolean): void {
+    if (this.#finished) return; // over its limit, or failed, earlier in the same read
     this.#end();
-    if (this.stream) this.#endBody(null);
+    if (this.#stream) this.#endBody(null);
     else {
       this.#settled = true;
       const q = this.#queue;
@@ -578,6 +613,20 @@ class Exchange implements ResponseSink, ChunkReader {
       this.#queue = [];
     }
     this.pool.release(this.conn, reusable);
+  }
+
+  /**
+   * A body not streamed grew past its limit: a success fails (UpstreamBodyTooLarge); an error answer resolves
+   * with its first ERROR_BODY_BYTES, enough for its message. The connection closes: the rest is never read.
+   */
+  #overLimit(): void {
+    const head = this.#head!;
+    if (head.status >= 200 && head.status < 300) return this.#fail(new UpstreamBodyTooLarge());
+    this.#settled = true;
+    this.#resolve(new BufferedResponse(head, concatBytes(this.#queue).subarray(0, this.#limit)));
+    this.#head = null;
+    this.#queue = [];
+    this.#fail(null);
   }
 
   /** The next chunk of the body, or null at its end (ChunkReader.read). */

@@ -36,6 +36,8 @@ export interface StartOptions extends Omit<RouterOptions, "breakers" | "health">
   hooks?: RouterHooks;
   /** extra app dependencies (an idempotency store, a rate limiter) */
   deps?: Partial<AppDeps>;
+  /** the adapters' upstream client (default: the one the runtime's entrypoint installs, `upstreamFetch`) */
+  upstreamFetch?: UpstreamFetch;
 }
 
 /** A hand-driven wall clock for breaker cool-offs: starts at the real time, moves only with advance(). */
@@ -73,7 +75,7 @@ export const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, ...routerOpts } = opts;
+  const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, upstreamFetch: client = upstreamFetch, ...routerOpts } = opts;
   const logs: string[] = [];
   const logger = createLogger((line) => {
     logs.push(line);
@@ -88,7 +90,7 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
     }
     : obsHooks;
   const state = createRoutingState(config, clock);
-  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch, encodeChunk });
+  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch: client, encodeChunk });
   const app = createApp({ ...deps, router: () => router, observability, now: appNow });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
   return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
