@@ -14,7 +14,7 @@ import type { Observability } from "../observability/observability.ts";
 import { concatBytes } from "../providers/shared.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
-import { errorResponse } from "./errors.ts";
+import { errorResponse } from "../errors.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
 import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "./schemas.ts";
 import { unsupportedEndpoint } from "./unsupported.ts";

@@ -1,7 +1,7 @@
 // The failover loop: orders the candidate providers for one request, tries them in turn, classifies
 // each failure, and returns the first success (JSON, or a stream committed at its first content chunk).
 import type { Config, ProviderConfig } from "../config/schema.ts";
-import { errorJson, errorResponse } from "../http/errors.ts";
+import { errorJson, errorResponse } from "../errors.ts";
 import { encoder, fetchFailure } from "../providers/shared.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
