@@ -1,14 +1,13 @@
 // Adapter for Ollama's native API: POST {endpoint}/api/chat for chat completions, POST {endpoint}/api/generate
-// for legacy completions, GET {endpoint}/api/tags for the installed models. Requests are translated from the
-// OpenAI shape; answers (JSON, or NDJSON streams: one JSON object per line, the last with done:true and the
-// token counts) are translated back into OpenAI responses and chunks as they arrive.
-import { DEFAULT_MAX_UPSTREAM_BODY_BYTES, type ProviderConfig } from "../config/schema.ts";
+// for legacy completions. Requests are translated from the OpenAI shape; answers (JSON, or NDJSON streams: one
+// JSON object per line, the last with done:true and the token counts) are translated back into OpenAI responses
+// and chunks as they arrive.
+import type { ProviderConfig } from "../config/schema.ts";
 import {
   bodyText,
   chatPromptText,
   estimateTokens,
   failureFromResponse,
-  fetchFailure,
   generatorEvents,
   globalFetch,
   type FinishReason,
@@ -18,7 +17,6 @@ import {
   promptOf,
   protocolFailure,
   randomId,
-  redirectFailure,
   stopList,
   usageOf,
 } from "./shared.ts";
@@ -68,12 +66,10 @@ class Untranslatable extends Error {
 
 export class OllamaAdapter implements Adapter {
   readonly #headers: Record<string, string>;
-  readonly #getHeaders: Record<string, string>;
 
   constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
-    const auth: Record<string, string> = config.api_key ? { authorization: `Bearer ${config.api_key}` } : {};
-    this.#headers = { "content-type": "application/json", accept: "application/json, application/x-ndjson", ...config.headers, ...auth };
-    this.#getHeaders = { accept: "application/json", ...config.headers, ...auth };
+    this.#headers = { "content-type": "application/json", accept: "application/json, application/x-ndjson", ...config.headers };
+    if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
   }
 
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -102,35 +98,6 @@ export class OllamaAdapter implements Adapter {
     if (typeof req.suffix === "string" && req.suffix) body.suffix = req.suffix;
     copyOllamaExtras(req, body);
     return this.#call("/api/generate", "text", body, opts, () => prompt);
-  }
-
-  /** The names of the models installed on this Ollama server (GET /api/tags). Throws on any failure. */
-  async listModels(signal: AbortSignal): Promise<string[]> {
-    const url = this.config.endpoint + "/api/tags";
-    let res: Response;
-    try {
-      // redirects not followed, as for every upstream request (globalFetch)
-      res = await fetch(url, { headers: this.#getHeaders, signal, redirect: "manual" });
-    } catch (e) {
-      throw new Error(`ollama ${this.config.name}: ${fetchFailure(e, signal).message}`);
-    }
-    const failed = redirectFailure(res, url) ?? (res.ok ? null : await failureFromResponse(res, pickError));
-    if (failed) throw new Error(`ollama ${this.config.name}: ${failed.message}`);
-    const text = await bodyText(res, { signal, maxBodyBytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES });
-    if (typeof text !== "string") throw new Error(`ollama ${this.config.name}: ${text.message}`);
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new Error(`ollama ${this.config.name}: /api/tags returned a body that is not JSON`);
-    }
-    if (!json || !Array.isArray(json.models)) throw new Error(`ollama ${this.config.name}: /api/tags returned no models list`);
-    const out: string[] = [];
-    for (const m of json.models) {
-      const name = typeof m?.name === "string" ? m.name : typeof m?.model === "string" ? m.model : null;
-      if (name) out.push(name);
-    }
-    return out;
   }
 
   async #call(
