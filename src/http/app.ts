@@ -11,7 +11,7 @@ import type { RequestContext, Router } from "../routing/failover.ts";
 import { observeRequests } from "../observability/http.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
-import { concatBytes } from "../providers/shared.ts";
+import { concatBytes } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "../errors.ts";

@@ -5,7 +5,7 @@
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
-import { concatBytes } from "../providers/shared.ts";
+import { concatBytes } from "../bytes.ts";
 import { sha256Hex } from "./sha256.ts";
 import type { ResponseTap } from "../routing/failover.ts";
 import type { AppEnv } from "./env.ts";

@@ -1,11 +1,12 @@
 // Adapter for the OpenAI wire protocol: types openai, deepseek and openai_compatible (vLLM, Groq,
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
-import type { ProviderConfig } from "../config/schema.ts";
-import { bodyText, estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, type SseEvent, SseReader, usageOf } from "./shared.ts";
-import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
-import { UpstreamStreamError } from "./types.ts";
-import { estimatePromptTokens } from "./usage.ts";
+import type { ProviderConfig } from "../../config/schema.ts";
+import { type SseEvent, SseReader } from "../event-streams.ts";
+import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "../types.ts";
+import { UpstreamStreamError } from "../types.ts";
+import { bodyText, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody } from "../upstream.ts";
 
 const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j && typeof j.error === "string" ? { message: j.error } : j);
 
@@ -112,7 +113,7 @@ class Passthrough implements StreamEvents {
         const data = events[i].data;
         if (data === "[DONE]") {
           const seen = this.#seen;
-          if (!seen.usage) out.push({ data: null, content: false, usage: usageOf(this.promptTokens(), estimateTokensForLength(seen.chars), true) });
+          if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
           this.#release(true); // anything after [DONE] is not read
           return out;
         }
