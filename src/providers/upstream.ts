@@ -2,6 +2,7 @@
 // and classify every way an upstream attempt fails (network, timeout, redirect, HTTP status, protocol) as an
 // UpstreamFailure. Web standards only.
 import { concatBytes } from "../bytes.ts";
+import type { ProviderConfig } from "../config/schema.ts";
 import type { CallOptions, UpstreamFailure, UpstreamFetch, UpstreamResponse } from "./types.ts";
 
 /**
@@ -107,7 +108,7 @@ async function readText(res: UpstreamResponse, max: number): Promise<{ text: str
  * (the upstream request is dropped), the timeout or the client's abort, a broken connection. The signal is
  * checked after the read too: a runtime may end a body cut short by the abort as if it were complete.
  */
-export async function bodyText(res: UpstreamResponse, opts: Pick<CallOptions, "signal" | "maxBodyBytes">): Promise<string | UpstreamFailure> {
+async function bodyText(res: UpstreamResponse, opts: Pick<CallOptions, "signal" | "maxBodyBytes">): Promise<string | UpstreamFailure> {
   try {
     const { text, cut } = await readText(res, opts.maxBodyBytes);
     if (opts.signal.aborted) return fetchFailure(undefined, opts.signal);
@@ -115,6 +116,27 @@ export async function bodyText(res: UpstreamResponse, opts: Pick<CallOptions, "s
   } catch (e) {
     return fetchFailure(e, opts.signal);
   }
+}
+
+/**
+ * A non-streamed answer's text and its JSON (undefined when the text is not JSON), or the failure that ended
+ * reading it (bodyText).
+ */
+export async function bodyJson(res: UpstreamResponse, opts: Pick<CallOptions, "signal" | "maxBodyBytes">): Promise<{ text: string; json: any } | UpstreamFailure> {
+  const text = await bodyText(res, opts);
+  if (typeof text !== "string") return text;
+  try {
+    return { text, json: JSON.parse(text) };
+  } catch {
+    return { text, json: undefined };
+  }
+}
+
+/** The headers of a JSON request answered with `accept`: the config's own headers, and its api_key as a Bearer token. */
+export function bearerHeaders(config: Pick<ProviderConfig, "headers" | "api_key">, accept: string): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/json", accept, ...config.headers };
+  if (config.api_key) headers.authorization = `Bearer ${config.api_key}`;
+  return headers;
 }
 
 /**

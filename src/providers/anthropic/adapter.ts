@@ -19,7 +19,7 @@ import type {
   Usage,
 } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
-import { bodyText, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, Untranslatable } from "../upstream.ts";
+import { bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, Untranslatable } from "../upstream.ts";
 
 export const ANTHROPIC_VERSION = "2023-06-01";
 /** max_tokens is required by the Messages API; this is sent when the client gives none. */
@@ -81,12 +81,9 @@ export class AnthropicAdapter implements Adapter {
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(streamEvents(body, kind, opts)) };
     }
 
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const json = read.json;
     if (!json || typeof json !== "object" || !Array.isArray(json.content)) {
       return protocolFailure("upstream returned a body that is not an Anthropic message");
     }

@@ -8,7 +8,7 @@ import { type FinishReason, generatorEvents, OpenAIShaper, promptOf, randomId, s
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatMessage, ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, UpstreamResult, Usage } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
-import { bodyText, failureFromResponse, globalFetch, postJson, protocolFailure, Untranslatable } from "../upstream.ts";
+import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, Untranslatable } from "../upstream.ts";
 
 /** Ollama error bodies are `{"error": "message"}`. */
 const pickError = (j: any) =>
@@ -36,8 +36,7 @@ export class OllamaAdapter implements Adapter {
   readonly #headers: Record<string, string>;
 
   constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
-    this.#headers = { "content-type": "application/json", accept: "application/json, application/x-ndjson", ...config.headers };
-    if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
+    this.#headers = bearerHeaders(config, "application/json, application/x-ndjson");
   }
 
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -88,12 +87,9 @@ export class OllamaAdapter implements Adapter {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptTokens)) };
     }
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const json = read.json;
     if (!json || typeof json !== "object") return protocolFailure("ollama returned a body that is not JSON");
     if (typeof json.error === "string") return protocolFailure(`ollama error: ${json.error}`);
     let content: string;

@@ -6,15 +6,14 @@ import { type SseEvent, SseReader } from "../event-streams.ts";
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
-import { bodyText, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody } from "../upstream.ts";
+import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody } from "../upstream.ts";
 
 const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j && typeof j.error === "string" ? { message: j.error } : j);
 
 export class OpenAIAdapter implements Adapter {
   readonly #headers: Record<string, string>;
   constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
-    this.#headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...config.headers };
-    if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
+    this.#headers = bearerHeaders(config, "application/json, text/event-stream");
   }
 
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -42,12 +41,9 @@ export class OpenAIAdapter implements Adapter {
       if (!(sse instanceof ReadableStream)) return sse;
       return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const { text, json } = read;
     if (!json || typeof json !== "object" || !Array.isArray(json.choices)) {
       return protocolFailure("upstream returned a body that is not an OpenAI completion");
     }
