@@ -7,7 +7,7 @@ import { createLogger } from "./observability/logger.ts";
 import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
 import type { Platform, Signal } from "./platform.ts";
-import { createAdapter } from "./providers/index.ts";
+import { createAdapter } from "./providers/registry.ts";
 import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
 import { ConfigHolder } from "./reload.ts";

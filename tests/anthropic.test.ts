@@ -6,7 +6,7 @@ import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 import { parseConfig } from "../src/config/load.ts";
-import { AnthropicAdapter } from "../src/providers/anthropic.ts";
+import { AnthropicAdapter } from "../src/providers/anthropic/adapter.ts";
 
 const KEY = "sk-ant-test-secret";
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "claude-test", messages: [{ role: "user", content: "hi" }], ...extra });

@@ -5,7 +5,6 @@ import { startOllamaFake } from "./fakes/ollama.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
-import type { OllamaAdapter } from "../src/providers/ollama.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "llama3", messages: [{ role: "user", content: "hi" }], ...extra });
 const textOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices[0]?.delta?.content ?? e.choices[0]?.text ?? "").join("");
@@ -377,15 +376,6 @@ providers:
     assert.equal(o.requests[0].path, "/api/generate");
     assert.equal(o.requests[0].body.prompt, "Say hi");
     assert.equal(o.requests[0].body.stream, true);
-  });
-
-  it("lists the installed models with listModels (GET /api/tags)", async () => {
-    const adapter = r.router.adapters.get("local") as OllamaAdapter;
-    assert.deepEqual(await adapter.listModels(AbortSignal.timeout(5000)), ["llama3:latest"]);
-    assert.equal(o.requests[0].method, "GET");
-    assert.equal(o.requests[0].path, "/api/tags");
-    o.fault = { status: 500, body: { error: "boom" } };
-    await assert.rejects(adapter.listModels(AbortSignal.timeout(5000)), /boom/);
   });
 });
 

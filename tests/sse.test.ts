@@ -3,7 +3,7 @@
 // across reads.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { lines as linesOf, READ_BUFFER_BYTES, SseParser, sseEvents as sseEventsOf, type SseEvent } from "../src/providers/shared.ts";
+import { lines as linesOf, READ_BUFFER_BYTES, SseParser, sseEvents as sseEventsOf, type SseEvent } from "../src/providers/event-streams.ts";
 
 const enc = new TextEncoder();
 const MAX = 1 << 20; // the default routing.stream_max_event_bytes

@@ -16,7 +16,7 @@ import { startOllamaFake } from "./fakes/ollama.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { rmTemp, startProcess, tempDir, waitFor, writeFile } from "./helpers/process.ts";
 import { postJson, readSse, startRouter, upstreamFetch } from "./helpers/router.ts";
-import { globalFetch } from "../src/providers/shared.ts";
+import { globalFetch } from "../src/providers/upstream.ts";
 import type { UpstreamFetch } from "../src/providers/types.ts";
 import type { AttemptRecord } from "../src/routing/failover.ts";
 

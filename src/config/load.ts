@@ -2,7 +2,8 @@
 // zod validation, and default resolution. Pure: the caller supplies the text and the environment.
 import { parse as parseYaml } from "yaml";
 import { type $ZodIssue } from "zod/v4/core";
-import { ConfigSchema, DEFAULT_ENDPOINTS, type Config, type ProviderConfig } from "./schema.ts";
+import { PROVIDER_TYPES } from "../providers/registry.ts";
+import { ConfigSchema, type Config, type ProviderConfig } from "./schema.ts";
 
 export class ConfigError extends Error {
   constructor(public problems: string[]) {
@@ -87,7 +88,7 @@ export function parseConfig(text: string, env: Env = {}): Config {
   const providers: ProviderConfig[] = cfg.providers.map((p) => ({
     ...p,
     api_key: p.api_key ? p.api_key : undefined,
-    endpoint: (p.endpoint ?? DEFAULT_ENDPOINTS[p.type] ?? "http://localhost").replace(/\/+$/, ""),
+    endpoint: (p.endpoint ?? PROVIDER_TYPES[p.type].defaultEndpoint ?? "http://localhost").replace(/\/+$/, ""),
     default_model: p.default_model ?? p.models?.[0] ?? "mock",
     circuit_breaker: { ...cfg.circuit_breaker, ...p.circuit_breaker },
   }));

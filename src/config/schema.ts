@@ -1,16 +1,7 @@
 // The config.yaml schema. Everything the router reads from config is declared here, validated with zod
 // before serving; unknown keys are errors so that typos never silently fall back to defaults.
 import { z } from "zod";
-
-export const PROVIDER_TYPES = ["ollama", "openai", "anthropic", "deepseek", "openai_compatible", "mock"] as const;
-export type ProviderType = (typeof PROVIDER_TYPES)[number];
-
-export const DEFAULT_ENDPOINTS: Partial<Record<ProviderType, string>> = {
-  openai: "https://api.openai.com/v1",
-  deepseek: "https://api.deepseek.com/v1",
-  anthropic: "https://api.anthropic.com",
-  ollama: "http://localhost:11434",
-};
+import { PROVIDER_TYPES, type ProviderType } from "../providers/registry.ts";
 
 /** server.max_upstream_body_bytes when the config does not set it */
 export const DEFAULT_MAX_UPSTREAM_BODY_BYTES = 32 * 1024 * 1024;
@@ -39,9 +30,10 @@ export const CircuitBreakerSchema = z.strictObject({
   half_open_max_requests: breakerFields.half_open_max_requests.default(1),
 });
 
-export const ProviderSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, "must be letters, digits, '_', '-' or '.' (no '/')"),
-  type: z.enum(PROVIDER_TYPES),
+const providerName = z.string().regex(/^[A-Za-z0-9_.-]+$/, "must be letters, digits, '_', '-' or '.' (no '/')");
+
+/** The keys every provider takes besides name and type, whatever its type; each type adds its own (ProviderKind.fields). */
+const providerFields = {
   endpoint: httpUrl.optional(),
   api_key: z.string().optional(),
   default_model: z.string().min(1).optional(),
@@ -58,10 +50,18 @@ export const ProviderSchema = z.strictObject({
   pricing: z.record(z.string(), price).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),
-  // mock provider only
-  reply: z.string().optional(),
-  latency_ms: z.number().min(0).optional(),
-  fail_rate: z.number().min(0).max(1).optional(),
+};
+
+const typeNames = Object.keys(PROVIDER_TYPES) as ProviderType[];
+
+/** A provider as validated: every provider's keys, and its type's own (not in this static type; its adapter reads them). */
+export type RawProvider = { name: string; type: ProviderType } & z.output<z.ZodObject<typeof providerFields>>;
+
+/** One shape per type (its own keys rejected on any other type), told apart by `type`. */
+const typeShapes = typeNames.map((type) => z.strictObject({ name: providerName, type: z.literal(type), ...providerFields, ...PROVIDER_TYPES[type].fields }));
+const ProviderSchema: z.ZodType<RawProvider> = z.discriminatedUnion("type", typeShapes as [(typeof typeShapes)[number], ...typeof typeShapes], {
+  // an unknown or missing type, worded as for any other enum (config/load.ts)
+  error: (iss) => (iss.code === "invalid_union" ? `must be one of ${typeNames.map((t) => JSON.stringify(t)).join(", ")}` : undefined),
 });
 
 const apiKeyEntry = z.union([
@@ -142,11 +142,12 @@ export const ConfigSchema = z
       if (seen.has(p.name)) {
         ctx.addIssue({ code: "custom", path: ["providers", i, "name"], message: `duplicate provider name "${p.name}" (also providers[${seen.get(p.name)}])` });
       } else seen.set(p.name, i);
-      if (p.type !== "mock" && !p.default_model && !(p.models && p.models.length)) {
+      const kind = PROVIDER_TYPES[p.type];
+      if (!kind.offline && !p.default_model && !(p.models && p.models.length)) {
         ctx.addIssue({ code: "custom", path: ["providers", i, "default_model"], message: "required (or list models)" });
       }
-      if (p.type === "openai_compatible" && !p.endpoint) {
-        ctx.addIssue({ code: "custom", path: ["providers", i, "endpoint"], message: "required for type openai_compatible" });
+      if (!kind.offline && !kind.defaultEndpoint && !p.endpoint) {
+        ctx.addIssue({ code: "custom", path: ["providers", i, "endpoint"], message: `required for type ${p.type}` });
       }
     });
     cfg.routing.fallback_chain?.forEach((name, i) => {
@@ -163,7 +164,6 @@ export const ConfigSchema = z
   });
 
 export type RawConfig = z.infer<typeof ConfigSchema>;
-export type RawProvider = z.infer<typeof ProviderSchema>;
 export type CircuitBreakerConfig = z.infer<typeof CircuitBreakerSchema>;
 
 /** A provider with every default resolved. */

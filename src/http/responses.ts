@@ -5,7 +5,9 @@
 // chunk by chunk. Nothing is stored: previous_response_id, conversations, background mode and built-in tools
 // are refused with a 400 naming the field.
 import { z } from "zod";
-import { encoder, randomId, SseReader, type SseEvent } from "../providers/shared.ts";
+import { encoder } from "../bytes.ts";
+import { SseReader, type SseEvent } from "../providers/event-streams.ts";
+import { randomId } from "../providers/openai-shapes.ts";
 import type { ChatMessage, ChatRequest, ChatTool, ContentPart, ToolCall } from "../providers/types.ts";
 import type { ResponseTap } from "../routing/failover.ts";
 
@@ -278,7 +280,7 @@ interface ResponsesUsage {
   total_tokens: number;
 }
 
-function usageOf(u: any): ResponsesUsage | null {
+function responsesUsage(u: any): ResponsesUsage | null {
   if (!u || typeof u !== "object") return null;
   const input = Number(u.prompt_tokens) || 0, output = Number(u.completion_tokens) || 0;
   return {
@@ -353,7 +355,7 @@ export function chatToResponse(chat: any, req: ResponsesRequest, ids: Ids = newI
     output.push(callItem(ids.item("fc"), "completed", String(tc?.id ?? ids.item("call")), String(tc?.function?.name ?? ""), String(tc?.function?.arguments ?? "")));
   }
   const model = typeof chat?.model === "string" ? chat.model : req.model;
-  return responseObject(req, ids, model, reason ? "incomplete" : "completed", output, usageOf(chat?.usage), reason ? { incomplete_details: { reason } } : undefined);
+  return responseObject(req, ids, model, reason ? "incomplete" : "completed", output, responsesUsage(chat?.usage), reason ? { incomplete_details: { reason } } : undefined);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -475,7 +477,7 @@ export class ResponsesTranscoder {
       return this.fail(typeof e.code === "string" ? e.code : "upstream_stream_error", typeof e.message === "string" ? e.message : "upstream stream error");
     }
     let out = this.#started ? "" : this.#start(chunk?.model);
-    if (chunk?.usage) this.#usage = usageOf(chunk.usage);
+    if (chunk?.usage) this.#usage = responsesUsage(chunk.usage);
     const choice = chunk?.choices?.[0];
     if (!choice) return out;
     const d = choice.delta;

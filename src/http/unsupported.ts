@@ -1,6 +1,6 @@
 // OpenAI endpoints the router does not serve, answered with a 404 that names the endpoint and says what to use
 // instead (rather than a bare "unknown path"): clients that default to them get an actionable error.
-import type { ErrorBody } from "./errors.ts";
+import type { ErrorBody } from "../errors.ts";
 
 const RESPONSES_HINT =
   "this router serves POST /v1/responses statelessly and stores no responses, so stored responses cannot be " +

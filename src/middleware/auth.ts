@@ -5,7 +5,7 @@
 import { sha256 as sha256Bytes, sha256Hex } from "./sha256.ts";
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
-import { errorResponse } from "../http/errors.ts";
+import { errorResponse } from "../errors.ts";
 import type { AppEnv } from "./env.ts";
 
 type AuthConfig = Config["auth"];

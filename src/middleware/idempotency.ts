@@ -4,8 +4,8 @@
 // Keys are scoped per API key. The store sits behind the IdempotencyStore interface.
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
-import { errorResponse } from "../http/errors.ts";
-import { concatBytes } from "../providers/shared.ts";
+import { errorResponse } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 import { sha256Hex } from "./sha256.ts";
 import type { ResponseTap } from "../routing/failover.ts";
 import type { AppEnv } from "./env.ts";

@@ -4,7 +4,7 @@
 // rate-limited path's response.
 import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
-import { errorResponse } from "../http/errors.ts";
+import { errorResponse } from "../errors.ts";
 import { isPublicPath } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
 

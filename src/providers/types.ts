@@ -1,4 +1,6 @@
-// The contract between the failover loop and the provider adapters (one adapter module per wire protocol).
+// The contract between the failover loop and the provider adapters (one adapter module per wire protocol), and
+// between the provider types and the registry (registry.ts).
+import type { z } from "zod";
 import type { ProviderConfig } from "../config/schema.ts";
 
 export interface Usage {
@@ -144,6 +146,21 @@ export interface Adapter {
   readonly config: ProviderConfig;
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult>;
   text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult>;
+}
+
+/**
+ * One provider type: what `type:` in config.yaml names (registry.ts). The config schema adds `fields` to every
+ * provider's keys for a provider of this type, and rejects them on any other type.
+ */
+export interface ProviderKind {
+  /** the config keys only this type takes (its adapter finds them on its config) */
+  readonly fields: z.ZodRawShape;
+  /** the endpoint when the config names none; a type without one needs `endpoint` (unless it is `offline`) */
+  readonly defaultEndpoint?: string;
+  /** answers without any upstream (the mock): needs neither an endpoint nor a model */
+  readonly offline?: boolean;
+  /** The adapter for one configured provider of this type; `send`: the upstream client (default: the global fetch). */
+  create(config: ProviderConfig, send?: UpstreamFetch): Adapter;
 }
 
 /** One upstream request as the adapters send it. */

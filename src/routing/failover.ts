@@ -1,11 +1,13 @@
 // The failover loop: orders the candidate providers for one request, tries them in turn, classifies
 // each failure, and returns the first success (JSON, or a stream committed at its first content chunk).
 import type { Config, ProviderConfig } from "../config/schema.ts";
-import { errorJson, errorResponse } from "../http/errors.ts";
-import { encoder, fetchFailure } from "../providers/shared.ts";
+import { encoder } from "../bytes.ts";
+import { errorJson, errorResponse } from "../errors.ts";
 import type { Adapter, ApiKind, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
-import { estimateUsage } from "../providers/usage.ts";
+import { estimateUsage } from "../providers/tokens.ts";
+import { fetchFailure } from "../providers/upstream.ts";
+import { sleep } from "../sleep.ts";
 import { BreakerRegistry, shortError, type BreakerSnapshot, type BreakerState, type CircuitBreaker, type Permit } from "./breaker.ts";
 import { HealthTracker } from "./health.ts";
 import { estimateRequestTokens, orderCandidates, type RankSignals } from "./strategies.ts";
@@ -160,22 +162,6 @@ type Failed = UpstreamFailure & { cls: FailureClass };
 function sameProviderRetryable(f: UpstreamFailure): boolean {
   if (f.kind !== "http") return f.kind !== "aborted";
   return f.status >= 500 || f.status === 408 || f.status === 429;
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve(false);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 const clientClosed = () => errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });

@@ -1,7 +1,7 @@
 // The four routing strategies as pure functions: each orders one request's candidates; the failover loop
 // then walks that order (skipping providers whose breaker is open). Sorting is stable, so ties keep the
 // chain order.
-import { estimatePromptTokens } from "../providers/usage.ts";
+import { estimatePromptTokens } from "../providers/tokens.ts";
 import type { ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import type { BreakerState } from "./breaker.ts";
 
@@ -38,7 +38,7 @@ export const DEFAULT_OUTPUT_TOKENS = 512;
 
 /** The request's input tokens estimated from its text, and its output tokens from max_tokens (or a default). */
 export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextRequest): TokenEstimate {
-  // the same prompt estimate as the usage recorded when a provider reports none (providers/usage.ts)
+  // the same prompt estimate as the usage recorded when a provider reports none (providers/tokens.ts)
   const input = estimatePromptTokens(kind, body);
   const max = (body as ChatRequest).max_completion_tokens ?? body.max_tokens;
   return { input, output: typeof max === "number" && max > 0 ? max : DEFAULT_OUTPUT_TOKENS };

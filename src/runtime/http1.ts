@@ -2,7 +2,9 @@
 // deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
-import { type ChunkReader, concatBytes, DIRECT_CHUNKS, ERROR_BODY_BYTES, globalFetch, UpstreamBodyTooLarge } from "../providers/shared.ts";
+import { concatBytes } from "../bytes.ts";
+import { type ChunkReader, DIRECT_CHUNKS } from "../providers/event-streams.ts";
+import { ERROR_BODY_BYTES, globalFetch, UpstreamBodyTooLarge } from "../providers/upstream.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
 /** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */

@@ -1,7 +1,7 @@
 // A fake Ollama server speaking the native API: POST /api/chat and /api/generate (one JSON object, or an
 // application/x-ndjson stream whose last line has done:true and the token counts; streaming is the default
-// as in Ollama), GET /api/tags, and 404 {"error":"model \"x\" not found, try pulling it first"} for models it
-// does not have. The fault injection of FakeServer applies (status, hang, cutAfter counts NDJSON lines, ...).
+// as in Ollama), and 404 {"error":"model \"x\" not found, try pulling it first"} for models it does not
+// have. The fault injection of FakeServer applies (status, hang, cutAfter counts NDJSON lines, ...).
 import { FakeServer } from "./common.ts";
 import { splitText } from "./openai.ts";
 
@@ -15,7 +15,7 @@ export interface OllamaFakeOptions {
   toolCall?: { name: string; arguments: Record<string, unknown> };
   /** done_reason of the final object (default "stop") */
   doneReason?: string;
-  /** models served (for /api/tags); a request for another model gets Ollama's 404 */
+  /** models served; a request for another model gets Ollama's 404 */
   models?: string[];
   /** when streaming, send {"error": streamError} after this many content lines instead of finishing */
   streamError?: { after: number; message: string };
@@ -36,15 +36,6 @@ export async function startOllamaFake(opts: OllamaFakeOptions = {}): Promise<Fak
       res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
       res.end(JSON.stringify(body));
     };
-    if (req.method === "GET" && req.path === "/api/tags") {
-      json(200, {
-        models: models.map((name) => ({
-          name, model: name, modified_at: CREATED_AT, size: 3825819519, digest: "fe938a131f40e6f6d40083c9f0f430a515233eb2edaa6d72eb85c50d64f2300e",
-          details: { format: "gguf", family: "llama", families: null, parameter_size: "8B", quantization_level: "Q4_0" },
-        })),
-      });
-      return;
-    }
     const chat = req.path === "/api/chat";
     if (req.method !== "POST" || (!chat && req.path !== "/api/generate")) {
       res.writeHead(404, { "content-type": "text/plain" });

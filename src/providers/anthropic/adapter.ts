@@ -1,23 +1,10 @@
 // Adapter for the Anthropic Messages API (POST {endpoint}/v1/messages). Translates OpenAI Chat Completions
 // requests into Messages requests, and Messages responses / event streams back into OpenAI completions and
 // chunks. Legacy text completions go through the same path as a one-message chat.
-import type { ProviderConfig } from "../config/schema.ts";
-import {
-  bodyText,
-  failureFromResponse,
-  generatorEvents,
-  globalFetch,
-  type FinishReason,
-  OpenAIShaper,
-  postJson,
-  protocolFailure,
-  randomId,
-  sseBody,
-  sseEvents,
-  stopList,
-  textToChat,
-  usageOf,
-} from "./shared.ts";
+import type { ProviderConfig } from "../../config/schema.ts";
+import { sseEvents } from "../event-streams.ts";
+import { type FinishReason, generatorEvents, OpenAIShaper, randomId, stopList, textToChat } from "../openai-shapes.ts";
+import { tokenUsage } from "../tokens.ts";
 import type {
   Adapter,
   CallOptions,
@@ -30,8 +17,9 @@ import type {
   UpstreamFetch,
   UpstreamResult,
   Usage,
-} from "./types.ts";
-import { UpstreamStreamError } from "./types.ts";
+} from "../types.ts";
+import { UpstreamStreamError } from "../types.ts";
+import { bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, Untranslatable } from "../upstream.ts";
 
 export const ANTHROPIC_VERSION = "2023-06-01";
 /** max_tokens is required by the Messages API; this is sent when the client gives none. */
@@ -49,13 +37,6 @@ const pickError = (j: any) =>
     : j && typeof j.error === "string"
     ? { message: j.error }
     : undefined;
-
-/** A request the adapter cannot translate: reported to the client as a 400 naming the field. */
-class BadRequest extends Error {
-  constructor(readonly param: string, message: string) {
-    super(`${param}: ${message}`);
-  }
-}
 
 export class AnthropicAdapter implements Adapter {
   readonly #headers: Record<string, string>;
@@ -87,8 +68,8 @@ export class AnthropicAdapter implements Adapter {
     try {
       body = toMessagesRequest(req, opts.model, opts.stream);
     } catch (e) {
-      if (!(e instanceof BadRequest)) throw e;
-      return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: e.param, message: e.message, unsupported: true };
+      if (e instanceof Untranslatable) return e.failure();
+      throw e;
     }
     const res = await postJson(this.send, this.#url, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
@@ -100,12 +81,9 @@ export class AnthropicAdapter implements Adapter {
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(streamEvents(body, kind, opts)) };
     }
 
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const json = read.json;
     if (!json || typeof json !== "object" || !Array.isArray(json.content)) {
       return protocolFailure("upstream returned a body that is not an Anthropic message");
     }
@@ -123,7 +101,7 @@ interface Turn {
   blocks: Block[];
 }
 
-/** Builds the Messages request body. Throws BadRequest for input that cannot be translated. */
+/** Builds the Messages request body. Throws Untranslatable for input that cannot be translated. */
 export function toMessagesRequest(req: ChatRequest, model: string, stream: boolean): Record<string, unknown> {
   const system: string[] = [];
   const turns: Turn[] = [];
@@ -171,7 +149,7 @@ export function toMessagesRequest(req: ChatRequest, model: string, stream: boole
         break;
       }
       default:
-        throw new BadRequest(`${path}.role`, `role ${(m as ChatMessage).role} is not supported`);
+        throw new Untranslatable(`${path}.role`, `role ${(m as ChatMessage).role} is not supported`);
     }
   }
 
@@ -228,7 +206,7 @@ function toolChoice(c: unknown): Block | undefined {
   if (c === "required") return { type: "any" };
   const name = (c as { function?: { name?: string } }).function?.name;
   if (typeof name === "string") return { type: "tool", name };
-  throw new BadRequest("tool_choice", "must be auto, none, required or a function");
+  throw new Untranslatable("tool_choice", "must be auto, none, required or a function");
 }
 
 function toolUse(tc: ToolCall, path: string): Block {
@@ -238,10 +216,10 @@ function toolUse(tc: ToolCall, path: string): Block {
     try {
       input = JSON.parse(args);
     } catch {
-      throw new BadRequest(`${path}.function.arguments`, "is not valid JSON");
+      throw new Untranslatable(`${path}.function.arguments`, "is not valid JSON");
     }
     if (input === null || typeof input !== "object" || Array.isArray(input)) {
-      throw new BadRequest(`${path}.function.arguments`, "must be a JSON object");
+      throw new Untranslatable(`${path}.function.arguments`, "must be a JSON object");
     }
   }
   return { type: "tool_use", id: tc.id, name: tc.function.name, input };
@@ -254,7 +232,7 @@ function plainText(content: ChatMessage["content"], path: string): string {
   let s = "";
   for (let j = 0; j < content.length; j++) {
     const p = content[j];
-    if (p.type !== "text") throw new BadRequest(`${path}[${j}]`, `content part type ${p.type} is not supported in system messages`);
+    if (p.type !== "text") throw new Untranslatable(`${path}[${j}]`, `content part type ${p.type} is not supported in system messages`);
     s += s ? "\n" + (p as { text: string }).text : (p as { text: string }).text;
   }
   return s;
@@ -279,12 +257,12 @@ function toBlocks(content: ChatMessage["content"], path: string): Block[] {
         break;
       case "file": {
         const data = p.file?.file_data;
-        if (typeof data !== "string") throw new BadRequest(`${path}[${j}].file.file_data`, "is required (a base64 data URL); file_id is not supported by this provider");
+        if (typeof data !== "string") throw new Untranslatable(`${path}[${j}].file.file_data`, "is required (a base64 data URL); file_id is not supported by this provider");
         out.push({ type: "document", source: mediaSource(data, `${path}[${j}].file.file_data`) });
         break;
       }
       default:
-        throw new BadRequest(`${path}[${j}].type`, `content part type ${p.type} is not supported by the anthropic provider`);
+        throw new Untranslatable(`${path}[${j}].type`, `content part type ${p.type} is not supported by the anthropic provider`);
     }
   }
   return out;
@@ -292,22 +270,23 @@ function toBlocks(content: ChatMessage["content"], path: string): Block[] {
 
 /** A data URL -> base64 source; an http(s) URL -> url source. */
 function mediaSource(url: unknown, param: string): Block {
-  if (typeof url !== "string") throw new BadRequest(param, "must be a string");
+  if (typeof url !== "string") throw new Untranslatable(param, "must be a string");
   if (url.startsWith("data:")) {
     const comma = url.indexOf(",");
     const meta = comma > 0 ? url.slice(5, comma) : "";
-    if (comma < 0 || !meta.endsWith(";base64")) throw new BadRequest(param, "data URLs must be base64-encoded (data:<media type>;base64,...)");
+    if (comma < 0 || !meta.endsWith(";base64")) throw new Untranslatable(param, "data URLs must be base64-encoded (data:<media type>;base64,...)");
     const semi = meta.indexOf(";");
     return { type: "base64", media_type: meta.slice(0, semi), data: url.slice(comma + 1) };
   }
   if (url.startsWith("https://") || url.startsWith("http://")) return { type: "url", url };
-  throw new BadRequest(param, "must be a data URL or an http(s) URL");
+  throw new Untranslatable(param, "must be a data URL or an http(s) URL");
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Response: Anthropic message -> OpenAI completion
 
-export function finishReason(stop: unknown): FinishReason {
+/** An Anthropic stop_reason as an OpenAI finish_reason. */
+function finishFromStopReason(stop: unknown): FinishReason {
   switch (stop) {
     case "max_tokens":
     case "model_context_window_exceeded":
@@ -334,7 +313,7 @@ class TokenCount {
     if (typeof u.output_tokens === "number") this.output = u.output_tokens;
   }
   get usage(): Usage {
-    return usageOf(this.input, this.output);
+    return tokenUsage(this.input, this.output);
   }
 }
 
@@ -358,7 +337,7 @@ function fromMessage(json: any, kind: Kind, fallbackModel: string): UpstreamResu
   const id = typeof json.id === "string" && json.id ? json.id : randomId(kind === "chat" ? "chatcmpl-" : "cmpl-");
   const shaper = new OpenAIShaper(kind, id, model);
   const content = !hasText && calls.length ? null : text;
-  return { ok: true, stream: false, body: shaper.response(content, finishReason(json.stop_reason), usage, calls), usage, model };
+  return { ok: true, stream: false, body: shaper.response(content, finishFromStopReason(json.stop_reason), usage, calls), usage, model };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -420,7 +399,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
         break;
       }
       case "message_delta":
-        if (msg.delta?.stop_reason) finish = finishReason(msg.delta.stop_reason);
+        if (msg.delta?.stop_reason) finish = finishFromStopReason(msg.delta.stop_reason);
         tokens.add(msg.usage);
         break;
       case "message_stop":

@@ -1,41 +1,14 @@
 // Adapter for Ollama's native API: POST {endpoint}/api/chat for chat completions, POST {endpoint}/api/generate
-// for legacy completions, GET {endpoint}/api/tags for the installed models. Requests are translated from the
-// OpenAI shape; answers (JSON, or NDJSON streams: one JSON object per line, the last with done:true and the
-// token counts) are translated back into OpenAI responses and chunks as they arrive.
-import { DEFAULT_MAX_UPSTREAM_BODY_BYTES, type ProviderConfig } from "../config/schema.ts";
-import {
-  bodyText,
-  chatPromptText,
-  estimateTokens,
-  failureFromResponse,
-  fetchFailure,
-  generatorEvents,
-  globalFetch,
-  type FinishReason,
-  lines,
-  OpenAIShaper,
-  postJson,
-  promptOf,
-  protocolFailure,
-  randomId,
-  redirectFailure,
-  stopList,
-  usageOf,
-} from "./shared.ts";
-import type {
-  Adapter,
-  CallOptions,
-  ChatMessage,
-  ChatRequest,
-  StreamEvent,
-  TextRequest,
-  UpstreamFailure,
-  UpstreamFetch,
-  UpstreamResponse,
-  UpstreamResult,
-  Usage,
-} from "./types.ts";
-import { UpstreamStreamError } from "./types.ts";
+// for legacy completions. Requests are translated from the OpenAI shape; answers (JSON, or NDJSON streams: one
+// JSON object per line, the last with done:true and the token counts) are translated back into OpenAI responses
+// and chunks as they arrive.
+import type { ProviderConfig } from "../../config/schema.ts";
+import { lines } from "../event-streams.ts";
+import { type FinishReason, generatorEvents, OpenAIShaper, promptOf, randomId, stopList } from "../openai-shapes.ts";
+import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
+import type { Adapter, CallOptions, ChatMessage, ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, UpstreamResult, Usage } from "../types.ts";
+import { UpstreamStreamError } from "../types.ts";
+import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, Untranslatable } from "../upstream.ts";
 
 /** Ollama error bodies are `{"error": "message"}`. */
 const pickError = (j: any) =>
@@ -59,21 +32,11 @@ interface OllamaMessage {
   tool_name?: string;
 }
 
-/** A request that cannot be expressed in Ollama's protocol: answered as a 400 naming the field. */
-class Untranslatable extends Error {
-  constructor(message: string, readonly param: string) {
-    super(message);
-  }
-}
-
 export class OllamaAdapter implements Adapter {
   readonly #headers: Record<string, string>;
-  readonly #getHeaders: Record<string, string>;
 
   constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
-    const auth: Record<string, string> = config.api_key ? { authorization: `Bearer ${config.api_key}` } : {};
-    this.#headers = { "content-type": "application/json", accept: "application/json, application/x-ndjson", ...config.headers, ...auth };
-    this.#getHeaders = { accept: "application/json", ...config.headers, ...auth };
+    this.#headers = bearerHeaders(config, "application/json, application/x-ndjson");
   }
 
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -81,7 +44,7 @@ export class OllamaAdapter implements Adapter {
     try {
       messages = toOllamaMessages(req.messages);
     } catch (e) {
-      if (e instanceof Untranslatable) return Promise.resolve(untranslatable(e));
+      if (e instanceof Untranslatable) return Promise.resolve(e.failure());
       throw e;
     }
     const body: Record<string, unknown> = { model: opts.model, messages, stream: opts.stream, options: toOptions(req) };
@@ -93,7 +56,7 @@ export class OllamaAdapter implements Adapter {
       body.format = schema && typeof schema === "object" ? schema : "json";
     }
     copyOllamaExtras(req, body);
-    return this.#call("/api/chat", "chat", body, opts, () => chatPromptText(req));
+    return this.#call("/api/chat", "chat", body, opts, () => estimatePromptTokens("chat", req));
   }
 
   text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -101,36 +64,7 @@ export class OllamaAdapter implements Adapter {
     const body: Record<string, unknown> = { model: opts.model, prompt, stream: opts.stream, options: toOptions(req) };
     if (typeof req.suffix === "string" && req.suffix) body.suffix = req.suffix;
     copyOllamaExtras(req, body);
-    return this.#call("/api/generate", "text", body, opts, () => prompt);
-  }
-
-  /** The names of the models installed on this Ollama server (GET /api/tags). Throws on any failure. */
-  async listModels(signal: AbortSignal): Promise<string[]> {
-    const url = this.config.endpoint + "/api/tags";
-    let res: Response;
-    try {
-      // redirects not followed, as for every upstream request (globalFetch)
-      res = await fetch(url, { headers: this.#getHeaders, signal, redirect: "manual" });
-    } catch (e) {
-      throw new Error(`ollama ${this.config.name}: ${fetchFailure(e, signal).message}`);
-    }
-    const failed = redirectFailure(res, url) ?? (res.ok ? null : await failureFromResponse(res, pickError));
-    if (failed) throw new Error(`ollama ${this.config.name}: ${failed.message}`);
-    const text = await bodyText(res, { signal, maxBodyBytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES });
-    if (typeof text !== "string") throw new Error(`ollama ${this.config.name}: ${text.message}`);
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new Error(`ollama ${this.config.name}: /api/tags returned a body that is not JSON`);
-    }
-    if (!json || !Array.isArray(json.models)) throw new Error(`ollama ${this.config.name}: /api/tags returned no models list`);
-    const out: string[] = [];
-    for (const m of json.models) {
-      const name = typeof m?.name === "string" ? m.name : typeof m?.model === "string" ? m.model : null;
-      if (name) out.push(name);
-    }
-    return out;
+    return this.#call("/api/generate", "text", body, opts, () => estimatePromptTokens("text", req));
   }
 
   async #call(
@@ -138,7 +72,7 @@ export class OllamaAdapter implements Adapter {
     kind: "chat" | "text",
     body: Record<string, unknown>,
     opts: CallOptions,
-    promptText: () => string,
+    promptTokens: () => number,
   ): Promise<UpstreamResult> {
     const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
@@ -151,14 +85,11 @@ export class OllamaAdapter implements Adapter {
     const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
     if (opts.stream) {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
-      return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptText)) };
+      return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptTokens)) };
     }
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const json = read.json;
     if (!json || typeof json !== "object") return protocolFailure("ollama returned a body that is not JSON");
     if (typeof json.error === "string") return protocolFailure(`ollama error: ${json.error}`);
     let content: string;
@@ -174,8 +105,8 @@ export class OllamaAdapter implements Adapter {
       if (typeof json.response !== "string") return protocolFailure("ollama returned a generate response without a response");
       content = json.response;
     }
-    const usage = readUsage(json, promptText, content.length + reasoning.length);
-    const finish = finishReason(json.done_reason, !!toolCalls);
+    const usage = readUsage(json, promptTokens, content.length + reasoning.length);
+    const finish = finishFromDoneReason(json.done_reason, !!toolCalls);
     const model = typeof json.model === "string" && json.model ? json.model : opts.model;
     const out = model === opts.model ? shaper : new OpenAIShaper(kind, shaper.id, model);
     let payload = out.response(toolCalls && !content ? null : content, finish, usage, toolCalls);
@@ -187,10 +118,6 @@ export class OllamaAdapter implements Adapter {
     }
     return { ok: true, stream: false, body: payload, usage, model };
   }
-}
-
-function untranslatable(e: Untranslatable): UpstreamFailure {
-  return { ok: false, status: 400, kind: "http", message: e.message, type: "invalid_request_error", param: e.param, code: "unsupported_content", unsupported: true };
 }
 
 async function ollamaFailure(res: UpstreamResponse): Promise<UpstreamFailure> {
@@ -240,11 +167,11 @@ function toOllamaMessages(messages: ChatMessage[]): OllamaMessage[] {
           const url = (p as { image_url: { url: string } }).image_url.url;
           const k = url.startsWith("data:") ? url.indexOf(DATA_URL_BASE64) : -1;
           if (k < 0) {
-            throw new Untranslatable("ollama accepts images only as base64 data: URLs (data:image/png;base64,...)", `messages[${i}].content[${j}].image_url.url`);
+            throw new Untranslatable(`messages[${i}].content[${j}].image_url.url`, "ollama accepts images only as base64 data: URLs (data:image/png;base64,...)");
           }
           (om.images ??= []).push(url.slice(k + DATA_URL_BASE64.length));
         } else {
-          throw new Untranslatable(`content part type "${p.type}" is not supported by ollama`, `messages[${i}].content[${j}].type`);
+          throw new Untranslatable(`messages[${i}].content[${j}].type`, `content part type "${p.type}" is not supported by ollama`);
         }
       }
       om.content = text;
@@ -269,9 +196,9 @@ function parseArguments(s: string, param: string): Record<string, unknown> {
   try {
     v = JSON.parse(s);
   } catch {
-    throw new Untranslatable("tool call arguments must be a JSON object", param);
+    throw new Untranslatable(param, "tool call arguments must be a JSON object");
   }
-  if (!v || typeof v !== "object" || Array.isArray(v)) throw new Untranslatable("tool call arguments must be a JSON object", param);
+  if (!v || typeof v !== "object" || Array.isArray(v)) throw new Untranslatable(param, "tool call arguments must be a JSON object");
   return v as Record<string, unknown>;
 }
 
@@ -286,18 +213,19 @@ function openAIToolCall(tc: any, index?: number): Record<string, unknown> {
   return index === undefined ? call : { index, ...call };
 }
 
-function finishReason(doneReason: unknown, toolCalls: boolean): FinishReason {
+/** Ollama's done_reason (and whether the answer called tools) as an OpenAI finish_reason. */
+function finishFromDoneReason(doneReason: unknown, toolCalls: boolean): FinishReason {
   if (doneReason === "length") return "length";
   return toolCalls ? "tool_calls" : "stop";
 }
 
 /** Usage from Ollama's counts; estimated (and marked so) for whatever count is missing. */
-function readUsage(json: any, promptText: () => string, completionChars: number): Usage {
+function readUsage(json: any, promptTokens: () => number, completionChars: number): Usage {
   const p = json.prompt_eval_count, c = json.eval_count;
   const hasP = typeof p === "number" && p >= 0, hasC = typeof c === "number" && c >= 0;
-  return usageOf(
-    hasP ? p : estimateTokens(promptText()),
-    hasC ? c : Math.ceil(completionChars / 4), // the estimateTokens rule, without keeping the text
+  return tokenUsage(
+    hasP ? p : promptTokens(),
+    hasC ? c : estimateTokens(completionChars),
     !(hasP && hasC),
   );
 }
@@ -308,7 +236,7 @@ async function* translateStream(
   kind: "chat" | "text",
   shaper: OpenAIShaper,
   opts: CallOptions,
-  promptText: () => string,
+  promptTokens: () => number,
 ): AsyncGenerator<StreamEvent, void, undefined> {
   if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };
   let chars = 0;
@@ -346,7 +274,7 @@ async function* translateStream(
       yield { data: shaper.chunk({ content: obj.response }), content: true };
     }
     if (obj.done === true) {
-      yield* shaper.finish(finishReason(obj.done_reason, tools > 0), readUsage(obj, promptText, chars), opts.includeUsage);
+      yield* shaper.finish(finishFromDoneReason(obj.done_reason, tools > 0), readUsage(obj, promptTokens, chars), opts.includeUsage);
       return;
     }
   }

@@ -1,19 +1,19 @@
 // Adapter for the OpenAI wire protocol: types openai, deepseek and openai_compatible (vLLM, Groq,
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
-import type { ProviderConfig } from "../config/schema.ts";
-import { bodyText, estimateTokensForLength, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, type SseEvent, SseReader, usageOf } from "./shared.ts";
-import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "./types.ts";
-import { UpstreamStreamError } from "./types.ts";
-import { estimatePromptTokens } from "./usage.ts";
+import type { ProviderConfig } from "../../config/schema.ts";
+import { type SseEvent, SseReader } from "../event-streams.ts";
+import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
+import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "../types.ts";
+import { UpstreamStreamError } from "../types.ts";
+import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody } from "../upstream.ts";
 
 const pickError = (j: any) => (j && typeof j.error === "object" ? j.error : j && typeof j.error === "string" ? { message: j.error } : j);
 
 export class OpenAIAdapter implements Adapter {
   readonly #headers: Record<string, string>;
   constructor(readonly config: ProviderConfig, readonly send: UpstreamFetch = globalFetch) {
-    this.#headers = { "content-type": "application/json", accept: "application/json, text/event-stream", ...config.headers };
-    if (config.api_key) this.#headers.authorization = `Bearer ${config.api_key}`;
+    this.#headers = bearerHeaders(config, "application/json, text/event-stream");
   }
 
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
@@ -41,12 +41,9 @@ export class OpenAIAdapter implements Adapter {
       if (!(sse instanceof ReadableStream)) return sse;
       return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
     }
-    const text = await bodyText(res, opts);
-    if (typeof text !== "string") return text;
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch { /* handled below */ }
+    const read = await bodyJson(res, opts);
+    if ("kind" in read) return read; // an UpstreamFailure
+    const { text, json } = read;
     if (!json || typeof json !== "object" || !Array.isArray(json.choices)) {
       return protocolFailure("upstream returned a body that is not an OpenAI completion");
     }
@@ -112,7 +109,7 @@ class Passthrough implements StreamEvents {
         const data = events[i].data;
         if (data === "[DONE]") {
           const seen = this.#seen;
-          if (!seen.usage) out.push({ data: null, content: false, usage: usageOf(this.promptTokens(), estimateTokensForLength(seen.chars), true) });
+          if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
           this.#release(true); // anything after [DONE] is not read
           return out;
         }
