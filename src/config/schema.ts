@@ -74,6 +74,10 @@ export const ConfigSchema = z
         host: z.string().min(1).default("0.0.0.0"),
         port: z.number().int().min(0).max(65535).default(8000),
         max_body_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+        // client-side limits (docs/security.md, "Slow and oversized clients"): a connection's request head, and an
+        // idle keep-alive connection, within header_timeout_seconds; a request body within body_timeout_seconds
+        header_timeout_seconds: z.number().positive().max(255).default(10),
+        body_timeout_seconds: z.number().positive().default(30),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),
