@@ -63,6 +63,12 @@ function newRequestId(): string {
 
 const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
 
+/**
+ * host[:port] as a Host header may carry it. The route comes from the request target alone, but Deno builds the
+ * request's URL from Host: `Host: x/stats?` turned `GET /health` into the /stats route. So anything else is refused.
+ */
+const HOST_RE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /** JSON nested deeper than this is refused: deep nesting overflows the stack of JSON.stringify and friends. */
 export const MAX_JSON_DEPTH = 128;
 
@@ -229,7 +235,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID_RE.test(given) ? given : newRequestId();
     c.set("requestId", id);
-    if (deps.draining?.()) {
+    const host = c.req.header("host");
+    if (host !== undefined && !HOST_RE.test(host)) {
+      c.res = errorResponse(400, { message: "the Host header must be a host name or IP address with an optional port", type: "invalid_request_error", param: "host", code: "invalid_host" });
+    } else if (deps.draining?.()) {
       c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
     } else {
       // the Router in force when the request arrived: a config reload mid-request does not affect it
