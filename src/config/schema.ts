@@ -78,6 +78,8 @@ export const ConfigSchema = z
         // idle keep-alive connection, within header_timeout_seconds; a request body within body_timeout_seconds
         header_timeout_seconds: z.number().positive().max(255).default(10),
         body_timeout_seconds: z.number().positive().default(30),
+        // keys + array items in one JSON request body, counted before it is parsed
+        max_json_items: z.number().int().positive().default(100_000),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),
