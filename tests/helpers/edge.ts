@@ -14,10 +14,6 @@ export const EDGE_SERVER = "{ host: 127.0.0.1, port: 0, header_timeout_seconds: 
 const HEADER_S = 2, BODY_S = 2;
 /** slack for a loaded machine */
 const MARGIN_MS = 3000;
-/** Bun's idle timer fires on a 4 s tick, so a connection closes up to 4 s after its timeout */
-const TICK_MS = runtime === "bun" ? 4000 : 0;
-/** Bun closes a connection whose first request head is unfinished after its own fixed 10 s, whatever the config */
-const FIRST_HEAD_MS = runtime === "bun" ? 10_000 + TICK_MS : HEADER_S * 1000;
 
 const chat = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
 /** A POST's head for rawRequest (which adds the blank line) */
@@ -30,9 +26,17 @@ function bodyWithItems(items: number): string {
   return chat({ x: {} }).replace('"x":{}', `"x":{${keys.join(",")}}`);
 }
 
-/** The checks, against a router whose server block is EDGE_SERVER and whose chain answers model "m". */
-export function edgeChecks(router: () => RouterProcess): void {
-  it(`closes connections that never finish their request head (200 at once) within the header timeout${runtime === "bun" ? " (Bun: its own 10 s for a first head)" : ""}`, async () => {
+/**
+ * The checks, against a router whose server block is EDGE_SERVER, whose chain answers model "m" and has a provider
+ * `slow` that answers after 6 s. `server`: the runtime the router runs on (default: the one running the tests).
+ */
+export function edgeChecks(router: () => RouterProcess, server: "bun" | "deno" = runtime): void {
+  // Bun's idle timer fires on a 4 s tick, so a connection closes up to 4 s after its timeout; and Bun closes a
+  // connection whose first request head is unfinished after its own fixed 10 s, whatever the config
+  const TICK_MS = server === "bun" ? 4000 : 0;
+  const FIRST_HEAD_MS = server === "bun" ? 10_000 + TICK_MS : HEADER_S * 1000;
+
+  it(`closes connections that never finish their request head (200 at once) within the header timeout${server === "bun" ? " (Bun: its own 10 s for a first head)" : ""}`, async () => {
     const r = await trickledHeads(router().port, 200, { waitMs: FIRST_HEAD_MS + MARGIN_MS });
     assert.equal(r.stillOpen, 0, `${r.stillOpen} of 200 still open after ${FIRST_HEAD_MS + MARGIN_MS} ms`);
     assert.ok(Math.min(...r.closedAfterMs) >= HEADER_S * 1000 - 100, `closed too early: ${Math.min(...r.closedAfterMs)} ms`);
