@@ -7,6 +7,15 @@ import { main } from "./server.ts";
 import { bunUpstreamFetch } from "./runtime/bun-upstream.ts";
 import type { Platform } from "./platform.ts";
 
+/**
+ * Back to the between-requests timeout once the answer is handed over, except for an event stream, which keeps the
+ * long one: Bun tells nothing when a stream ends, and its pauses may be long (routing.stream_idle_timeout_seconds).
+ */
+function answered(srv: Bun.Server<undefined>, req: Request, res: Response, seconds: number): Response {
+  if (!res.headers.get("content-type")?.startsWith("text/event-stream")) srv.timeout(req, seconds);
+  return res;
+}
+
 const platform: Platform = {
   runtime: "bun",
   runtimeVersion: Bun.version,
@@ -28,14 +37,23 @@ const platform: Platform = {
       throw e;
     }
   },
-  serve(handler, { hostname, port }) {
+  serve(handler, { hostname, port, headerTimeoutSeconds }) {
+    // Bun's idle timer is the connection's clock between requests: incoming bytes do not reset it, so it bounds an
+    // idle keep-alive connection and a request head trickled on one (a connection's first head: Bun's own fixed 10 s).
+    // While a request is handled it is lifted to the most Bun allows, so a slow upstream or a stream's pauses do not
+    // cut the answer; the request body has its own deadline in the core (server.body_timeout_seconds).
+    const betweenRequests = Math.min(255, Math.ceil(headerTimeoutSeconds));
     const server = Bun.serve({
       hostname,
       port,
-      idleTimeout: 255,
-      // the client address only when asked for (rate limiting by IP), not paid for on every request
-      // (docs/decisions/0011-client-address.md)
-      fetch: (req, srv) => handler(req, { get remoteAddr() { return srv.requestIP(req)?.address; } }),
+      idleTimeout: betweenRequests,
+      fetch(req, srv) {
+        srv.timeout(req, 255);
+        // the client address only when asked for (rate limiting by IP), not paid for on every request
+        // (docs/decisions/0011-client-address.md)
+        const res = handler(req, { get remoteAddr() { return srv.requestIP(req)?.address; } });
+        return res instanceof Promise ? res.then((r) => answered(srv, req, r, betweenRequests)) : answered(srv, req, res, betweenRequests);
+      },
     });
     return {
       port: server.port ?? port,

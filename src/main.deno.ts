@@ -3,6 +3,7 @@ import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
 import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
 import { encodeChunk } from "./runtime/byte-slab.ts";
+import { connectionTimeoutProblem, serveWithTimeouts } from "./runtime/deno-serve.ts";
 
 const enc = new TextEncoder();
 const platform: Platform = {
@@ -34,27 +35,13 @@ const platform: Platform = {
       throw e;
     }
   },
-  serve(handler, { hostname, port }) {
-    let bound = { hostname, port };
-    const server = Deno.serve({ hostname, port, onListen: (addr) => void (bound = { hostname: addr.hostname, port: addr.port }) }, (req, info) =>
-      // read now, not through a getter as on Bun: a getter's closure keeps Deno's per-request `info` alive as long
-      // as the request, and what survives young-generation GCs sets the latency tail
-      // (docs/decisions/0011-client-address.md)
-      handler(req, { remoteAddr: (info.remoteAddr as Deno.NetAddr).hostname }));
-    return {
-      get port() {
-        return (server.addr as Deno.NetAddr).port ?? bound.port;
-      },
-      hostname: (server.addr as Deno.NetAddr).hostname ?? bound.hostname,
-      // shutdown() stops listening and resolves when in-flight requests and streams have finished; Deno has no
-      // forced close, so a non-graceful stop is the same and the caller exits the process.
-      stop: () => server.shutdown(),
-    };
-  },
+  // Deno.serve cannot close a connection that never finishes its request head: src/runtime/deno-serve.ts can
+  serve: serveWithTimeouts,
   onSignal: (sig, fn) => Deno.addSignalListener(sig, fn),
   exit: (code) => Deno.exit(code),
   stdout: (line) => void Deno.stdout.writeSync(enc.encode(line + "\n")),
   stderr: (line) => void Deno.stderr.writeSync(enc.encode(line + "\n")),
+  startupWarnings: connectionTimeoutProblem ? [connectionTimeoutProblem] : undefined,
 };
 
 platform.upstreamFetch = denoUpstreamFetch(platform.env);

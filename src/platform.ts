@@ -12,9 +12,20 @@ export interface ServerHandle {
   /**
    * Stops accepting new connections (idle keep-alive connections are closed too). graceful: resolves once
    * every in-flight request, including a streaming response body, has finished. Not graceful: closes
-   * every connection at once (where the runtime can; Deno cannot, and the caller then exits the process).
+   * every connection at once.
    */
   stop(graceful: boolean): Promise<void>;
+}
+
+export interface ServeOptions {
+  hostname: string;
+  port: number;
+  /**
+   * A connection is closed when it has not completed a request head within this many seconds of opening, or of
+   * its previous response (server.header_timeout_seconds). Bun enforces its own fixed 10 s on a connection's
+   * first request head (docs/security.md, "Slow and oversized clients").
+   */
+  headerTimeoutSeconds: number;
 }
 
 export interface FileStat {
@@ -33,7 +44,7 @@ export interface Platform {
   readTextFile(path: string): Promise<string | null>;
   /** null when the file does not exist (follows symlinks, so a swapped ConfigMap link counts as a change) */
   stat(path: string): Promise<FileStat | null>;
-  serve(handler: Handler, opts: { hostname: string; port: number }): ServerHandle;
+  serve(handler: Handler, opts: ServeOptions): ServerHandle;
   onSignal(signal: Signal, fn: () => void): void;
   exit(code: number): never;
   stdout(line: string): void;

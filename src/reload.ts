@@ -133,7 +133,7 @@ export class ConfigHolder {
         logger?.log("error", "config reload listener failed", { error: (e as Error)?.message ?? String(e) });
       }
     }
-    const restartNeeded = (["host", "port"] as const).filter((k) => config.server[k] !== old.server[k]).map((k) => `server.${k}`);
+    const restartNeeded = (["host", "port", "header_timeout_seconds"] as const).filter((k) => config.server[k] !== old.server[k]).map((k) => `server.${k}`);
     if (config.logging.format !== old.logging.format) restartNeeded.push("logging.format");
     if (restartNeeded.length) {
       logger?.log("warn", "some changed settings take effect only after a restart", { settings: restartNeeded });

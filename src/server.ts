@@ -139,7 +139,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
-  const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port });
+  const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
   // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));
 

@@ -16,6 +16,7 @@ import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
+import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
 import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const BINARY = join(ROOT, "dist", "failover-router");
@@ -311,6 +312,30 @@ function rawPost(port: number, path: string, body: unknown): net.Socket {
   sock.on("error", () => {});
   return sock;
 }
+
+describe("the compiled binary at the client-facing edge (slow clients, Host, JSON items)", () => {
+  let dir: string, r: RouterProcess;
+  before(async () => {
+    ensureBinary();
+    dir = tempDir("fr-binary-edge-");
+    const bin = join(dir, "failover-router");
+    copyFileSync(BINARY, bin);
+    chmodSync(bin, 0o755);
+    writeFile(join(dir, "config.yaml"), `server: ${EDGE_SERVER}
+providers:
+  - { name: fast, type: mock, reply: "hi" }
+  - { name: slow, type: mock, reply: "late", latency_ms: 6000 }
+routing: { fallback_chain: [fast, slow] }
+`);
+    r = await startProcess([], { cwd: dir, cmd: [bin] });
+  });
+  after(async () => {
+    await r?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  edgeChecks(() => r, "bun");
+});
 
 describe("scripts/build", () => {
   it("rejects an unknown target with the list of targets", () => {

@@ -79,6 +79,12 @@ export const ConfigSchema = z
         max_body_bytes: z.number().int().positive().default(10 * 1024 * 1024),
         // a non-streamed upstream answer larger than this is cut off and fails over (docs/security.md)
         max_upstream_body_bytes: z.number().int().positive().default(DEFAULT_MAX_UPSTREAM_BODY_BYTES),
+        // client-side limits (docs/security.md, "Slow and oversized clients"): a connection's request head, and an
+        // idle keep-alive connection, within header_timeout_seconds; a request body within body_timeout_seconds
+        header_timeout_seconds: z.number().positive().max(255).default(10),
+        body_timeout_seconds: z.number().positive().default(30),
+        // keys + array items in one JSON request body, counted before it is parsed
+        max_json_items: z.number().int().positive().default(100_000),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),

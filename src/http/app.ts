@@ -13,6 +13,7 @@ import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.t
 import type { Observability } from "../observability/observability.ts";
 import { concatBytes } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
+import type { Config } from "../config/schema.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { errorResponse } from "../errors.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
@@ -62,6 +63,12 @@ function newRequestId(): string {
 
 const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
 
+/**
+ * host[:port] as a Host header may carry it. The route comes from the request target alone, but Deno builds the
+ * request's URL from Host: `Host: x/stats?` turned `GET /health` into the /stats route. So anything else is refused.
+ */
+const HOST_RE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
 /** JSON nested deeper than this is refused: deep nesting overflows the stack of JSON.stringify and friends. */
 export const MAX_JSON_DEPTH = 128;
 
@@ -79,6 +86,52 @@ function tooDeep(v: unknown, limit: number): boolean {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+const QUOTE = 0x22, BACKSLASH = 0x5c, COLON = 0x3a, COMMA = 0x2c, OPEN_ARRAY = 0x5b, CLOSE_ARRAY = 0x5d, OPEN_OBJECT = 0x7b, CLOSE_OBJECT = 0x7d;
+const isSpace = (b: number) => b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+
+/**
+ * The keys and array items of a JSON text, counted on its bytes without parsing it (a parse of a body with
+ * half a million keys holds the event loop for most of a second): one per ':' and one per array element, outside
+ * strings, which are skipped with indexOf. Stops counting past `max`. -1 when arrays and objects nest deeper than
+ * MAX_JSON_DEPTH. Malformed JSON gets some count; JSON.parse then refuses it.
+ */
+export function countJsonItems(b: Uint8Array, max: number): number {
+  const inArray = new Uint8Array(MAX_JSON_DEPTH + 1);
+  let depth = 0, items = 0;
+  for (let i = 0; i < b.length && items <= max; i++) {
+    const c = b[i];
+    if (c === QUOTE) {
+      // to the closing quote: the next one not escaped by an odd run of backslashes
+      let j = i;
+      while (true) {
+        j = b.indexOf(QUOTE, j + 1);
+        if (j < 0) return items;
+        let k = j;
+        while (b[k - 1] === BACKSLASH) k--;
+        if ((j - k) % 2 === 0) break;
+      }
+      i = j;
+    } else if (c === COLON) items++;
+    else if (c === COMMA) items += inArray[depth];
+    else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+      if (++depth > MAX_JSON_DEPTH) return -1;
+      inArray[depth] = c === OPEN_ARRAY ? 1 : 0;
+      if (c === OPEN_ARRAY) {
+        // the first element has no comma before it
+        let j = i + 1;
+        while (j < b.length && isSpace(b[j])) j++;
+        if (j < b.length && b[j] !== CLOSE_ARRAY) items++;
+      }
+    } else if ((c === CLOSE_ARRAY || c === CLOSE_OBJECT) && depth > 0) depth--;
+  }
+  return items;
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+const tooDeepError = () =>
+  errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
+
 /** application/json or application/<anything>+json, any parameters. */
 function isJsonType(ct: string): boolean {
   const semi = ct.indexOf(";");
@@ -86,20 +139,24 @@ function isJsonType(ct: string): boolean {
   return t === "application/json" || (t.startsWith("application/") && t.endsWith("+json"));
 }
 
+/** The limits readJson applies, from the `server` block of the config in force. */
+type BodyLimits = Pick<Config["server"], "max_body_bytes" | "body_timeout_seconds" | "max_json_items">;
+
 /**
  * The request body, read as JSON and validated against `schema` in one step, for `c.req.valid("json")`: 415 for a
- * non-JSON content type, 413 past max_body_bytes (before reading it all), 400 for bad UTF-8 or JSON, or naming
- * the first invalid field. One middleware and one synchronous `safeParse` (none for a body `plain` vouches for):
+ * non-JSON content type, 413 past max_body_bytes (before reading it all), 408 when it has not all arrived within
+ * body_timeout_seconds, 400 for bad UTF-8 or JSON, past max_json_items, or naming the first invalid field. One middleware and one
+ * synchronous `safeParse` (none for a body `plain` vouches for):
  * a validator middleware with async hooks behind a body reader (as @hono/zod-validator is) costs CPU on every
  * request (docs/decisions/0005-validjson-without-zod-validator.md).
  */
 function validJson<T extends z.ZodType>(
-  maxBytes: (c: Context<Env>) => number,
+  limits: () => BodyLimits,
   schema: T,
   plain?: (body: unknown) => boolean,
 ): MiddlewareHandler<Env, string, { in: { json: z.input<T> }; out: { json: z.output<T> } }> {
   return async (c, next) => {
-    const json = await readJson(c, maxBytes(c));
+    const json = await readJson(c, limits());
     if (json instanceof Response) return json;
     // a plain body (src/http/schemas.ts) is one the schema accepts as it is
     if (plain?.(json)) {
@@ -120,43 +177,82 @@ function validJson<T extends z.ZodType>(
   };
 }
 
-/** The body as a JSON object (its bytes kept as `rawBody`), or the error response to answer with. */
-async function readJson(c: Context<Env>, max: number): Promise<unknown> {
+/** The body, read within body_timeout_seconds and parsed (parseJson), or the error response to answer with. */
+async function readJson(c: Context<Env>, limits: BodyLimits): Promise<unknown> {
+  const max = limits.max_body_bytes;
   const ct = c.req.header("content-type");
   if (ct && !isJsonType(ct)) {
     return errorResponse(415, { message: `Content-Type must be application/json, got ${ct.slice(0, 100)}`, type: "invalid_request_error", code: "unsupported_media_type" });
   }
-  const deep = () =>
-    errorResponse(400, { message: `request body JSON nests deeper than ${MAX_JSON_DEPTH} levels`, type: "invalid_request_error", code: "json_too_deep" });
   const tooLarge = () =>
     errorResponse(413, { message: `request body exceeds ${max} bytes`, type: "invalid_request_error", code: "request_too_large" });
   const cl = c.req.header("content-length");
   const declared = cl === undefined ? NaN : Number(cl);
   if (declared > max) return tooLarge();
+  // The whole body within body_timeout_seconds: the runtimes' idle timers restart on every byte, or do not run
+  // while a request is handled, so a body sent a byte a second would hold the request (and its connection) forever.
+  // `Connection: close`: the rest of the body is not read, so the connection cannot carry another request.
+  const timeoutS = limits.body_timeout_seconds;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(resolve, timeoutS * 1000, TIMED_OUT)));
+  const timedOut = () =>
+    errorResponse(408, { message: `request body not received within ${timeoutS} seconds`, type: "invalid_request_error", code: "request_timeout" }, { connection: "close" });
+  try {
+    const bytes = await readBody(c, declared, max, expired);
+    if (bytes === TIMED_OUT) return timedOut();
+    if (bytes === null) return tooLarge();
+    return parseJson(c, bytes, limits.max_json_items);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The body's bytes; null past `max` bytes, TIMED_OUT when `expired` settles first (the rest is then not read). */
+async function readBody(c: Context<Env>, declared: number, max: number, expired: Promise<typeof TIMED_OUT>): Promise<Uint8Array | null | typeof TIMED_OUT> {
   let bytes: Uint8Array;
   // Content-Length declared: the server reads exactly that many bytes, already checked against the limit, so
   // one arrayBuffer() call, and `body` is not touched: on Deno that getter wraps a body the server has already
   // read in a new ReadableStream and files it in two global WeakMaps, whose tables then grow and are copied by
   // every minor GC (docs/decisions/0013-request-body-arraybuffer.md).
   const body = declared >= 0 ? null : c.req.raw.body;
-  if (declared >= 0) bytes = new Uint8Array(await c.req.raw.arrayBuffer());
-  else if (!body) bytes = new Uint8Array(0);
+  if (declared >= 0) {
+    const buf = await Promise.race([c.req.raw.arrayBuffer(), expired]);
+    if (buf === TIMED_OUT) return TIMED_OUT;
+    bytes = new Uint8Array(buf);
+  } else if (!body) bytes = new Uint8Array(0);
   else {
     // chunked or unknown length: count as it arrives and stop at the limit
     const chunks: Uint8Array[] = [];
     let size = 0;
     const reader = body.getReader();
     while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
+      const r = await Promise.race([reader.read(), expired]);
+      if (r === TIMED_OUT) {
+        reader.cancel().catch(() => {});
+        return TIMED_OUT;
+      }
+      if (r.done) break;
+      size += r.value.byteLength;
       if (size > max) {
         reader.cancel().catch(() => {});
-        return tooLarge();
+        return null;
       }
-      chunks.push(value);
+      chunks.push(r.value);
     }
     bytes = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
+  }
+  return bytes;
+}
+
+/** The body as a JSON object (its bytes kept as `rawBody`), or the error response to answer with. */
+function parseJson(c: Context<Env>, bytes: Uint8Array, maxItems: number): unknown {
+  // every key or item takes at least two bytes (`[0,0]`, `{"":0}`): a shorter body cannot pass the limit, and is not scanned
+  if (bytes.length > 2 * maxItems) {
+    const items = countJsonItems(bytes, maxItems);
+    if (items < 0) return tooDeepError();
+    if (items > maxItems) {
+      return errorResponse(400, { message: `request body JSON has more than ${maxItems} keys and array items (server.max_json_items)`, type: "invalid_request_error", code: "json_too_large" });
+    }
   }
   let text: string;
   try {
@@ -168,7 +264,7 @@ async function readJson(c: Context<Env>, max: number): Promise<unknown> {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    if (e instanceof RangeError) return deep();
+    if (e instanceof RangeError) return tooDeepError();
     // the parser's message quotes the body: keep only the position, so no client text is echoed (or logged)
     const pos = /position (\d+)/.exec((e as Error).message)?.[1];
     return errorResponse(400, { message: `request body is not valid JSON${pos ? ` (at position ${pos})` : ""}`, type: "invalid_request_error", code: "invalid_json" });
@@ -176,7 +272,7 @@ async function readJson(c: Context<Env>, max: number): Promise<unknown> {
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     return errorResponse(400, { message: "request body must be a JSON object", type: "invalid_request_error", code: "invalid_json" });
   }
-  if (tooDeep(json, MAX_JSON_DEPTH)) return deep();
+  if (tooDeep(json, MAX_JSON_DEPTH)) return tooDeepError();
   c.set("rawBody", bytes);
   return json;
 }
@@ -188,7 +284,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const given = c.req.header("x-request-id");
     const id = given && REQUEST_ID_RE.test(given) ? given : newRequestId();
     c.set("requestId", id);
-    if (deps.draining?.()) {
+    const host = c.req.header("host");
+    if (host !== undefined && !HOST_RE.test(host)) {
+      c.res = errorResponse(400, { message: "the Host header must be a host name or IP address with an optional port", type: "invalid_request_error", param: "host", code: "invalid_host" });
+    } else if (deps.draining?.()) {
       c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
     } else {
       // the Router in force when the request arrived: a config reload mid-request does not affect it
@@ -214,7 +313,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.use("*", auth(config));
   app.use("*", rateLimit(config, limiter));
 
-  const maxBytes = () => config().server.max_body_bytes;
+  const limits = () => config().server;
   const idem = idempotency(config, store);
   /**
    * The request goes to the router, which reports it to the observers when it ends. `translatedPath`: the
@@ -227,14 +326,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath, tap };
   };
 
-  app.post("/v1/chat/completions", validJson(maxBytes, ChatRequestSchema, plainChatRequest), idem, (c) =>
+  app.post("/v1/chat/completions", validJson(limits, ChatRequestSchema, plainChatRequest), idem, (c) =>
     c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
 
-  app.post("/v1/completions", validJson(maxBytes, TextRequestSchema, plainTextRequest), idem, (c) =>
+  app.post("/v1/completions", validJson(limits, TextRequestSchema, plainTextRequest), idem, (c) =>
     c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
 
   // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
-  app.post("/v1/responses", validJson(maxBytes, ResponsesRequestSchema), idem, async (c) => {
+  app.post("/v1/responses", validJson(limits, ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
     return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
   });
