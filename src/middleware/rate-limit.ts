@@ -1,7 +1,7 @@
 // Rate limiting: a token bucket per API key (per client IP when auth is off) for requests, and optionally a
 // second bucket for model tokens (input + output), charged once each response's usage is known.
 // Answers 429 rate_limit_error with Retry-After, and sets the OpenAI x-ratelimit-* headers on every
-// rate-limited path's response.
+// rate-limited path's response. The buckets sit behind RateLimitStore (src/state/types.ts).
 import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../http/errors.ts";
