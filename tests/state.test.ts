@@ -9,10 +9,11 @@ import { Observability } from "../src/observability/observability.ts";
 import { buildRouter, createRoutingState } from "../src/server.ts";
 import { MemoryBreakerStore } from "../src/state/memory/breakers.ts";
 import { MemoryRateLimitStore } from "../src/state/memory/rate-limit.ts";
-import type { BreakerStore, RateLimitStore } from "../src/state/types.ts";
+import type { BreakerStore } from "../src/state/types.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { encodeChunk, FakeClock, postJson, runtime, serve, startRouter, upstreamFetch } from "./helpers/router.ts";
+import { answeringLater } from "./state/harness.ts";
 
 const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
 
@@ -138,12 +139,6 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
     assert.equal(await r1.reset(), 200);
   });
 });
-
-/** The store with every call answered by a promise a moment later, as a networked backend would answer. */
-function answeringLater(s: MemoryRateLimitStore): RateLimitStore {
-  const later = <T>(v: T) => new Promise<T>((resolve) => setTimeout(() => resolve(v), 1));
-  return { take: (id, l) => later(s.take(id, l)), charge: (id, n, l) => later(s.charge(id, n, l)) };
-}
 
 describe("callers of a backend that answers with promises", () => {
   it("rate limits: the same x-ratelimit headers, 429 and Retry-After", async () => {

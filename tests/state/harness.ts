@@ -40,3 +40,23 @@ export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean>
     );
   });
 }
+
+/**
+ * The store with every method answering through a promise that settles 1 ms later, and subscriptions delivered
+ * later too, as a networked backend would answer: callers (and the contracts) must not rely on synchronous answers.
+ */
+export function answeringLater<S extends object>(store: S): S {
+  return new Proxy(store, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target);
+      if (typeof v !== "function") return v;
+      if (prop === "subscribe") {
+        return (listener: (...a: unknown[]) => void) => v.call(target, (...a: unknown[]) => setTimeout(() => listener(...a), 1));
+      }
+      return (...args: unknown[]) => {
+        const r = v.apply(target, args);
+        return new Promise((resolve) => setTimeout(() => resolve(r), 1));
+      };
+    },
+  });
+}
