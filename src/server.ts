@@ -14,6 +14,8 @@ import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
 import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
 import { HealthTracker } from "./routing/health.ts";
+import { createState } from "./state/index.ts";
+import type { BreakerStore } from "./state/types.ts";
 import { GIT_COMMIT, VERSION } from "./version.ts";
 
 /** The routing state that outlives a config reload: create it once at startup and pass it to every buildRouter. */
@@ -22,9 +24,12 @@ export interface RoutingState {
   health: HealthTracker;
 }
 
-/** Breakers and health tracker for a config; `clock` is wall-clock ms (injected by tests). */
-export function createRoutingState(config: Config, clock: () => number = Date.now): RoutingState {
-  return { breakers: new BreakerRegistry(config, clock), health: new HealthTracker(config, clock) };
+/**
+ * Breakers and health tracker for a config; `clock` is wall-clock ms (injected by tests). With `shared` (the
+ * state backend's breaker store) the breakers share their openings with other replicas.
+ */
+export function createRoutingState(config: Config, clock: () => number = Date.now, shared?: BreakerStore): RoutingState {
+  return { breakers: new BreakerRegistry(config, clock, shared), health: new HealthTracker(config, clock) };
 }
 
 export interface BuildOptions extends RouterOptions {
@@ -113,9 +118,11 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
 
   // ---- Long-lived state: created ONCE here, handed to every Router that a reload builds. ----
   // Stats, metrics, breakers and health survive a reload for providers whose names are unchanged (the Router
-  // syncs the routing state to its config); rate-limit buckets and the idempotency store live in the app.
+  // syncs the routing state to its config); the state backend (the `state` block, read here only: a reload does
+  // not switch it) holds the rate-limit buckets and idempotency records the app uses and the breakers' openings.
   const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger });
-  const routing = createRoutingState(config);
+  const state = createState(config.state, { config: () => holder.config });
+  const routing = createRoutingState(config, Date.now, state.breakers);
   const holder = new ConfigHolder({
     path,
     config,
@@ -136,6 +143,8 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     draining: () => draining,
     reload: () => holder.reload("admin"),
     configHealth: () => holder.health(),
+    rateLimiter: state.rateLimits,
+    idempotencyStore: state.idempotency,
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);

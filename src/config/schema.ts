@@ -135,6 +135,12 @@ export const ConfigSchema = z
         max_total_bytes: z.number().int().positive().default(256 * 1024 * 1024),
       })
       .prefault({}),
+    // where the state replicas could share lives (src/state/); read at start-up only
+    state: z
+      .strictObject({
+        backend: z.enum(["memory"]).default("memory"),
+      })
+      .prefault({}),
     logging: z
       .strictObject({
         level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),

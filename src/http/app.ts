@@ -5,8 +5,7 @@ import { formatPath } from "../config/load.ts";
 import { auth } from "../middleware/auth.ts";
 import type { AppEnv } from "../middleware/env.ts";
 import { idempotency } from "../middleware/idempotency.ts";
-import { MemoryIdempotencyStore, type IdempotencyStore } from "../middleware/idempotency-store.ts";
-import { RateLimiter, rateLimit } from "../middleware/rate-limit.ts";
+import { rateLimit } from "../middleware/rate-limit.ts";
 import type { RequestContext, Router } from "../routing/failover.ts";
 import { observeRequests } from "../observability/http.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
@@ -15,6 +14,8 @@ import { concatBytes } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
+import { createState, type StateBackend } from "../state/index.ts";
+import type { IdempotencyStore, RateLimitStore } from "../state/types.ts";
 import { errorResponse } from "../errors.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
 import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "./schemas.ts";
@@ -27,11 +28,12 @@ export interface AppDeps {
   router(): Router;
   /** stats, metrics and request log (created once at start-up, kept across reloads) */
   observability: Observability;
-  /** clock in ms for rate limiting and idempotency TTLs (default performance.now) */
+  /** clock in ms of the in-memory state used when a store below is not given (default performance.now) */
   now?: () => number;
-  /** idempotency backend (default: in memory, bounded by idempotency.max_entries and max_total_bytes) */
+  /** idempotency records and locks: the state backend's (src/server.ts); default in memory */
   idempotencyStore?: IdempotencyStore;
-  rateLimiter?: RateLimiter;
+  /** rate-limit buckets: the state backend's (src/server.ts); default in memory */
+  rateLimiter?: RateLimitStore;
   /** true while the server shuts down: every new request gets 503 (see src/server.ts) */
   draining?(): boolean;
   /** re-reads the config file and swaps it in (POST /admin/reload); absent when there is no file */
@@ -301,13 +303,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.use("*", observeRequests(obs));
 
   const config = () => deps.router().config;
-  const now = deps.now ?? (() => performance.now());
-  const limiter = deps.rateLimiter ?? new RateLimiter(now);
-  const store = deps.idempotencyStore ?? new MemoryIdempotencyStore({
-    maxEntries: () => config().idempotency.max_entries,
-    maxBytes: () => config().idempotency.max_total_bytes,
-    now,
-  });
+  let memory: StateBackend | undefined;
+  const inMemory = () => (memory ??= createState({ backend: "memory" }, { config, now: deps.now }));
+  const limiter = deps.rateLimiter ?? inMemory().rateLimits;
+  const store = deps.idempotencyStore ?? inMemory().idempotency;
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth(config));

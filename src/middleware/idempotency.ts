@@ -1,7 +1,7 @@
 // Idempotency: a request with an `Idempotency-Key` header is served once; its final response (status,
 // headers, body, or for a stream the whole SSE transcript) is stored, and a repeat with the same key and
 // the same body is answered from the store (header `idempotent-replayed: true`) without calling a provider.
-// Keys are scoped per API key. The store sits behind the IdempotencyStore interface.
+// Keys are scoped per API key. The store sits behind the IdempotencyStore interface (src/state/types.ts).
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
@@ -9,7 +9,7 @@ import { concatBytes } from "../bytes.ts";
 import { sha256Hex } from "./sha256.ts";
 import type { ResponseTap } from "../routing/failover.ts";
 import type { AppEnv } from "./env.ts";
-import type { IdempotencyStore, MaybePromise, StoredResponse } from "./idempotency-store.ts";
+import { detach, isPromise, type IdempotencyStore, type MaybePromise, type StoredResponse } from "../state/types.ts";
 
 export const REPLAYED_HEADER = "idempotent-replayed";
 
@@ -69,16 +69,25 @@ const reused = () =>
     code: "idempotency_key_reused",
   });
 
-/** Resolves true once `released` settles, false if the client goes away first. */
-function waitFor(released: Promise<void>, signal: AbortSignal): Promise<boolean> {
+/** setTimeout's largest delay (a longer one fires at once) */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Resolves true once `released` settles or `maxMs` passes (the holder's lock has lapsed by then: the caller tries
+ * again), false if the client goes away first.
+ */
+function waitFor(released: Promise<void>, signal: AbortSignal, maxMs: number): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const onAbort = () => resolve(false);
-    signal.addEventListener("abort", onAbort, { once: true });
-    released.then(() => {
+    const done = (v: boolean) => {
+      clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    });
+      resolve(v);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), Math.min(maxMs, MAX_TIMER_MS));
+    signal.addEventListener("abort", onAbort, { once: true });
+    released.then(() => done(true), () => done(true));
   });
 }
 
@@ -136,10 +145,6 @@ class Transcript implements ResponseTap {
   }
 }
 
-function isPromise<T>(v: MaybePromise<T>): v is Promise<T> {
-  return typeof (v as Promise<T> | undefined)?.then === "function";
-}
-
 async function serveAndStore(
   c: Context<AppEnv>,
   next: Next,
@@ -147,8 +152,9 @@ async function serveAndStore(
   key: string,
   fingerprint: string,
   cfg: Config["idempotency"],
-  release: () => void,
+  unlock: () => MaybePromise<void>,
 ): Promise<void> {
+  const release = () => detach(unlock);
   // offered to the router through the context (routed() in app.ts), which feeds it what it sends the client
   const transcript = new Transcript(cfg.max_response_bytes);
   c.set("responseTap", transcript);
@@ -237,17 +243,20 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
     const fingerprint = sha256Hex(c.get("rawBody") ?? new Uint8Array(0), `${c.req.path} `);
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
+    // a lock lives no longer than the record it guards would: a holder that never releases (a replica that died)
+    // blocks the key for at most that long, and that bounds the wait below
+    const lockMs = cfg.ttl_seconds * 1000;
     while (true) {
       // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
       let hit = store.get(key);
       if (isPromise(hit)) hit = await hit;
       if (hit) return hit.fingerprint === fingerprint ? replay(hit) : reused();
-      let lock = store.lock(key, fingerprint);
+      let lock = store.lock(key, fingerprint, lockMs);
       if (isPromise(lock)) lock = await lock;
       if (lock.acquired) return serveAndStore(c, next, store, key, fingerprint, cfg, lock.release);
       if (lock.fingerprint !== fingerprint) return reused();
       // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
-      if (!(await waitFor(lock.released, c.req.raw.signal))) {
+      if (!(await waitFor(lock.released, c.req.raw.signal, lockMs))) {
         return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
       }
     }

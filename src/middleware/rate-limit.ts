@@ -1,126 +1,20 @@
 // Rate limiting: a token bucket per API key (per client IP when auth is off) for requests, and optionally a
 // second bucket for model tokens (input + output), charged once each response's usage is known.
 // Answers 429 rate_limit_error with Retry-After, and sets the OpenAI x-ratelimit-* headers on every
-// rate-limited path's response.
+// rate-limited path's response. The buckets sit behind RateLimitStore (src/state/types.ts).
 import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
 import { isPublicPath } from "./auth.ts";
 import type { AppEnv } from "./env.ts";
+import { detach, isPromise, type RateDecision, type RateLimitStore } from "../state/types.ts";
 
 export type RateLimitConfig = Config["rate_limit"];
 
-interface Bucket {
-  /** request tokens at `at` (0..burst) */
-  req: number;
-  /** model-token budget at `at` (negative = in debt after a large response) */
-  tok: number;
-  at: number;
-  /** from this time on both buckets are full again: the entry carries no state and may be forgotten */
-  idleUntil: number;
-}
-
-export interface Decision {
-  allowed: boolean;
-  /** why it was refused */
-  reason?: "requests" | "tokens";
-  /** ms until a request would be allowed (0 when allowed) */
-  retryAfterMs: number;
-  remainingRequests: number;
-  /** ms until the request bucket is full again */
-  resetRequestsMs: number;
-  remainingTokens: number;
-  resetTokensMs: number;
-}
+/** The in-memory backend under the name the rate-limit unit tests drive it by. */
+export { MemoryRateLimitStore as RateLimiter } from "../state/memory/rate-limit.ts";
 
 const MINUTE = 60_000;
-/** most idle buckets dropped per call, so no single request pays for a large sweep */
-const SWEEP_PER_CALL = 16;
-
-/**
- * Token buckets keyed by client id. The map is kept in least-recently-used order; buckets that have
- * refilled completely are dropped (a full bucket is the same as no bucket), and past `maxKeys` the least
- * recently used bucket is evicted, so memory stays bounded whatever the number of distinct clients.
- */
-export class RateLimiter {
-  readonly #buckets = new Map<string, Bucket>();
-
-  constructor(readonly now: () => number, readonly maxKeys = 100_000) {}
-
-  get size(): number {
-    return this.#buckets.size;
-  }
-
-  #touch(id: string, rl: RateLimitConfig, t: number): Bucket {
-    const rpm = rl.requests_per_minute, tpm = rl.tokens_per_minute;
-    let b = this.#buckets.get(id);
-    if (b) {
-      this.#buckets.delete(id); // re-inserted below, at the most-recently-used end
-      const dt = t - b.at;
-      if (dt > 0) {
-        b.req += (dt * rpm) / MINUTE;
-        if (tpm) b.tok += (dt * tpm) / MINUTE;
-        b.at = t;
-      }
-      if (b.req > rl.burst) b.req = rl.burst;
-      if (tpm && b.tok > tpm) b.tok = tpm;
-    } else {
-      b = { req: rl.burst, tok: tpm ?? 0, at: t, idleUntil: t };
-    }
-    this.#buckets.set(id, b);
-    return b;
-  }
-
-  #finish(b: Bucket, rl: RateLimitConfig, t: number): void {
-    const tpm = rl.tokens_per_minute;
-    const full = Math.max(((rl.burst - b.req) * MINUTE) / rl.requests_per_minute, tpm ? ((tpm - b.tok) * MINUTE) / tpm : 0);
-    b.idleUntil = t + full;
-    let n = 0;
-    for (const [id, other] of this.#buckets) {
-      if (this.#buckets.size > this.maxKeys || (n < SWEEP_PER_CALL && other.idleUntil <= t && other !== b)) {
-        this.#buckets.delete(id);
-        n++;
-      } else break;
-    }
-  }
-
-  /** Takes one request from `id`'s bucket, or refuses. */
-  take(id: string, rl: RateLimitConfig): Decision {
-    const t = this.now();
-    const b = this.#touch(id, rl, t);
-    const tpm = rl.tokens_per_minute;
-    let reason: Decision["reason"];
-    let retryAfterMs = 0;
-    if (b.req < 1) {
-      reason = "requests";
-      retryAfterMs = ((1 - b.req) * MINUTE) / rl.requests_per_minute;
-    } else if (tpm && b.tok <= 0) {
-      reason = "tokens";
-      retryAfterMs = ((1 - b.tok) * MINUTE) / tpm;
-    } else {
-      b.req -= 1;
-    }
-    this.#finish(b, rl, t);
-    return {
-      allowed: reason === undefined,
-      reason,
-      retryAfterMs,
-      remainingRequests: Math.floor(b.req),
-      resetRequestsMs: ((rl.burst - b.req) * MINUTE) / rl.requests_per_minute,
-      remainingTokens: tpm ? Math.max(0, Math.floor(b.tok)) : 0,
-      resetTokensMs: tpm ? ((tpm - b.tok) * MINUTE) / tpm : 0,
-    };
-  }
-
-  /** Charges `tokens` model tokens to `id` (after the response, when its usage is known). */
-  charge(id: string, tokens: number, rl: RateLimitConfig): void {
-    if (!rl.tokens_per_minute || !(tokens > 0)) return;
-    const t = this.now();
-    const b = this.#touch(id, rl, t);
-    b.tok -= tokens;
-    this.#finish(b, rl, t);
-  }
-}
 
 /** Formats a duration the way OpenAI's x-ratelimit-reset-* headers do: "120ms", "1s", "6m0s", "1m2.5s". */
 export function formatDuration(ms: number): string {
@@ -144,7 +38,7 @@ export function clientIp(c: Context<AppEnv>, trustProxy: boolean): string {
   return c.env?.remoteAddr ?? "unknown";
 }
 
-function limitHeaders(rl: RateLimitConfig, d: Decision): Record<string, string> {
+function limitHeaders(rl: RateLimitConfig, d: RateDecision): Record<string, string> {
   const h: Record<string, string> = {
     "x-ratelimit-limit-requests": String(rl.requests_per_minute),
     "x-ratelimit-remaining-requests": String(d.remainingRequests),
@@ -163,14 +57,15 @@ function limitHeaders(rl: RateLimitConfig, d: Decision): Record<string, string> 
  * limited. Refused requests get 429 rate_limit_error with Retry-After; every limited response gets the
  * x-ratelimit-* headers.
  */
-export function rateLimit(config: () => Config, limiter: RateLimiter): MiddlewareHandler<AppEnv> {
+export function rateLimit(config: () => Config, limiter: RateLimitStore): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const cfg = config();
     const rl = cfg.rate_limit;
     if (!rl.enabled || isPublicPath(c.req.path, cfg.auth)) return next();
     const keyId = c.get("keyId");
     const id = keyId ? `k:${keyId}` : `ip:${clientIp(c, cfg.server.trust_proxy)}`;
-    const d = limiter.take(id, rl);
+    let d = limiter.take(id, rl);
+    if (isPromise(d)) d = await d;
     const headers = limitHeaders(rl, d);
     if (!d.allowed) {
       const secs = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
@@ -183,7 +78,7 @@ export function rateLimit(config: () => Config, limiter: RateLimiter): Middlewar
         code: d.reason === "tokens" ? "tokens_rate_limit_exceeded" : "rate_limit_exceeded",
       }, headers);
     }
-    if (rl.tokens_per_minute) c.set("onUsage", (u) => limiter.charge(id, u.total_tokens, rl));
+    if (rl.tokens_per_minute) c.set("onUsage", (u) => detach(() => limiter.charge(id, u.total_tokens, rl)));
     await next();
     try {
       for (const k in headers) c.res.headers.set(k, headers[k]);

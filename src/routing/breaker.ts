@@ -7,7 +7,12 @@
 // exactly `half_open_max_requests` probe permits are handed out in HALF_OPEN. Each permit remembers the
 // breaker's generation (bumped at every state change): a late result from before a transition (a request
 // that started while CLOSED and ends after the breaker opened) does not move the state again.
+//
+// Replicas (src/state/, BreakerStore): a breaker that opens publishes "open until T", and a breaker adopts the
+// openings other replicas publish; when a cool-off ends, the breaker turns HALF_OPEN only once it holds the
+// replicas' probe permit, so one replica at a time probes a recovering provider. Failures are counted per replica.
 import type { CircuitBreakerConfig, Config } from "../config/schema.ts";
+import { detach, isPromise, type BreakerStore, type MaybePromise, type ProbePermit } from "../state/types.ts";
 
 export type BreakerState = "closed" | "open" | "half_open";
 
@@ -40,6 +45,17 @@ export function shortError(message: string): string {
   return s.length > MAX_ERROR_CHARS ? s.slice(0, MAX_ERROR_CHARS - 1) + "…" : s;
 }
 
+/** How a breaker reaches the other replicas: the state backend's breaker store and its provider's name there. */
+export interface SharedBreaker {
+  store: BreakerStore;
+  provider: string;
+}
+
+/** While another replica holds the probe permit, the breaker stays open and asks again after this long. */
+const PROBE_RETRY_MS = 1000;
+/** The permit of a replica whose store failed: it probes on its own, as a lone replica would. */
+const LOCAL_PERMIT: ProbePermit = { release() {} };
+
 export class CircuitBreaker {
   #settings: CircuitBreakerConfig;
   #state: BreakerState = "closed";
@@ -49,9 +65,15 @@ export class CircuitBreaker {
   #probes = 0;
   #gen = 0;
   #lastError: string | null = null;
+  readonly #shared: SharedBreaker | undefined;
+  /** the replicas' probe permit, held while HALF_OPEN */
+  #permit: ProbePermit | null = null;
+  /** a probe permit has been asked for and not yet answered */
+  #asking = false;
 
-  constructor(settings: CircuitBreakerConfig, readonly now: () => number = Date.now) {
+  constructor(settings: CircuitBreakerConfig, readonly now: () => number = Date.now, shared?: SharedBreaker) {
     this.#settings = { ...settings };
+    this.#shared = shared;
   }
 
   get settings(): Readonly<CircuitBreakerConfig> {
@@ -63,13 +85,83 @@ export class CircuitBreaker {
     this.#settings = { ...settings };
   }
 
-  /** OPEN turns HALF_OPEN lazily, the first time anyone looks after the cool-off. */
+  /** OPEN turns HALF_OPEN lazily, the first time anyone looks after the cool-off (and the probe permit is ours). */
   #refresh(): void {
-    if (this.#state === "open" && this.now() >= this.#retryAt) {
-      this.#state = "half_open";
-      this.#probes = 0;
-      this.#gen++;
+    if (this.#state !== "open" || this.now() < this.#retryAt) return;
+    if (!this.#shared) this.#halfOpen();
+    else if (!this.#asking) this.#askProbe(this.#shared);
+  }
+
+  #halfOpen(): void {
+    this.#state = "half_open";
+    this.#probes = 0;
+    this.#gen++;
+  }
+
+  /**
+   * Asks for the replicas' probe permit. An answer that is a promise leaves the breaker OPEN until it comes (the
+   * router never waits for it); a store that fails grants it, so the breaker falls back to probing on its own.
+   */
+  #askProbe({ store, provider }: SharedBreaker): void {
+    const gen = this.#gen;
+    let r: MaybePromise<ProbePermit | null>;
+    try {
+      r = store.acquireProbe(provider, this.#settings.cooldown_seconds * 1000);
+    } catch {
+      r = LOCAL_PERMIT;
     }
+    if (!isPromise(r)) return this.#probeAnswer(gen, r);
+    this.#asking = true;
+    const answer = (p: ProbePermit | null) => {
+      this.#asking = false;
+      this.#probeAnswer(gen, p);
+    };
+    r.then(answer, () => answer(LOCAL_PERMIT));
+  }
+
+  #probeAnswer(gen: number, permit: ProbePermit | null): void {
+    if (gen !== this.#gen || this.#state !== "open") {
+      // the breaker moved on meanwhile (a reset, an opening adopted)
+      if (permit) detach(permit.release);
+      return;
+    }
+    if (!permit) {
+      this.#retryAt = this.now() + PROBE_RETRY_MS; // another replica probes
+      return;
+    }
+    this.#permit = permit;
+    this.#halfOpen();
+  }
+
+  /** Gives the probe permit back (the breaker left HALF_OPEN). */
+  #dropPermit(): void {
+    const p = this.#permit;
+    if (!p) return;
+    this.#permit = null;
+    detach(p.release);
+  }
+
+  /** Tells the other replicas how long this breaker stays open (0: it was reset). */
+  #publish(until: number): void {
+    const shared = this.#shared;
+    if (shared) detach(() => shared.store.publish(shared.provider, until));
+  }
+
+  /**
+   * An opening published by a replica (this one's own come back too): `until` in ms since the epoch, 0 for a
+   * manual reset. This breaker is open until then, whatever it was doing; requests in flight become late results.
+   */
+  adopt(until: number): void {
+    if (until === 0) return this.#resetHere();
+    if (until <= this.now() || (this.#state === "open" && this.#retryAt >= until)) return;
+    if (this.#state !== "open") {
+      this.#state = "open";
+      this.#openedAt = this.now();
+      this.#probes = 0;
+      this.#dropPermit();
+    }
+    this.#retryAt = until;
+    this.#gen++; // also voids a probe permit being asked for
   }
 
   get state(): BreakerState {
@@ -124,7 +216,10 @@ export class CircuitBreaker {
     if (p.gen !== this.#gen) {
       // a late result: it does not move the state, but a Retry-After still extends an open breaker
       this.#refresh();
-      if (this.#state === "open" && ra) this.#retryAt = Math.max(this.#retryAt, this.now() + ra);
+      if (this.#state === "open" && ra && this.now() + ra > this.#retryAt) {
+        this.#retryAt = this.now() + ra;
+        this.#publish(this.#retryAt);
+      }
       return;
     }
     this.#failures++;
@@ -143,8 +238,13 @@ export class CircuitBreaker {
     if (p.probe && p.gen === this.#gen) this.#probes--;
   }
 
-  /** Manual reset: CLOSED, counters and last error cleared. */
+  /** Manual reset: CLOSED, counters and last error cleared, here and in every other replica. */
   reset(): void {
+    this.#resetHere();
+    this.#publish(0);
+  }
+
+  #resetHere(): void {
     this.#close();
     this.#lastError = null;
   }
@@ -156,6 +256,7 @@ export class CircuitBreaker {
     this.#retryAt = 0;
     this.#probes = 0;
     this.#gen++;
+    this.#dropPermit();
   }
 
   #trip(retryAfterMs: number): void {
@@ -165,6 +266,8 @@ export class CircuitBreaker {
     this.#retryAt = now + Math.max(this.#settings.cooldown_seconds * 1000, retryAfterMs);
     this.#probes = 0;
     this.#gen++;
+    this.#dropPermit();
+    this.#publish(this.#retryAt);
   }
 
   snapshot(): BreakerSnapshot {
@@ -183,12 +286,15 @@ export class CircuitBreaker {
  * The breakers of every configured provider, keyed by provider name. Created once at startup and shared by
  * every Router built from a (re)loaded config: `sync(config)` keeps the breaker (and its state) of each
  * provider whose name is unchanged, applies new thresholds, adds new providers and drops removed ones.
+ * With a `store` (the state backend's), the breakers share their openings with other replicas.
  */
 export class BreakerRegistry {
   readonly #breakers = new Map<string, CircuitBreaker>();
 
-  constructor(config?: Pick<Config, "providers">, readonly now: () => number = Date.now) {
+  constructor(config?: Pick<Config, "providers">, readonly now: () => number = Date.now, readonly store?: BreakerStore) {
     if (config) this.sync(config);
+    // the registry lives as long as the process: no unsubscribe
+    store?.subscribe((provider, until) => this.#breakers.get(provider)?.adopt(until));
   }
 
   sync(config: Pick<Config, "providers">): void {
@@ -197,7 +303,7 @@ export class BreakerRegistry {
       names.add(p.name);
       const b = this.#breakers.get(p.name);
       if (b) b.configure(p.circuit_breaker);
-      else this.#breakers.set(p.name, new CircuitBreaker(p.circuit_breaker, this.now));
+      else this.#breakers.set(p.name, new CircuitBreaker(p.circuit_breaker, this.now, this.store && { store: this.store, provider: p.name }));
     }
     for (const name of [...this.#breakers.keys()]) if (!names.has(name)) this.#breakers.delete(name);
   }

@@ -1,0 +1,189 @@
+// The state seam through the public surface: the `state` config block, several replicas sharing breaker
+// openings through one breaker store, callers that await a backend answering with promises, and the bounded
+// wait for an idempotency lock.
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, parseConfig } from "../src/config/load.ts";
+import { createApp } from "../src/http/app.ts";
+import { Observability } from "../src/observability/observability.ts";
+import { buildRouter, createRoutingState } from "../src/server.ts";
+import { MemoryBreakerStore } from "../src/state/memory/breakers.ts";
+import { MemoryRateLimitStore } from "../src/state/memory/rate-limit.ts";
+import type { BreakerStore } from "../src/state/types.ts";
+import { startOpenAIFake } from "./fakes/openai.ts";
+import type { FakeServer } from "./fakes/common.ts";
+import { encodeChunk, FakeClock, postJson, runtime, serve, startRouter, upstreamFetch } from "./helpers/router.ts";
+import { answeringLater } from "./state/harness.ts";
+
+const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
+
+describe("state block in config", () => {
+  it("defaults to the memory backend", () => {
+    assert.deepEqual(parseConfig("providers: [{ name: a, type: mock }]\n").state, { backend: "memory" });
+  });
+
+  it("refuses another backend, and unknown keys, naming the field", () => {
+    for (const [yaml, re] of [
+      ["state: { backend: redis }", /^state\.backend: must be one of/],
+      ["state: { backend: memory, url: redis://x }", /^state\.url: unknown key$/],
+    ] as const) {
+      try {
+        parseConfig(`providers: [{ name: a, type: mock }]\n${yaml}\n`);
+        assert.fail("accepted");
+      } catch (e) {
+        assert.ok(e instanceof ConfigError);
+        assert.ok(e.problems.some((p) => re.test(p)), JSON.stringify(e.problems));
+      }
+    }
+  });
+});
+
+describe("replicas sharing breaker openings through one breaker store", () => {
+  let a: FakeServer, b: FakeServer;
+  const stops: (() => Promise<void>)[] = [];
+  before(async () => {
+    a = await startOpenAIFake({ reply: "from A" });
+    b = await startOpenAIFake({ reply: "from B" });
+  });
+  after(async () => {
+    await a.stop();
+    await b.stop();
+  });
+  beforeEach(() => {
+    a.reset();
+    b.reset();
+  });
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  /** One replica: its own router, breakers and app, the shared store and wall clock. */
+  function replica(store: BreakerStore, clock: FakeClock) {
+    const config = parseConfig(`
+providers:
+  - { name: a, type: openai, endpoint: ${a.url}/v1, default_model: m, timeout_seconds: 5 }
+  - { name: b, type: openai, endpoint: ${b.url}/v1, default_model: m, timeout_seconds: 5 }
+circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
+`);
+    const router = buildRouter(config, {}, { ...createRoutingState(config, clock.now, store), upstreamFetch, encodeChunk });
+    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime }) });
+    const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
+    stops.push(s.stop);
+    const url = `http://127.0.0.1:${s.port}`;
+    return {
+      send: async () => {
+        const res = await postJson(`${url}/v1/chat/completions`, chat());
+        await res.arrayBuffer();
+        return res.headers.get("x-router-provider");
+      },
+      stateOfA: async () => (await (await fetch(`${url}/health`)).json()).providers.a.state,
+      reset: async () => (await fetch(`${url}/admin/circuit/a/reset`, { method: "POST" })).status,
+    };
+  }
+
+  it("an opening on one replica makes the others skip the provider; a manual reset on any reaches all", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryBreakerStore(clock.now);
+    const r1 = replica(store, clock), r2 = replica(store, clock);
+    a.fault = { status: 500 };
+    assert.deepEqual([await r1.send(), await r1.send()], ["b", "b"]);
+    a.fault = null;
+    assert.equal(a.requests.length, 2);
+    assert.equal(await r1.stateOfA(), "open");
+    assert.equal(await r2.stateOfA(), "open", "the other replica learned of the opening");
+    assert.equal(await r2.send(), "b");
+    assert.equal(a.requests.length, 2, "the other replica sent nothing to the open provider");
+    assert.equal(await r2.reset(), 200);
+    assert.equal(await r1.stateOfA(), "closed", "the reset reached the replica that opened it");
+    assert.equal(await r1.send(), "a");
+  });
+
+  it("after the cool-off one replica at a time probes the provider", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryBreakerStore(clock.now);
+    const r1 = replica(store, clock), r2 = replica(store, clock);
+    a.fault = { status: 500 };
+    await r1.send();
+    await r1.send();
+    a.fault = null;
+    clock.advance(10_000);
+    assert.equal(await r1.stateOfA(), "half_open", "the first to look takes the probe permit");
+    assert.equal(await r2.stateOfA(), "open", "the other waits while it probes");
+    assert.equal(await r2.send(), "b");
+    assert.equal(a.requests.length, 2);
+    assert.equal(await r1.send(), "a", "the probe");
+    assert.equal(await r1.stateOfA(), "closed");
+    clock.advance(1000);
+    assert.equal(await r2.stateOfA(), "half_open", "the permit is free again: the other replica probes in turn");
+    assert.equal(await r2.send(), "a");
+    assert.equal(await r2.stateOfA(), "closed");
+  });
+
+  it("a store that fails (throws, rejects) leaves each replica with its own breakers, as a lone replica", async () => {
+    const clock = new FakeClock();
+    const down = () => {
+      throw new Error("store down");
+    };
+    const store: BreakerStore = { publish: down, subscribe: () => () => {}, acquireProbe: () => Promise.reject(new Error("store down")) };
+    const r1 = replica(store, clock);
+    a.fault = { status: 500 };
+    assert.deepEqual([await r1.send(), await r1.send()], ["b", "b"]);
+    a.fault = null;
+    assert.equal(await r1.stateOfA(), "open");
+    assert.equal(await r1.send(), "b");
+    clock.advance(10_000);
+    await r1.stateOfA(); // asks for the probe permit; the rejection grants it locally
+    assert.equal(await r1.stateOfA(), "half_open");
+    assert.equal(await r1.send(), "a", "the probe");
+    assert.equal(await r1.stateOfA(), "closed");
+    assert.equal(await r1.reset(), 200);
+  });
+});
+
+describe("callers of a backend that answers with promises", () => {
+  it("rate limits: the same x-ratelimit headers, 429 and Retry-After", async () => {
+    const r = await startRouter("providers: [{ name: m, type: mock }]\nrate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }\n", {}, {
+      deps: { rateLimiter: answeringLater(new MemoryRateLimitStore(() => 0)) },
+    });
+    try {
+      const seen = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, chat());
+        await res.arrayBuffer();
+        seen.push([res.status, res.headers.get("x-ratelimit-remaining-requests"), res.headers.get("retry-after")]);
+      }
+      assert.deepEqual(seen, [[200, "1", null], [200, "0", null], [429, "0", "1"]]);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe("idempotency lock", () => {
+  let fake: FakeServer;
+  before(async () => {
+    fake = await startOpenAIFake({ reply: "slow answer" });
+  });
+  after(() => fake.stop());
+
+  it("a duplicate waits for the request in flight at most idempotency.ttl_seconds, then runs itself", async () => {
+    const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\nidempotency: { ttl_seconds: 1 }\n`);
+    try {
+      fake.fault = { delayMs: 2500, times: 1 };
+      const h = { "idempotency-key": "slow-one" };
+      const first = postJson(`${r.url}/v1/chat/completions`, chat(), h);
+      await new Promise((res) => setTimeout(res, 100));
+      const t0 = Date.now();
+      const second = await postJson(`${r.url}/v1/chat/completions`, chat(), h);
+      const waited = Date.now() - t0;
+      assert.equal(second.status, 200);
+      assert.equal(second.headers.get("idempotent-replayed"), null, "served by its own call, not replayed");
+      await second.arrayBuffer();
+      assert.ok(waited >= 900, `waited ${waited} ms`);
+      assert.equal((await first).status, 200);
+      assert.equal(fake.requests.length, 2);
+    } finally {
+      await r.stop();
+    }
+  });
+});
