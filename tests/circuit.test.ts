@@ -168,6 +168,16 @@ circuit_breaker: { failure_threshold: 3, cooldown_seconds: 1, half_open_max_requ
     assert.equal((await send()).provider, "a");
   });
 
+  it("caps a provider's Retry-After at 10 minutes: a hostile or broken upstream cannot take itself out for a day", async () => {
+    await start();
+    a.fault = { status: 503, headers: { "retry-after": "86400" }, body: { error: { message: "come back tomorrow", type: "server_error" } } };
+    for (let i = 0; i < 3; i++) assert.equal((await send()).provider, "b");
+    a.fault = null;
+    assert.equal((await health()).body.providers.a.retry_at, new Date(clock.t + 600_000).toISOString());
+    clock.advance(600_000);
+    assert.equal((await send()).provider, "a", "probed again after 10 minutes");
+  });
+
   it("POST /admin/circuit/{provider}/reset closes the breaker; unknown provider 404; wrong method 405", async () => {
     await start();
     await failA(3);

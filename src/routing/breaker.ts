@@ -53,6 +53,9 @@ export interface SharedBreaker {
 
 /** While another replica holds the probe permit, the breaker stays open and asks again after this long. */
 const PROBE_RETRY_MS = 1000;
+/** A provider's Retry-After keeps its breaker open at most this long: the header is the upstream's word, and a
+ * broken or hostile one must not take the provider out for a day (a manual reset still closes it sooner). */
+const MAX_RETRY_AFTER_SECONDS = 600;
 /** The permit of a replica whose store failed: it probes on its own, as a lone replica would. */
 const LOCAL_PERMIT: ProbePermit = { release() {} };
 
@@ -212,7 +215,7 @@ export class CircuitBreaker {
     if (p.settled) return;
     p.settled = true;
     this.#lastError = error;
-    const ra = retryAfterSec !== undefined && retryAfterSec > 0 ? retryAfterSec * 1000 : 0;
+    const ra = retryAfterSec !== undefined && retryAfterSec > 0 ? Math.min(retryAfterSec, MAX_RETRY_AFTER_SECONDS) * 1000 : 0;
     if (p.gen !== this.#gen) {
       // a late result: it does not move the state, but a Retry-After still extends an open breaker
       this.#refresh();
