@@ -1,0 +1,17 @@
+import { startRouter } from "./tests/helpers/router.ts";
+const r = await startRouter(`providers:\n  - { name: a, type: mock, default_model: m }\n`);
+const ac = new AbortController();
+const res = await fetch(`${r.url}/admin/events`, { signal: ac.signal });
+const reader = res.body!.getReader();
+let n = 0;
+const pump = (async () => { try { while (true) { const { done, value } = await reader.read(); if (done) break; n++; console.log("chunk", n, value.length); } } catch (e) { console.log("read err", String(e)); } console.log("pump end"); })();
+await new Promise((r) => setTimeout(r, 2500));
+console.log("abort");
+ac.abort();
+await pump;
+console.log("pumped; subs", r.events.subscribers);
+const t0 = Date.now();
+while (r.events.subscribers && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 100));
+console.log("subs", r.events.subscribers, Date.now() - t0);
+await r.stop();
+console.log("stopped");
