@@ -97,10 +97,11 @@ describe("dashboard over HTTP", () => {
     const page = await res.text();
     assert.ok(page.length < 150 * 1024, `page is ${page.length} bytes`);
     assert.match(page, /<title>[^<]*failover-router[^<]*<\/title>/i);
+    assert.match(page, /<meta name="admin-key" content="required">/, "the page knows to ask for the key");
     // nothing from elsewhere: no absolute URL in any src or href, no @import or url() to another host
     assert.doesNotMatch(page, /(src|href)\s*=\s*["']?(https?:)?\/\//i);
     assert.doesNotMatch(page, /@import|url\(\s*["']?(https?:)?\/\//i);
-    const post = await fetch(`${r.url}/dashboard`, { method: "POST" });
+    const post = await fetch(`${r.url}/dashboard`, { method: "POST", headers: bearer(CLIENT) });
     assert.equal(post.status, 405);
     assert.equal(post.headers.get("allow"), "GET");
   });

@@ -219,7 +219,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
 
   // the dashboard's page, before auth: it holds no data, and asks for the admin key its data needs
-  app.get(DASHBOARD_PATH, () => dashboardPage());
+  app.get(DASHBOARD_PATH, () => dashboardPage(config().auth));
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth(config));

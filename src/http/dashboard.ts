@@ -2,6 +2,7 @@
 // data comes from GET /admin/state and GET /admin/events (src/observability/events.ts) and whose actions are the
 // existing POST /admin/circuit/:provider/reset and POST /admin/reload, all behind the admin key.
 import type { Context } from "hono";
+import type { Config } from "../config/schema.ts";
 import type { AppEnv } from "../middleware/env.ts";
 import type { EventHub } from "../observability/events.ts";
 import { errorResponse } from "../errors.ts";
@@ -13,6 +14,11 @@ import pageText from "./dashboard/page.html" with { type: "text" };
 export const DASHBOARD_PATH = "/dashboard";
 
 const PAGE = pageText as unknown as string;
+// the page asks for the admin key only when /admin/* needs one (src/middleware/auth.ts): no refused request first
+const PAGES = {
+  required: PAGE.replace("__ADMIN_KEY__", "required"),
+  none: PAGE.replace("__ADMIN_KEY__", "none"),
+};
 
 // Inline style and script are the page's own (one file); nothing else may load, nothing may frame it (the
 // reset and reload buttons), and it may only talk to this router.
@@ -26,8 +32,8 @@ const PAGE_HEADERS = {
 };
 
 /** GET /dashboard: public (the page holds no data); everything it shows needs the admin key. */
-export function dashboardPage(): Response {
-  return new Response(PAGE, { headers: PAGE_HEADERS });
+export function dashboardPage(auth: Config["auth"]): Response {
+  return new Response(auth.enabled || auth.admin_api_key ? PAGES.required : PAGES.none, { headers: PAGE_HEADERS });
 }
 
 /** GET /admin/state: the snapshot the page shows. */
