@@ -3,6 +3,7 @@ import { CliError, HELP, parseArgs, parseDotenv, type CliOptions } from "./cli.t
 import { ConfigError, parseConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { createApp } from "./http/app.ts";
+import { EventHub } from "./observability/events.ts";
 import { createLogger } from "./observability/logger.ts";
 import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
@@ -137,7 +138,10 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   });
 
   let draining = false;
+  let replicaId = "";
+  const events = new EventHub({ router: () => holder.router, observability, configHealth: () => holder.health(), reloadAvailable: true, replicaId: () => replicaId });
   const app = createApp({
+    events,
     router: () => holder.router,
     observability,
     draining: () => draining,
@@ -149,6 +153,8 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
   const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
+  // the machine's name where the environment gives it (containers set HOSTNAME), else the listen address
+  replicaId = `${platform.env.HOSTNAME || server.hostname}:${server.port}`;
   // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));
 
@@ -161,6 +167,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     }
     draining = true;
     holder.stop();
+    events.close(); // open dashboard streams would otherwise hold the drain until the timeout
     const timeoutS = holder.config.server.shutdown_timeout_seconds;
     logger.log("info", "shutting down: draining in-flight requests", { signal: sig, timeout_seconds: timeoutS });
     const timer = setTimeout(() => {

@@ -173,6 +173,15 @@ routing: { fallback_chain: [dead, a, backup] }
     assert.match(text, /^failover_router_build_info\{version="[^"]+",runtime="bun"\} 1$/m);
   });
 
+  it("serves the dashboard page from inside the binary, and its data", async () => {
+    const page = await fetch(`${r.url}/dashboard`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-type")!, /^text\/html/);
+    assert.match(await page.text(), /<title>failover-router dashboard<\/title>/);
+    const state = await (await fetch(`${r.url}/admin/state`)).json();
+    assert.ok(state.providers.some((p: { name: string }) => p.name === "backup"));
+  });
+
   it("/health answers with the config block, and `healthcheck` agrees", async () => {
     const res = await fetch(`${r.url}/health`);
     assert.equal(res.status, 200);

@@ -20,6 +20,8 @@ import { errorResponse } from "../errors.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
 import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "./schemas.ts";
 import { unsupportedEndpoint } from "./unsupported.ts";
+import { EventHub } from "../observability/events.ts";
+import { DASHBOARD_PATH, dashboardEvents, dashboardPage, dashboardState } from "./dashboard.ts";
 
 export type { AppEnv } from "../middleware/env.ts";
 
@@ -40,6 +42,8 @@ export interface AppDeps {
   reload?(): Promise<ReloadResult>;
   /** the `config` block of /health (src/reload.ts) */
   configHealth?(): ConfigHealth;
+  /** the dashboard's live feed (src/observability/events.ts); created here when absent */
+  events?: EventHub;
 }
 
 type Env = AppEnv;
@@ -53,6 +57,9 @@ const ROUTE_METHODS: Record<string, string> = {
   "/stats": "GET",
   "/metrics": "GET",
   "/admin/reload": "POST",
+  [DASHBOARD_PATH]: "GET",
+  "/admin/state": "GET",
+  "/admin/events": "GET",
 };
 
 const ADMIN_RESET_RE = /^\/admin\/circuit\/[^/]+\/reset$/;
@@ -307,6 +314,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const inMemory = () => (memory ??= createState({ backend: "memory" }, { config, now: deps.now }));
   const limiter = deps.rateLimiter ?? inMemory().rateLimits;
   const store = deps.idempotencyStore ?? inMemory().idempotency;
+  const events = deps.events ?? new EventHub({ router: deps.router, observability: obs, configHealth: deps.configHealth, reloadAvailable: !!deps.reload });
+
+  // the dashboard's page, before auth: it holds no data, and asks for the admin key its data needs
+  app.get(DASHBOARD_PATH, () => dashboardPage(config().auth));
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth(config));
@@ -361,6 +372,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!snapshot) {
       return errorResponse(404, { message: `unknown provider "${name.slice(0, 100)}"`, type: "invalid_request_error", param: "provider", code: "provider_not_found" });
     }
+    events.check();
     return c.json({ provider: name, ...snapshot });
   });
 
@@ -368,6 +380,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post("/admin/reload", async (c) => {
     if (!deps.reload) return errorResponse(404, { message: "config reload is not available (no config file)", type: "invalid_request_error", code: "not_found" });
     const r = await deps.reload();
+    events.check();
     if (r.ok) return c.json({ status: "reloaded", loaded_at: r.loaded_at, strategy: r.strategy, chain: r.chain, providers: r.providers });
     return errorResponse(r.status, {
       message: r.message,
@@ -376,6 +389,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       problems: r.problems,
     });
   });
+
+  app.get("/admin/state", (c) => dashboardState(c, events));
+  app.get("/admin/events", () => dashboardEvents(events));
 
   app.get("/stats", (c) => c.json(obs.statsJson(c.get("router"))));
 

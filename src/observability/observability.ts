@@ -9,6 +9,7 @@ import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { PriceTable } from "./pricing.ts";
 import { clip, loggedAttempt, roundMs } from "./requestlog.ts";
+import { LiveStats } from "./live.ts";
 import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
 
 export type StateOf = (provider: string) => BreakerState;
@@ -61,6 +62,8 @@ export function configModels(config: Pick<Config, "providers">): Set<string> {
 
 export class Observability {
   readonly stats: Stats;
+  /** the dashboard's recent per-provider activity and failovers */
+  readonly live: LiveStats;
   readonly registry = new Registry();
   readonly logger?: Logger;
   inFlight = 0;
@@ -78,6 +81,7 @@ export class Observability {
 
   constructor(readonly opts: ObservabilityOptions) {
     this.stats = new Stats(opts.now);
+    this.live = new LiveStats(opts.now);
     this.logger = opts.logger;
     const r = this.registry;
     this.requestsTotal = r.add(new Counter("failover_router_requests_total", "Client requests by endpoint and final HTTP status.", ["endpoint", "status"]));
@@ -104,13 +108,19 @@ export class Observability {
     const models = configModels(config);
     const secrets = configSecrets(config);
     const modelLabel = (m: string) => (models.has(m) ? m : "other");
+    const clean = (reason: string) => clip(redact(reason, secrets));
+    this.live.sync(config.providers.map((p) => p.name));
     for (const p of config.providers) {
       this.failovers.touch([p.name]);
       for (const o of ["success", "error", "timeout"]) this.upstreamRequests.touch([p.name, o]);
     }
     return {
+      onAttemptStart: (p) => this.live.attemptStarted(p),
       onAttempt: (a) => this.#attempt(a, prices, modelLabel(a.model)),
-      onRequest: (r) => this.#request(r, prices, secrets),
+      onRequest: (r) => {
+        this.#request(r, prices, secrets);
+        this.live.request(r, clean);
+      },
     };
   }
 
@@ -123,6 +133,7 @@ export class Observability {
     });
     this.upstreamRequests.inc([a.provider, OUTCOMES.includes(a.outcome) ? a.outcome : "error"]);
     if (a.outcome === "skipped") return;
+    this.live.attempt(a, cost);
     this.upstreamLatency.observe([a.provider], a.latency_ms / 1000);
     if (a.ttfb_ms !== undefined) this.upstreamTtfb.observe([a.provider], a.ttfb_ms / 1000);
     if (u) {

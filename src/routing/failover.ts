@@ -45,6 +45,8 @@ export interface RequestRecord {
 
 /** Observers of the routing loop (stats, metrics, logs, breakers plug in here). */
 export interface RouterHooks {
+  /** an attempt is about to be sent to this provider (its onAttempt follows when it ends) */
+  onAttemptStart?(provider: string): void;
   onAttempt?(a: AttemptRecord): void;
   onRequest?(r: RequestRecord): void;
 }
@@ -447,6 +449,7 @@ export class Router {
     };
 
     rq.sent++;
+    this.hooks.onAttemptStart?.(cand.provider.name);
     const opts = {
       model: cand.model,
       stream: rq.stream,

@@ -7,6 +7,7 @@ import type { Router, RouterHooks, RouterOptions } from "../../src/routing/failo
 import { createLogger } from "../../src/observability/logger.ts";
 import type { UpstreamFetch } from "../../src/providers/types.ts";
 import { Observability } from "../../src/observability/observability.ts";
+import { EventHub, type EventHubOptions } from "../../src/observability/events.ts";
 import { VERSION } from "../../src/version.ts";
 
 export interface RunningRouter {
@@ -18,6 +19,8 @@ export interface RunningRouter {
   logs: string[];
   /** the breakers and health tracker, shared by every Router this server builds */
   state: RoutingState;
+  /** the dashboard's event hub (GET /admin/state, /admin/events) */
+  events: EventHub;
   stop(): Promise<void>;
 }
 
@@ -38,6 +41,8 @@ export interface StartOptions extends Omit<RouterOptions, "breakers" | "health">
   deps?: Partial<AppDeps>;
   /** the adapters' upstream client (default: the one the runtime's entrypoint installs, `upstreamFetch`) */
   upstreamFetch?: UpstreamFetch;
+  /** the dashboard event hub's tick, queue bound and subscriber cap */
+  events?: Pick<EventHubOptions, "tickMs" | "maxQueuedBytes" | "maxSubscribers">;
 }
 
 /** A hand-driven wall clock for breaker cool-offs: starts at the real time, moves only with advance(). */
@@ -75,7 +80,7 @@ export const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
-  const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, upstreamFetch: client = upstreamFetch, ...routerOpts } = opts;
+  const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, upstreamFetch: client = upstreamFetch, events: eventOpts, ...routerOpts } = opts;
   const logs: string[] = [];
   const logger = createLogger((line) => {
     logs.push(line);
@@ -85,15 +90,23 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
   const obsHooks = observability.hooksFor(config);
   const hooks: RouterHooks = extra
     ? {
+      onAttemptStart: obsHooks.onAttemptStart,
       onAttempt: (a) => (obsHooks.onAttempt?.(a), extra.onAttempt?.(a)),
       onRequest: (r) => (obsHooks.onRequest?.(r), extra.onRequest?.(r)),
     }
     : obsHooks;
   const state = createRoutingState(config, clock);
   const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch: client, encodeChunk });
-  const app = createApp({ ...deps, router: () => router, observability, now: appNow });
+  let port = 0;
+  const events = deps?.events ?? new EventHub({
+    router: () => router, observability, configHealth: deps?.configHealth, reloadAvailable: !!deps?.reload, replicaId: () => `127.0.0.1:${port}`, ...eventOpts,
+  });
+  const app = createApp({ ...deps, router: () => router, observability, now: appNow, events });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
-  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, stop: s.stop };
+  port = s.port;
+  // open event streams end first, as at a real shutdown: a server waiting for its responses would wait forever
+  const stop = () => (events.close(), s.stop());
+  return { url: `http://127.0.0.1:${s.port}`, router, observability, logs, state, events, stop };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
