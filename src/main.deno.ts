@@ -10,6 +10,7 @@ const enc = new TextEncoder();
 const platform: Platform = {
   runtime: "deno",
   runtimeVersion: Deno.version.deno,
+  hostname: Deno.hostname(),
   args: Deno.args,
   env: new Proxy({} as Record<string, string | undefined>, {
     get: (_t, k) => (typeof k === "string" ? Deno.env.get(k) : undefined),

@@ -38,6 +38,8 @@ export interface FileStat {
 export interface Platform {
   runtime: "bun" | "deno";
   runtimeVersion: string;
+  /** the machine's host name (the default replica id is <hostname>:<port>) */
+  hostname: string;
   args: string[];
   env: Record<string, string | undefined>;
   setEnv(key: string, value: string): void;

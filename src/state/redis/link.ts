@@ -71,6 +71,7 @@ export class RedisLink {
   #probe: ReturnType<typeof setTimeout> | undefined;
   #probing = false;
   #closed = false;
+  #wasUp = false;
   readonly #started = Date.now();
 
   constructor(readonly conn: RedisConnection, readonly opts: LinkOptions) {
@@ -162,7 +163,8 @@ export class RedisLink {
         new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))),
       ]);
       if (this.#closed) return;
-      this.#up = true;
+      if (!this.#wasUp) this.#lastError = null; // failures while the client was first connecting are no news
+      this.#wasUp = this.#up = true;
       this.#since = new Date().toISOString();
       this.opts.logger?.log("info", "state backend: redis connected, state shared with the other replicas");
     } catch (e) {
