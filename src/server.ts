@@ -15,7 +15,7 @@ import { BreakerRegistry } from "./routing/breaker.ts";
 import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
 import { HealthTracker } from "./routing/health.ts";
 import { createState } from "./state/index.ts";
-import { CONNECT_TIMEOUT_MS } from "./state/redis/index.ts";
+import { STARTUP_WAIT_MS } from "./state/redis/index.ts";
 import type { BreakerStore } from "./state/types.ts";
 import { GIT_COMMIT, VERSION } from "./version.ts";
 
@@ -197,7 +197,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   for (const w of platform.startupWarnings ?? []) logger.log("warn", w);
   replica ||= `${platform.hostname}:${server.port}`;
   // before "listening": a replica that says it listens already shares its state (or says it could not)
-  const connected = await state.ready(CONNECT_TIMEOUT_MS);
+  const connected = await state.ready(STARTUP_WAIT_MS);
   const st = state.status();
   logger.log(connected ? "info" : "warn", `state backend: ${st.backend}${connected ? "" : ", not answering: serving from local state until it does"}`, {
     backend: st.backend,

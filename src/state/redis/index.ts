@@ -8,8 +8,10 @@ import { RedisLink, type ConnectRedis } from "./link.ts";
 import { RedisRateLimitStore } from "./rate-limit.ts";
 import { RedisSpendStore } from "./spend.ts";
 
-/** How long the client may take to open a connection (start-up waits at most this long to log whether Redis answered). */
-export const CONNECT_TIMEOUT_MS = 1000;
+/** How long the client may take to open a connection. */
+const CONNECT_TIMEOUT_MS = 1000;
+/** Start-up waits at most this long for Redis to answer (loading the client included) before it logs whether it did. */
+export const STARTUP_WAIT_MS = 3000;
 
 export interface RedisStateOptions {
   connect: ConnectRedis;
