@@ -18,6 +18,13 @@ import { answeringLater } from "./state/harness.ts";
 const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
 
 describe("state block in config", () => {
+  it("takes the redis backend with its defaults, and redis:// or rediss:// URLs", () => {
+    const s = parseConfig("providers: [{ name: a, type: mock }]\nstate: { backend: redis }\n").state;
+    assert.deepEqual(s, { backend: "redis", redis: { url: "redis://127.0.0.1:6379/0", key_prefix: "failover-router:", command_timeout_ms: 100 } });
+    const tls = parseConfig("providers: [{ name: a, type: mock }]\nstate: { backend: redis, redis: { url: \"rediss://u:p%40ss@cache.internal:6380/2\" } }\n");
+    assert.equal(tls.state.redis.url, "rediss://u:p%40ss@cache.internal:6380/2");
+  });
+
   it("defaults to the memory backend", () => {
     assert.equal(parseConfig("providers: [{ name: a, type: mock }]\n").state.backend, "memory");
   });
@@ -26,6 +33,11 @@ describe("state block in config", () => {
     for (const [yaml, re] of [
       ["state: { backend: etcd }", /^state\.backend: must be one of "memory", "redis"$/],
       ["state: { backend: memory, url: redis://x }", /^state\.url: unknown key$/],
+      ["state: { backend: redis, redis: { url: \"http://user:hunter2secret@cache:6379\" } }", /^state\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
+      ["state: { backend: redis, redis: { url: \"not a url hunter2secret\" } }", /^state\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
+      ["state: { backend: redis, redis: { command_timeout_ms: 0 } }", /^state\.redis\.command_timeout_ms: /],
+      ["state: { backend: redis, redis: { db: 2 } }", /^state\.redis\.db: unknown key$/],
+      ["server: { replica_id: \"two words\" }", /^server\.replica_id: printable ASCII without spaces$/],
     ] as const) {
       try {
         parseConfig(`providers: [{ name: a, type: mock }]\n${yaml}\n`);
@@ -33,6 +45,7 @@ describe("state block in config", () => {
       } catch (e) {
         assert.ok(e instanceof ConfigError);
         assert.ok(e.problems.some((p) => re.test(p)), JSON.stringify(e.problems));
+        assert.ok(!e.problems.join("\n").includes("hunter2secret"), "a URL's password is never repeated");
       }
     }
   });
