@@ -100,6 +100,8 @@ export async function main(platform: Platform): Promise<void> {
     platform.stdout(`${path}: OK`);
     platform.stdout(`strategy: ${config.routing.strategy}`);
     platform.stdout(`chain: ${config.routing.fallback_chain.join(" -> ")}`);
+    const st = config.state;
+    platform.stdout(`state: ${st.backend}${st.backend === "redis" ? ` ${safeUrl(st.redis.url)} (key prefix "${st.redis.key_prefix}", command timeout ${st.redis.command_timeout_ms} ms)` : ""}`);
     for (const p of config.providers) platform.stdout(`provider ${p.name}: ${p.type} ${p.endpoint} (default model ${p.default_model})`);
     return;
   }
