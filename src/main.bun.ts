@@ -3,8 +3,10 @@
 // first: re-executes this process with Bun's fetch concurrency cap lifted (see the file) before anything loads
 import { FETCH_CAP_VAR, fetchCapProblem } from "./runtime/bun-fetch-cap.ts";
 import { stat } from "node:fs/promises";
+import { hostname } from "node:os";
 import { main } from "./server.ts";
 import { bunUpstreamFetch } from "./runtime/bun-upstream.ts";
+import { connectRedis } from "./runtime/redis.ts";
 import type { Platform } from "./platform.ts";
 
 /**
@@ -18,6 +20,7 @@ function answered(srv: Bun.Server<undefined>, req: Request, res: Response, secon
 
 const platform: Platform = {
   runtime: "bun",
+  hostname: hostname(),
   runtimeVersion: Bun.version,
   args: Bun.argv.slice(2),
   env: process.env,
@@ -72,5 +75,6 @@ const platform: Platform = {
 };
 
 platform.upstreamFetch = bunUpstreamFetch(platform.env);
+platform.connectRedis = connectRedis;
 
 await main(platform);

@@ -2,6 +2,7 @@
 import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
 import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
+import { connectRedis } from "./runtime/redis.ts";
 import { encodeChunk } from "./runtime/byte-slab.ts";
 import { connectionTimeoutProblem, serveWithTimeouts } from "./runtime/deno-serve.ts";
 
@@ -9,6 +10,7 @@ const enc = new TextEncoder();
 const platform: Platform = {
   runtime: "deno",
   runtimeVersion: Deno.version.deno,
+  hostname: Deno.hostname(),
   args: Deno.args,
   env: new Proxy({} as Record<string, string | undefined>, {
     get: (_t, k) => (typeof k === "string" ? Deno.env.get(k) : undefined),
@@ -45,6 +47,7 @@ const platform: Platform = {
 };
 
 platform.upstreamFetch = denoUpstreamFetch(platform.env);
+platform.connectRedis = connectRedis;
 // SSE chunks cut from shared slabs, not an ArrayBuffer each: fewer buffers for each scavenge to sweep (src/runtime/byte-slab.ts)
 platform.encodeChunk = encodeChunk;
 

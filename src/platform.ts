@@ -1,6 +1,7 @@
 // The tiny interface the runtime entrypoints (main.bun.ts, main.deno.ts) implement, so the core never
 // touches Bun.*, Deno.* or node:* itself.
 import type { UpstreamFetch } from "./providers/types.ts";
+import type { ConnectRedis } from "./state/redis/link.ts";
 
 export type Handler = (req: Request, info: { remoteAddr?: string }) => Response | Promise<Response>;
 
@@ -37,6 +38,8 @@ export interface FileStat {
 export interface Platform {
   runtime: "bun" | "deno";
   runtimeVersion: string;
+  /** the machine's host name (the default replica id is <hostname>:<port>) */
+  hostname: string;
   args: string[];
   env: Record<string, string | undefined>;
   setEnv(key: string, value: string): void;
@@ -53,6 +56,8 @@ export interface Platform {
   upstreamFetch?: UpstreamFetch;
   /** encodes the SSE chunks of streamed responses (default: TextEncoder.encode) */
   encodeChunk?: (text: string) => Uint8Array;
+  /** opens a connection to Redis for the `redis` state backend (src/runtime/redis.ts) */
+  connectRedis?: ConnectRedis;
   /** runtime limits the entrypoint could not lift, logged at warn when serving starts */
   startupWarnings?: string[];
 }

@@ -16,6 +16,7 @@ import { BreakerRegistry } from "./routing/breaker.ts";
 import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
 import { HealthTracker } from "./routing/health.ts";
 import { createState } from "./state/index.ts";
+import { STARTUP_WAIT_MS } from "./state/redis/index.ts";
 import type { BreakerStore } from "./state/types.ts";
 import { GIT_COMMIT, VERSION } from "./version.ts";
 
@@ -100,6 +101,8 @@ export async function main(platform: Platform): Promise<void> {
     platform.stdout(`${path}: OK`);
     platform.stdout(`strategy: ${config.routing.strategy}`);
     platform.stdout(`chain: ${config.routing.fallback_chain.join(" -> ")}`);
+    const st = config.state;
+    platform.stdout(`state: ${st.backend}${st.backend === "redis" ? ` ${safeUrl(st.redis.url)} (key prefix "${st.redis.key_prefix}", command timeout ${st.redis.command_timeout_ms} ms)` : ""}`);
     for (const p of config.providers) platform.stdout(`provider ${p.name}: ${p.type} ${p.endpoint} (default model ${p.default_model})`);
     return;
   }
@@ -121,8 +124,10 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   // Stats, metrics, breakers and health survive a reload for providers whose names are unchanged (the Router
   // syncs the routing state to its config); the state backend (the `state` block, read here only: a reload does
   // not switch it) holds the rate-limit buckets and idempotency records the app uses and the breakers' openings.
-  const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger });
-  const state = createState(config.state, { config: () => holder.config });
+  // the replica id is known once the server listens (its port may be 0 in the config)
+  let replica = config.server.replica_id ?? "";
+  const state = createState(config.state, { config: () => holder.config, connectRedis: platform.connectRedis, logger });
+  const observability = new Observability({ version: VERSION, runtime: platform.runtime, logger, replica: () => replica, state: () => state.status() });
   const routing = createRoutingState(config, Date.now, state.breakers);
   const holder = new ConfigHolder({
     path,
@@ -147,6 +152,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     draining: () => draining,
     reload: () => holder.reload("admin"),
     configHealth: () => holder.health(),
+    stateStatus: () => state.status(),
     rateLimiter: state.rateLimits,
     idempotencyStore: state.idempotency,
   });
@@ -198,6 +204,16 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
   for (const w of platform.startupWarnings ?? []) logger.log("warn", w);
+  replica ||= `${platform.hostname}:${server.port}`;
+  // before "listening": a replica that says it listens already shares its state (or says it could not)
+  const connected = await state.ready(STARTUP_WAIT_MS);
+  const st = state.status();
+  logger.log(connected ? "info" : "warn", `state backend: ${st.backend}${connected ? "" : ", not answering: serving from local state until it does"}`, {
+    backend: st.backend,
+    connected,
+    replica,
+    ...(config.state.backend === "redis" && { redis: safeUrl(config.state.redis.url), key_prefix: config.state.redis.key_prefix, last_error: st.last_error ?? undefined }),
+  });
   logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
 
   await holder.start();

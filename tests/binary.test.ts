@@ -18,6 +18,7 @@ import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
 import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
 import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { redisServerBin, startRedis } from "./helpers/redis.ts";
 
 const BINARY = join(ROOT, "dist", "failover-router");
 
@@ -170,7 +171,7 @@ routing: { fallback_chain: [dead, a, backup] }
     assert.equal(res.status, 200);
     const text = await res.text();
     assert.match(text, /^failover_router_requests_total\{endpoint="\/v1\/chat\/completions",status="200"\} [1-9]/m);
-    assert.match(text, /^failover_router_build_info\{version="[^"]+",runtime="bun"\} 1$/m);
+    assert.match(text, /^failover_router_build_info\{version="[^"]+",runtime="bun",replica="[^"]+:\d+"\} 1$/m);
   });
 
   it("serves the dashboard page from inside the binary, and its data", async () => {
@@ -345,6 +346,43 @@ routing: { fallback_chain: [fast, slow] }
 
   edgeChecks(() => r, "bun");
 });
+
+// the Redis client (node-redis, loaded on first use) runs inside the binary too
+if (redisServerBin()) {
+  describe("the compiled binary on the redis state backend", () => {
+    it("two binaries on one redis-server: a retry on the other is replayed", async () => {
+      ensureBinary();
+      const redis = (await startRedis())!;
+      const a = await startOpenAIFake({ reply: "shared" });
+      const dir = tempDir("fr-binary-redis-");
+      const rs: RouterProcess[] = [];
+      try {
+        writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }
+providers: [{ name: a, type: openai_compatible, endpoint: "${a.url}/v1", default_model: m }]
+state: { backend: redis, redis: { url: "${redis.url}" } }
+`);
+        for (let i = 0; i < 2; i++) rs.push(await startProcess([], { cwd: dir, cmd: [BINARY] }));
+        for (const r of rs) await waitFor(async () => (await (await fetch(`${r.url}/health`)).json()).state.connected, "connected to Redis", 10_000);
+        const post = (r: RouterProcess) => fetch(`${r.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": "binary-1" },
+          body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+        });
+        const first = await post(rs[0]);
+        const body = await first.text();
+        const again = await post(rs[1]);
+        assert.equal(again.headers.get("idempotent-replayed"), "true");
+        assert.equal(await again.text(), body);
+        assert.equal(a.requests.length, 1);
+      } finally {
+        for (const r of rs) await r.stop();
+        await a.stop();
+        await redis.stop();
+        rmTemp(dir);
+      }
+    });
+  });
+}
 
 describe("scripts/build", () => {
   it("rejects an unknown target with the list of targets", () => {

@@ -35,6 +35,20 @@ routing: { strategy: priority, fallback_chain: [second, first] }
     assert.ok(!r.stdout.includes("sk-check-secret") && !r.stderr.includes("sk-check-secret"), "no key in the output");
   });
 
+  it("validates the state block: the redis backend shown without its password; a bad URL or backend refused by key", async () => {
+    const ok = await check(`providers: [{ name: a, type: mock }]\nstate: { backend: redis, redis: { url: "\${REDIS_URL}" } }\n`, { REDIS_URL: "rediss://router:s3cret-pa55@cache.internal:6380/1" });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^state: redis rediss:\/\/cache\.internal:6380\/1 \(key prefix "failover-router:", command timeout 100 ms\)$/m);
+    assert.ok(!ok.stdout.includes("s3cret-pa55"));
+    const bad = await check(`providers: [{ name: a, type: mock }]\nstate: { backend: redis, redis: { url: "http://u:s3cret-pa55@cache:6379" } }\n`);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /state\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/);
+    assert.ok(!bad.stderr.includes("s3cret-pa55"));
+    const unknown = await check(`providers: [{ name: a, type: mock }]\nstate: { backend: etcd }\n`);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /state\.backend: must be one of "memory", "redis"/);
+  });
+
   it("defaults the chain to the providers in order", async () => {
     const r = await check(`providers: [{ name: x, type: mock }, { name: y, type: mock }]\nrouting: { strategy: latency }\n`);
     assert.equal(r.code, 0, r.stderr);

@@ -5,13 +5,13 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, runtime, startRouter, type RunningRouter } from "./helpers/router.ts";
+import { freePort } from "./helpers/process.ts";
 
 const IN_CI = !!process.env.CI && process.env.CI !== "false" && process.env.CI !== "0";
 const INSTALL = "install Debian's prometheus package: apt-get update && apt-get install -y prometheus";
@@ -41,17 +41,6 @@ function run(cmd: string, args: string[], input: string): Promise<{ code: number
     p.on("error", reject);
     p.on("close", (code) => resolve({ code, output }));
     p.stdin!.end(input);
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
   });
 }
 

@@ -18,14 +18,26 @@ import { answeringLater } from "./state/harness.ts";
 const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
 
 describe("state block in config", () => {
+  it("takes the redis backend with its defaults, and redis:// or rediss:// URLs", () => {
+    const s = parseConfig("providers: [{ name: a, type: mock }]\nstate: { backend: redis }\n").state;
+    assert.deepEqual(s, { backend: "redis", redis: { url: "redis://127.0.0.1:6379/0", key_prefix: "failover-router:", command_timeout_ms: 100 } });
+    const tls = parseConfig("providers: [{ name: a, type: mock }]\nstate: { backend: redis, redis: { url: \"rediss://u:p%40ss@cache.internal:6380/2\" } }\n");
+    assert.equal(tls.state.redis.url, "rediss://u:p%40ss@cache.internal:6380/2");
+  });
+
   it("defaults to the memory backend", () => {
-    assert.deepEqual(parseConfig("providers: [{ name: a, type: mock }]\n").state, { backend: "memory" });
+    assert.equal(parseConfig("providers: [{ name: a, type: mock }]\n").state.backend, "memory");
   });
 
   it("refuses another backend, and unknown keys, naming the field", () => {
     for (const [yaml, re] of [
-      ["state: { backend: redis }", /^state\.backend: must be one of/],
+      ["state: { backend: etcd }", /^state\.backend: must be one of "memory", "redis"$/],
       ["state: { backend: memory, url: redis://x }", /^state\.url: unknown key$/],
+      ["state: { backend: redis, redis: { url: \"http://user:hunter2secret@cache:6379\" } }", /^state\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
+      ["state: { backend: redis, redis: { url: \"not a url hunter2secret\" } }", /^state\.redis\.url: must be a redis:\/\/ or rediss:\/\/ URL/],
+      ["state: { backend: redis, redis: { command_timeout_ms: 0 } }", /^state\.redis\.command_timeout_ms: /],
+      ["state: { backend: redis, redis: { db: 2 } }", /^state\.redis\.db: unknown key$/],
+      ["server: { replica_id: \"two words\" }", /^server\.replica_id: printable ASCII without spaces$/],
     ] as const) {
       try {
         parseConfig(`providers: [{ name: a, type: mock }]\n${yaml}\n`);
@@ -33,6 +45,7 @@ describe("state block in config", () => {
       } catch (e) {
         assert.ok(e instanceof ConfigError);
         assert.ok(e.problems.some((p) => re.test(p)), JSON.stringify(e.problems));
+        assert.ok(!e.problems.join("\n").includes("hunter2secret"), "a URL's password is never repeated");
       }
     }
   });
@@ -98,7 +111,7 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
     assert.equal(await r1.send(), "a");
   });
 
-  it("after the cool-off one replica at a time probes the provider", async () => {
+  it("after the cool-off one replica probes the provider, and its result reaches the others", async () => {
     const clock = new FakeClock();
     const store = new MemoryBreakerStore(clock.now);
     const r1 = replica(store, clock), r2 = replica(store, clock);
@@ -113,10 +126,29 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
     assert.equal(a.requests.length, 2);
     assert.equal(await r1.send(), "a", "the probe");
     assert.equal(await r1.stateOfA(), "closed");
-    clock.advance(1000);
-    assert.equal(await r2.stateOfA(), "half_open", "the permit is free again: the other replica probes in turn");
+    assert.equal(await r2.stateOfA(), "closed", "the probe's success closed the breaker everywhere");
     assert.equal(await r2.send(), "a");
-    assert.equal(await r2.stateOfA(), "closed");
+    assert.equal(a.requests.length, 4, "one probe, then ordinary traffic");
+  });
+
+  it("a failed probe opens the breaker again everywhere, for a fresh cool-off", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryBreakerStore(clock.now);
+    const r1 = replica(store, clock), r2 = replica(store, clock);
+    a.fault = { status: 500 };
+    await r1.send();
+    await r1.send();
+    clock.advance(10_000);
+    assert.equal(await r1.stateOfA(), "half_open");
+    assert.equal(await r1.send(), "b", "the probe failed");
+    assert.equal(await r2.stateOfA(), "open");
+    clock.advance(9_999);
+    assert.equal(await r2.stateOfA(), "open", "the other replica waits out the new cool-off");
+    clock.advance(1);
+    a.fault = null;
+    assert.equal(await r2.stateOfA(), "half_open", "then one replica probes again");
+    assert.equal(await r1.stateOfA(), "open");
+    assert.equal(a.requests.length, 3);
   });
 
   it("a store that fails (throws, rejects) leaves each replica with its own breakers, as a lone replica", async () => {
@@ -166,8 +198,8 @@ describe("idempotency lock", () => {
   });
   after(() => fake.stop());
 
-  it("a duplicate waits for the request in flight at most idempotency.ttl_seconds, then runs itself", async () => {
-    const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\nidempotency: { ttl_seconds: 1 }\n`);
+  it("a duplicate waits for the request in flight, not for idempotency.ttl_seconds: a failed first answer frees the key", async () => {
+    const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\nidempotency: { ttl_seconds: 3600 }\nrouting: { request_timeout_seconds: 1 }\n`);
     try {
       fake.fault = { delayMs: 2500, times: 1 };
       const h = { "idempotency-key": "slow-one" };
@@ -179,8 +211,8 @@ describe("idempotency lock", () => {
       assert.equal(second.status, 200);
       assert.equal(second.headers.get("idempotent-replayed"), null, "served by its own call, not replayed");
       await second.arrayBuffer();
-      assert.ok(waited >= 900, `waited ${waited} ms`);
-      assert.equal((await first).status, 200);
+      assert.ok(waited >= 800 && waited < 5000, `waited ${waited} ms`);
+      assert.equal((await first).status, 504, "the first ran out of routing.request_timeout_seconds (not stored)");
       assert.equal(fake.requests.length, 2);
     } finally {
       await r.stop();

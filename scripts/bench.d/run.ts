@@ -6,7 +6,8 @@
 //
 // Options (all optional):
 //   --smoke                 ~5-10 s end-to-end check (short runs, legs direct,bun,deno); exit 1 on any failure
-//   --legs a,b,...          direct,bun,deno,portkey,bun-features,deno-features (default: all)
+//   --legs a,b,...          direct,bun,deno,portkey,bun-features,deno-features,bun-features-redis,
+//                           deno-features-redis (default: all)
 //   --duration S            seconds per wrk run, fixed-rate run and stream run (default 10)
 //   --conns 1,16,64         wrk concurrency levels (default 1,16,64)
 //   --rate R                fixed-rate requests/s (default 1000; the targets use it)
@@ -45,7 +46,7 @@ const opt = (name: string, def: string) => {
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : def;
 };
 const SMOKE = flag("--smoke");
-const ALL_LEGS = ["direct", "bun", "deno", "portkey", "bun-features", "deno-features"] as const;
+const ALL_LEGS = ["direct", "bun", "deno", "portkey", "bun-features", "deno-features", "bun-features-redis", "deno-features-redis"] as const;
 type LegName = (typeof ALL_LEGS)[number];
 const LEGS = opt("--legs", SMOKE ? "direct,bun,deno" : ALL_LEGS.join(",")).split(",").filter(Boolean) as LegName[];
 for (const l of LEGS) if (!ALL_LEGS.includes(l)) fail(`unknown leg ${l} (legs: ${ALL_LEGS.join(", ")})`);
@@ -208,11 +209,30 @@ function featureHeaders(yamlPath: string): string {
   return text.split("\n").filter((l) => l.startsWith("# BENCH_FEATURE_HEADERS:")).map((l) => l.slice("# BENCH_FEATURE_HEADERS:".length).trim()).join("\n");
 }
 
-function routerLeg(name: LegName, runtime: "bun" | "deno", features: boolean): Leg {
+/** One redis-server (persistence off) for the Redis legs, started on first use; stopped with the other children. */
+let redisUrl: Promise<string> | undefined;
+function benchRedis(): Promise<string> {
+  return (redisUrl ??= (async () => {
+    const port = await freePort();
+    const proc = spawn("redis", ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } })).end();
+        return `redis://127.0.0.1:${port}/0`;
+      } catch {
+        if (proc.exitCode !== null) break;
+        await sleep(50);
+      }
+    }
+    throw new Error("redis-server did not start (see .bench/redis.log.err)");
+  })());
+}
+
+function routerLeg(name: LegName, runtime: "bun" | "deno", features: boolean, redis = false): Leg {
   const cfg = join(HERE, features ? "router-features.yaml" : "router.yaml");
   return {
     name,
-    label: `router on ${runtime === "bun" ? "Bun (compiled)" : "Deno"}${features ? ", all features on" : ""}`,
+    label: `router on ${runtime === "bun" ? "Bun (compiled)" : "Deno"}${features ? ", all features on" : ""}${redis ? ", Redis backend" : ""}`,
     url: "",
     headers: features ? featureHeaders(cfg) : "",
     idempotency: features,
@@ -221,7 +241,9 @@ function routerLeg(name: LegName, runtime: "bun" | "deno", features: boolean): L
       const cmd = runtime === "bun"
         ? [ROUTER_BIN, "--config", cfg, "--host", "127.0.0.1", "--port", String(port)]
         : [DENO, "run", "-A", ...(process.env.BENCH_DENO_FLAGS ? process.env.BENCH_DENO_FLAGS.split(" ") : []), "src/main.deno.ts", "--config", cfg, "--host", "127.0.0.1", "--port", String(port)];
-      const proc = spawn(name, cmd, { BENCH_UPSTREAM: `${upstream}/v1`, ...env });
+      // the features config names its state backend through these (memory unless set)
+      const state = redis ? { BENCH_STATE_BACKEND: "redis", BENCH_REDIS_URL: await benchRedis() } : {};
+      const proc = spawn(name, cmd, { BENCH_UPSTREAM: `${upstream}/v1`, ...state, ...env });
       await waitReady(`http://127.0.0.1:${port}/health`, proc, name);
       return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
     },
@@ -255,6 +277,8 @@ function makeLeg(name: LegName): Leg {
     case "deno": return routerLeg(name, "deno", false);
     case "bun-features": return routerLeg(name, "bun", true);
     case "deno-features": return routerLeg(name, "deno", true);
+    case "bun-features-redis": return routerLeg(name, "bun", true, true);
+    case "deno-features-redis": return routerLeg(name, "deno", true, true);
     case "portkey": return portkeyLeg();
   }
 }

@@ -17,6 +17,18 @@ const httpUrl = z
     }
   }, "invalid URL");
 
+/** A Redis URL: redis:// or rediss:// (TLS). The message never repeats the value: it may hold a password. */
+const redisUrl = z
+  .string()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "";
+    } catch {
+      return false;
+    }
+  }, "must be a redis:// or rediss:// URL (redis://[user:password@]host[:port][/db])");
+
 const price = z.strictObject({ input: z.number().nonnegative(), output: z.number().nonnegative() });
 
 const breakerFields = {
@@ -88,6 +100,8 @@ export const ConfigSchema = z
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),
+        // this replica's name in /stats and failover_router_build_info (default <hostname>:<port>)
+        replica_id: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces").optional(),
       })
       .prefault({}),
     providers: z.array(ProviderSchema).min(1, "at least one provider is required"),
@@ -138,7 +152,17 @@ export const ConfigSchema = z
     // where the state replicas could share lives (src/state/); read at start-up only
     state: z
       .strictObject({
-        backend: z.enum(["memory"]).default("memory"),
+        backend: z.enum(["memory", "redis"]).default("memory"),
+        // backend: redis (src/state/redis/): shared by every replica on the same URL and key_prefix
+        redis: z
+          .strictObject({
+            url: redisUrl.default("redis://127.0.0.1:6379/0"),
+            // two fleets on one Redis keep apart by their prefixes
+            key_prefix: z.string().max(200).default("failover-router:"),
+            // no request waits longer on Redis than this; past it the replica serves from its local state
+            command_timeout_ms: z.number().int().min(1).max(10_000).default(100),
+          })
+          .prefault({}),
       })
       .prefault({}),
     logging: z

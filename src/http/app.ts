@@ -14,7 +14,7 @@ import { concatBytes } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
-import { createState, type StateBackend } from "../state/index.ts";
+import { createState, type StateBackend, type StateStatus } from "../state/index.ts";
 import type { IdempotencyStore, RateLimitStore } from "../state/types.ts";
 import { errorResponse } from "../errors.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
@@ -40,6 +40,8 @@ export interface AppDeps {
   draining?(): boolean;
   /** re-reads the config file and swaps it in (POST /admin/reload); absent when there is no file */
   reload?(): Promise<ReloadResult>;
+  /** the `state` block of /health: the state backend and whether it answers */
+  stateStatus?(): StateStatus;
   /** the `config` block of /health (src/reload.ts) */
   configHealth?(): ConfigHealth;
   /** the dashboard's live feed (src/observability/events.ts); created here when absent */
@@ -362,7 +364,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.get("/health", (c) => {
     const report = c.get("router").healthReport();
-    const body = deps.configHealth ? { ...report, config: deps.configHealth() } : report;
+    const body = { ...report, ...(deps.stateStatus && { state: deps.stateStatus() }), ...(deps.configHealth && { config: deps.configHealth() }) };
     return c.json(body, report.status === "down" ? 503 : 200);
   });
 

@@ -69,6 +69,19 @@ const reused = () =>
     code: "idempotency_key_reused",
   });
 
+/** What a lock outlives its request by: the holder's store and release round trips. */
+const LOCK_GRACE_SECONDS = 5;
+
+/**
+ * How long an in-flight lock lives: as long as the request it guards can run (routing.request_timeout_seconds, and
+ * for a stream its stream_max_duration_seconds too) plus a few seconds. A holder that never releases (a replica that
+ * died) blocks its key no longer than that, and that bounds a duplicate's wait.
+ */
+export function lockTtlMs(config: Config, stream: boolean): number {
+  const r = config.routing;
+  return (r.request_timeout_seconds + (stream ? r.stream_max_duration_seconds : 0) + LOCK_GRACE_SECONDS) * 1000;
+}
+
 /** setTimeout's largest delay (a longer one fires at once) */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -228,7 +241,8 @@ async function serveAndStore(
  */
 export function idempotency(config: () => Config, store: IdempotencyStore): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const cfg = config().idempotency;
+    const all = config();
+    const cfg = all.idempotency;
     if (!cfg.enabled) return next();
     const idemKey = c.req.raw.headers.get("idempotency-key");
     if (idemKey === null) return next();
@@ -243,9 +257,8 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
     const fingerprint = sha256Hex(c.get("rawBody") ?? new Uint8Array(0), `${c.req.path} `);
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
-    // a lock lives no longer than the record it guards would: a holder that never releases (a replica that died)
-    // blocks the key for at most that long, and that bounds the wait below
-    const lockMs = cfg.ttl_seconds * 1000;
+    const body = c.req.valid("json" as never) as { stream?: unknown } | undefined;
+    const lockMs = lockTtlMs(all, body?.stream === true);
     while (true) {
       // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
       let hit = store.get(key);

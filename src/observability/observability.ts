@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { configSecrets, redact } from "../providers/redact.ts";
 import type { ApiKind, Usage } from "../providers/types.ts";
 import type { AttemptRecord, RequestRecord, Router, RouterHooks } from "../routing/failover.ts";
+import type { StateStatus } from "../state/index.ts";
 import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { PriceTable } from "./pricing.ts";
@@ -27,6 +28,10 @@ export interface ObservabilityOptions {
   logger?: Logger;
   /** wall clock in ms (rolling windows, uptime); injectable for tests */
   now?: () => number;
+  /** this replica's id (server.replica_id): /stats `replica`, the build_info label; read when asked (known once listening) */
+  replica?: () => string;
+  /** the state backend's status: /stats `state`, failover_router_state_backend_up */
+  state?: () => StateStatus;
 }
 
 /** A client request answered without reaching the router (validation error, 404, 405, auth, ...). */
@@ -98,7 +103,14 @@ export class Observability {
       return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);
     }));
     r.add(new Gauge("failover_router_in_flight_requests", "Client requests being served (streams until their last chunk).", [], () => [[[], this.inFlight]]));
-    r.add(new Gauge("failover_router_build_info", "Version and runtime of the running router (always 1).", ["version", "runtime"], () => [[[opts.version, opts.runtime], 1]]));
+    r.add(new Gauge("failover_router_build_info", "Version, runtime and replica id of the running router (always 1).", ["version", "runtime", "replica"], () => [[[opts.version, opts.runtime, opts.replica?.() ?? ""], 1]]));
+    const state = opts.state;
+    if (state) {
+      r.add(new Gauge("failover_router_state_backend_up", "1 while the state backend answers (memory: always), 0 while this replica serves from its local state.", ["backend"], () => {
+        const s = state();
+        return [[[s.backend], s.connected ? 1 : 0]];
+      }));
+    }
     r.add(new Gauge("failover_router_uptime_seconds", "Seconds since the router started.", [], () => [[[], (this.stats.now() - this.stats.startedAt) / 1000]]));
   }
 
@@ -209,7 +221,11 @@ export class Observability {
 
   /** The GET /stats document for the router in force. */
   statsJson(router: Router, stateOf: StateOf = providerStateOf(router)): StatsJson {
-    return this.stats.toJSON(router.config.providers.map((p) => p.name), stateOf);
+    const json: StatsJson = this.stats.toJSON(router.config.providers.map((p) => p.name), stateOf);
+    // per replica: Prometheus (or whoever reads them) sums the replicas
+    if (this.opts.replica) json.replica = this.opts.replica();
+    if (this.opts.state) json.state = this.opts.state();
+    return json;
   }
 
   /** The GET /metrics exposition for the router in force. */

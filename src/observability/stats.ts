@@ -1,6 +1,7 @@
 // In-memory statistics behind GET /stats: cumulative counters per provider, plus latency and time-to-first-
 // byte percentiles over a rolling window (the last WINDOW_SIZE samples that are also at most WINDOW_MS old).
 // Recording is O(1) and memory is fixed per provider; percentiles are computed when /stats is read.
+import type { StateStatus } from "../state/index.ts";
 
 /** At most this many samples per provider and per measure ... */
 export const WINDOW_SIZE = 1000;
@@ -120,6 +121,10 @@ export interface AttemptSample {
 }
 
 export interface StatsJson {
+  /** this replica's id (server.replica_id): the figures are this replica's own */
+  replica?: string;
+  /** the state backend and whether it answers */
+  state?: StateStatus;
   uptime_seconds: number;
   requests: { total: number; success: number; failed: number };
   providers: Record<string, {

@@ -10,7 +10,8 @@
 //
 // Replicas (src/state/, BreakerStore): a breaker that opens publishes "open until T", and a breaker adopts the
 // openings other replicas publish; when a cool-off ends, the breaker turns HALF_OPEN only once it holds the
-// replicas' probe permit, so one replica at a time probes a recovering provider. Failures are counted per replica.
+// replicas' probe permit, so one replica at a time probes a recovering provider, and the probe's result reaches
+// every replica (a success publishes a close, a failure a new opening). Failures are counted per replica.
 import type { CircuitBreakerConfig, Config } from "../config/schema.ts";
 import { detach, isPromise, type BreakerStore, type MaybePromise, type ProbePermit } from "../state/types.ts";
 
@@ -144,6 +145,14 @@ export class CircuitBreaker {
     detach(p.release);
   }
 
+  /**
+   * A probe's result: the permit is not given back but left to lapse (its TTL is the cool-off, which ends before a
+   * next cool-off could), so no other replica takes it and probes again before it has heard the result.
+   */
+  #keepPermit(): void {
+    this.#permit = null;
+  }
+
   /** Tells the other replicas how long this breaker stays open (0: it was reset). */
   #publish(until: number): void {
     const shared = this.#shared;
@@ -201,7 +210,9 @@ export class CircuitBreaker {
     if (p.gen !== this.#gen) return;
     if (p.probe) {
       this.#probes--;
+      this.#keepPermit();
       this.#close();
+      this.#publish(0); // the probe's result closes the breaker in every replica
     } else if (this.#state === "closed") {
       this.#failures = 0;
     }
@@ -228,6 +239,7 @@ export class CircuitBreaker {
     this.#failures++;
     if (p.probe) {
       this.#probes--;
+      this.#keepPermit();
       this.#trip(ra);
     } else if (this.#state === "closed" && this.#failures >= this.#settings.failure_threshold) {
       this.#trip(ra);

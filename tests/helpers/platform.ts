@@ -19,6 +19,7 @@ export async function runMain(opts: { args: string[]; files: Record<string, stri
   const platform: Platform = {
     runtime,
     runtimeVersion: "test",
+    hostname: "test-host",
     args: opts.args,
     env,
     setEnv: (k, v) => void (env[k] = v),

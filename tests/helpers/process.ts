@@ -173,6 +173,18 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
 }
 
+/** A TCP port nothing listens on at the moment (for a server that cannot be told to pick one itself). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 /** True when nothing accepts a new TCP connection on the port any more. */
 export function refusesConnections(port: number): Promise<boolean> {
   return new Promise((resolve) => {
