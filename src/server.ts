@@ -143,8 +143,14 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   });
 
   let draining = false;
-  let replicaId = "";
-  const events = new EventHub({ router: () => holder.router, observability, configHealth: () => holder.health(), reloadAvailable: true, replicaId: () => replicaId });
+  const events = new EventHub({
+    router: () => holder.router,
+    observability,
+    configHealth: () => holder.health(),
+    reloadAvailable: true,
+    replicaId: () => replica,
+    sharedState: () => (state.status().backend === "memory" ? null : state.status()),
+  });
   const app = createApp({
     events,
     router: () => holder.router,
@@ -159,8 +165,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
   const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
-  // the machine's name where the environment gives it (containers set HOSTNAME), else the listen address
-  replicaId = `${platform.env.HOSTNAME || server.hostname}:${server.port}`;
+  replica ||= `${platform.hostname}:${server.port}`;
   // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));
 
@@ -204,7 +209,6 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
   for (const w of platform.startupWarnings ?? []) logger.log("warn", w);
-  replica ||= `${platform.hostname}:${server.port}`;
   // before "listening": a replica that says it listens already shares its state (or says it could not)
   const connected = await state.ready(STARTUP_WAIT_MS);
   const st = state.status();

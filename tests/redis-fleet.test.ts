@@ -194,6 +194,21 @@ if (redisServerBin()) {
       await everywhere(fleet, (h) => h.providers.a.state === "closed", "a closed everywhere", 1000);
     });
 
+    it("the dashboard's /admin/state names each replica and shows the shared state connected", async () => {
+      const ids = new Set<string>();
+      for (const r of fleet) {
+        const res = await fetch(`${r.url}/admin/state`, { headers: { authorization: "Bearer sk-admin" } });
+        assert.equal(res.status, 200);
+        const s = await res.json();
+        assert.equal(s.shared_state?.backend, "redis");
+        assert.equal(s.shared_state?.connected, true);
+        const stats = await (await fetch(`${r.url}/stats`, { headers: { authorization: "Bearer sk-admin" } })).json();
+        assert.equal(s.replica_id, stats.replica, "the same id as /stats");
+        ids.add(s.replica_id);
+      }
+      assert.equal(ids.size, fleet.length, "each replica has its own id");
+    });
+
     it("a lock holder killed with SIGKILL frees its key after the lock's TTL (request timeout + a few seconds)", async () => {
       const victim = await startProcess(["--config", "config.yaml"], { cwd: dir, timeoutMs: 30_000 });
       extra.push(victim);

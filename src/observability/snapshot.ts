@@ -5,6 +5,7 @@ import type { ChatRequest } from "../providers/types.ts";
 import type { BreakerSnapshot } from "../routing/breaker.ts";
 import type { Router } from "../routing/failover.ts";
 import type { ConfigHealth } from "../reload.ts";
+import type { StateStatus } from "../state/index.ts";
 import type { FailoverEvent, LiveSummary } from "./live.ts";
 import type { Observability } from "./observability.ts";
 import type { Percentiles } from "./stats.ts";
@@ -33,7 +34,7 @@ export interface DashboardState {
   /** which router instance answered (several replicas may sit behind one address) */
   replica_id: string;
   /** the shared-state backend and whether it is reachable; null while state is kept in this process only */
-  shared_state: null;
+  shared_state: StateStatus | null;
   config: ConfigHealth & { strategy: string; chain: string[]; reload_available: boolean };
   /** client requests being served by this router */
   in_flight: number;
@@ -50,6 +51,8 @@ export interface SnapshotSources {
   reloadAvailable: boolean;
   /** this router's id among replicas (default "local", for a router embedded without a listener of its own) */
   replicaId?(): string;
+  /** the shared-state backend's status (the `state` block of /health), null with the memory backend */
+  sharedState?(): StateStatus | null;
 }
 
 // a request with no prompt: the strategy's order for a typical request (cost: by output price)
@@ -102,7 +105,7 @@ export function dashboardState(src: SnapshotSources): DashboardState {
   return {
     at: new Date().toISOString(),
     replica_id: src.replicaId?.() ?? "local",
-    shared_state: null,
+    shared_state: src.sharedState?.() ?? null,
     config: { ...health, strategy: config.routing.strategy, chain: [...chain], reload_available: src.reloadAvailable },
     in_flight: obs.inFlight,
     providers,
