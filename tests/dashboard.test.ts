@@ -256,7 +256,9 @@ describe("dashboard of a router process", () => {
     running.push(p);
     const ev = await openEvents(p.url, bearer(ADMIN));
     const first = await ev.next("snapshot");
-    assert.equal(first.data.replica_id, `127.0.0.1:${p.port}`);
+    const stats = await (await fetch(`${p.url}/stats`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+    assert.equal(first.data.replica_id, stats.replica, "the replica id of /stats");
+    assert.match(first.data.replica_id, new RegExp(`:${p.port}$`));
     assert.equal(first.data.config.reload_available, true);
 
     writeFile(path, good.replace("fallback_chain: [gamma, alpha, beta]", "fallback_chain: [gamma, nope]"));
