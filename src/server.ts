@@ -12,7 +12,8 @@ import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
 import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
-import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
+import { Router, type RouterOptions } from "./routing/failover.ts";
+import type { RouterHooks } from "./routing/records.ts";
 import { HealthTracker } from "./routing/health.ts";
 import { createState } from "./state/index.ts";
 import type { BreakerStore } from "./state/types.ts";
@@ -127,7 +128,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     path,
     config,
     load: (p) => loadConfigFile(platform, p),
-    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch, encodeChunk: platform.encodeChunk }),
+    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch }),
     stat: (p) => platform.stat(p),
     logger,
   });
@@ -145,6 +146,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     configHealth: () => holder.health(),
     rateLimiter: state.rateLimits,
     idempotencyStore: state.idempotency,
+    encodeChunk: platform.encodeChunk,
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);

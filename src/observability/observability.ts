@@ -4,7 +4,8 @@
 import type { Config } from "../config/schema.ts";
 import { configSecrets, redact } from "../providers/redact.ts";
 import type { ApiKind, Usage } from "../providers/types.ts";
-import type { AttemptRecord, RequestRecord, Router, RouterHooks } from "../routing/failover.ts";
+import type { Router } from "../routing/failover.ts";
+import type { AttemptRecord, RequestRecord, RouterHooks } from "../routing/records.ts";
 import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
 import { PriceTable } from "./pricing.ts";
