@@ -11,7 +11,8 @@ import { postJson } from "./helpers/router.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { ConfigHolder } from "../src/reload.ts";
 import { buildRouter } from "../src/server.ts";
-import { readUntil, rmTemp, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { runMain } from "./helpers/platform.ts";
+import { rawConnection, readUntil, rmTemp, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
 
@@ -170,6 +171,45 @@ describe("hot reload", () => {
     const full = sseText(await partial.rest());
     assert.equal(full.text, "answer from A, in several pieces");
     assert.equal(full.done, true);
+  });
+});
+
+describe("one config per request", () => {
+  it("a reload that lands while a request's body arrives changes none of its settings: routed and stored under the config it started with", async () => {
+    const a = await startOpenAIFake({ reply: "answer from A" });
+    const b = await startOpenAIFake({ reply: "answer from B" });
+    const files: Record<string, string> = { "config.yaml": configYaml(a, b, "[a, b]", "idempotency: { enabled: false }") };
+    const r = await runMain({ args: ["--config", "config.yaml"], files, env: {} });
+    const conn = await rawConnection(Number(new URL(r.url).port));
+    try {
+      const body = JSON.stringify(chat());
+      conn.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `Idempotency-Key: k1\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`);
+      await new Promise((res) => setTimeout(res, 300)); // the router has the head and waits for the rest of the body
+      // the new config turns idempotency on and puts b first
+      files["config.yaml"] = configYaml(a, b, "[b, a]", "idempotency: { enabled: true }");
+      const reload = await fetch(`${r.url}/admin/reload`, { method: "POST" });
+      assert.equal(reload.status, 200);
+      await reload.arrayBuffer();
+      conn.write(body.slice(10));
+      await waitFor(() => conn.received().includes("\r\n\r\n"), "the first answer");
+      const head = conn.received();
+      assert.match(head, /^HTTP\/1\.1 200/);
+      assert.match(head, /x-router-provider: a\r\n/i, "routed under the config it started with");
+
+      // under the new config the same key and body are a new request: the first one was not stored, since
+      // idempotency was off in its config
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat(), { "idempotency-key": "k1" });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("idempotent-replayed"), null, "not a replay of the request served under the old config");
+      assert.equal(res.headers.get("x-router-provider"), "b");
+      assert.equal((await res.json()).choices[0].message.content, "answer from B");
+    } finally {
+      conn.destroy();
+      await r.stop();
+      await a.stop();
+      await b.stop();
+    }
   });
 });
 
