@@ -24,23 +24,26 @@ export function render(o: Outcome, encode: (text: string) => Uint8Array, tap?: R
     tap?.body(o.body);
     return new Response(o.body, { status: 200, headers: servedHeaders(o, false) });
   }
-  const body = new ReadableStream<Uint8Array>(new SseSource(o.events, encode, tap), { highWaterMark: 0 });
+  const body = new ReadableStream<Uint8Array>(new SseBody(o.events, encode, tap), { highWaterMark: 0 });
   return new Response(body, { status: 200, headers: servedHeaders(o, true) });
 }
 
-/** The client's SSE body of a stream: each read's events in one chunk, [DONE] or an error event at the end. */
-class SseSource implements UnderlyingDefaultSource<Uint8Array>, EventSink {
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+/**
+ * A client's body fed by a committed stream: the pipe drives it (start, pull, cancel) and calls back with the
+ * events, which a subclass renders. The tap (the idempotency transcript) sees every chunk sent and the end.
+ */
+export abstract class PipedBody implements UnderlyingDefaultSource<Uint8Array>, EventSink {
+  protected controller!: ReadableStreamDefaultController<Uint8Array>;
   // dropped at the end, like the pipe's own references (docs/decisions/0014-finished-streams-let-go.md)
   #tap: ResponseTap | null;
 
-  constructor(readonly pipe: EventPipe, readonly encode: (text: string) => Uint8Array, tap: ResponseTap | undefined) {
+  constructor(readonly pipe: EventPipe, tap: ResponseTap | undefined) {
     this.#tap = tap ?? null;
     if (tap) tap.attached = true;
   }
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.#controller = controller;
+    this.controller = controller;
     this.pipe.start(this);
   }
 
@@ -53,9 +56,26 @@ class SseSource implements UnderlyingDefaultSource<Uint8Array>, EventSink {
   }
 
   /** one chunk to the client (and to the tap) */
-  #send(bytes: Uint8Array): void {
-    this.#controller.enqueue(bytes);
+  protected send(bytes: Uint8Array): void {
+    this.controller.enqueue(bytes);
     this.#tap?.chunk(bytes);
+  }
+
+  /** the client's body is over: complete (`ok`) or not; the tap hears it once */
+  protected finish(ok: boolean): void {
+    const tap = this.#tap;
+    this.#tap = null;
+    tap?.end(ok);
+  }
+
+  abstract events(batch: readonly StreamEvent[]): boolean;
+  abstract end(ok: boolean, error?: ErrorBody): void;
+}
+
+/** The client's SSE body of a stream: each read's events in one chunk, [DONE] or an error event at the end. */
+class SseBody extends PipedBody {
+  constructor(pipe: EventPipe, readonly encode: (text: string) => Uint8Array, tap: ResponseTap | undefined) {
+    super(pipe, tap);
   }
 
   events(batch: readonly StreamEvent[]): boolean {
@@ -65,22 +85,20 @@ class SseSource implements UnderlyingDefaultSource<Uint8Array>, EventSink {
       if (data !== null) text += `data: ${data}\n\n`;
     }
     if (!text) return false;
-    this.#send(this.encode(text));
+    this.send(this.encode(text));
     return true;
   }
 
   end(ok: boolean, error?: ErrorBody): void {
     if (ok) {
-      this.#send(DONE);
-      this.#controller.close();
+      this.send(DONE);
+      this.controller.close();
     } else if (error) {
       try {
-        this.#send(encoder.encode(`data: ${errorJson(error)}\n\n`));
-        this.#controller.close();
+        this.send(encoder.encode(`data: ${errorJson(error)}\n\n`));
+        this.controller.close();
       } catch { /* client gone */ }
     }
-    const tap = this.#tap;
-    this.#tap = null;
-    tap?.end(ok);
+    this.finish(ok);
   }
 }

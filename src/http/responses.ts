@@ -10,9 +10,9 @@ import { errorResponse, type ErrorBody } from "../errors.ts";
 import { randomId } from "../providers/openai-shapes.ts";
 import type { ChatMessage, ChatRequest, ChatTool, ContentPart, StreamEvent, ToolCall } from "../providers/types.ts";
 import type { Outcome } from "../routing/outcome.ts";
-import type { EventPipe, EventSink } from "../routing/stream-pipe.ts";
+import type { EventPipe } from "../routing/stream-pipe.ts";
 import type { ResponseTap } from "./context.ts";
-import { servedHeaders } from "./render.ts";
+import { PipedBody, servedHeaders } from "./render.ts";
 import { nullish } from "./schemas.ts";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -518,45 +518,17 @@ export class ResponsesTranscoder {
   }
 }
 
-/**
- * The Responses event stream of a committed chat stream: the pipe's events go through the transcoder, and
- * cancelling the body cancels the upstream. `tap` (the idempotency transcript) sees every chunk sent and the end.
- */
-class ResponsesSource implements UnderlyingDefaultSource<Uint8Array>, EventSink {
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+/** The Responses event stream of a committed chat stream: the pipe's events go through the transcoder. */
+class ResponsesBody extends PipedBody {
   readonly #t: ResponsesTranscoder;
-  #tap: ResponseTap | null;
 
-  constructor(readonly pipe: EventPipe, req: ResponsesRequest, tap: ResponseTap | undefined) {
+  constructor(pipe: EventPipe, req: ResponsesRequest, tap: ResponseTap | undefined) {
+    super(pipe, tap);
     this.#t = new ResponsesTranscoder(req);
-    this.#tap = tap ?? null;
-    if (tap) tap.attached = true;
   }
 
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.#controller = controller;
-    this.pipe.start(this);
-  }
-
-  pull(): Promise<void> {
-    return this.pipe.pull();
-  }
-
-  cancel(): void {
-    this.pipe.cancel();
-  }
-
-  #send(text: string): void {
-    const bytes = encoder.encode(text);
-    this.#controller.enqueue(bytes);
-    this.#tap?.chunk(bytes);
-  }
-
-  /** the client's body is complete; stored only if it ends with [DONE] (a failed stream ends with response.failed) */
-  #close(ok: boolean): void {
-    const tap = this.#tap;
-    this.#tap = null;
-    tap?.end(ok);
+  #sendText(text: string): void {
+    this.send(encoder.encode(text));
   }
 
   events(batch: readonly StreamEvent[]): boolean {
@@ -566,11 +538,12 @@ class ResponsesSource implements UnderlyingDefaultSource<Uint8Array>, EventSink 
       const data = batch[i].data;
       if (data !== null) out += t.push(data);
     }
-    if (out) this.#send(out);
+    if (out) this.#sendText(out);
     if (t.ended) {
-      // a chunk the transcoder cannot read ended the response: the upstream is of no more use
-      this.#controller.close();
-      this.#close(true);
+      // a chunk the transcoder cannot read ended the response (response.failed, so it is not stored): the
+      // upstream is of no more use
+      this.controller.close();
+      this.finish(true);
       this.pipe.cancel();
       return true;
     }
@@ -581,15 +554,15 @@ class ResponsesSource implements UnderlyingDefaultSource<Uint8Array>, EventSink 
     const t = this.#t;
     if (t.ended) return;
     if (ok) {
-      this.#send(t.complete());
-      this.#controller.close();
+      this.#sendText(t.complete());
+      this.controller.close();
     } else if (error) {
       try {
-        this.#send(t.fail(typeof error.code === "string" ? error.code : "upstream_stream_error", error.message));
-        this.#controller.close();
+        this.#sendText(t.fail(typeof error.code === "string" ? error.code : "upstream_stream_error", error.message));
+        this.controller.close();
       } catch { /* client gone */ }
     }
-    this.#close(ok);
+    this.finish(ok);
   }
 }
 
@@ -600,7 +573,7 @@ class ResponsesSource implements UnderlyingDefaultSource<Uint8Array>, EventSink 
 export function toResponsesApi(o: Outcome, req: ResponsesRequest, tap?: ResponseTap): Response {
   if (o.type === "error") return errorResponse(o.status, o.error, o.headers);
   if (o.type === "stream") {
-    return new Response(new ReadableStream<Uint8Array>(new ResponsesSource(o.events, req, tap), { highWaterMark: 0 }), { status: 200, headers: servedHeaders(o, true) });
+    return new Response(new ReadableStream<Uint8Array>(new ResponsesBody(o.events, req, tap), { highWaterMark: 0 }), { status: 200, headers: servedHeaders(o, true) });
   }
   const text = JSON.stringify(chatToResponse(JSON.parse(o.body), req));
   tap?.body(text);
