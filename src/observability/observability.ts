@@ -8,9 +8,10 @@ import type { Router } from "../routing/failover.ts";
 import type { AttemptRecord, RequestRecord, RouterHooks } from "../routing/records.ts";
 import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
-import { PriceTable } from "./pricing.ts";
+import { PriceTable } from "../pricing.ts";
 import { clip, loggedAttempt, roundMs } from "./requestlog.ts";
-import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
+import type { BreakerState } from "../routing/breaker.ts";
+import { Stats, type StatsJson } from "./stats.ts";
 
 export type StateOf = (provider: string) => BreakerState;
 
