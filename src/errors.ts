@@ -15,3 +15,6 @@ export function errorJson(e: ErrorBody): string {
 export function errorResponse(status: number, e: ErrorBody, headers?: Record<string, string>): Response {
   return new Response(errorJson(e), { status, headers: { "content-type": "application/json", ...headers } });
 }
+
+/** The answer to a client that went away before its answer was ready (status 499, as nginx logs it). */
+export const CLIENT_CLOSED: ErrorBody = { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" };

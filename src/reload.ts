@@ -1,8 +1,9 @@
 // Hot reload: holds the config (and the Router built from it) in force, and swaps in a freshly loaded and
 // validated config on SIGHUP, POST /admin/reload, or a change of the file (server.watch_config).
 //
-// The swap is one assignment: the app reads `holder.router` once when a request starts, so a request in
-// flight keeps the Router (and config) it started with, and the next request gets the new one. An invalid
+// The swap is one assignment: the app reads `holder.router` once when a request starts, and every step of the
+// request (auth, rate limit, body limits, idempotency, routing) reads that Router's config, so a request in
+// flight keeps the one config snapshot it started with, and the next request gets the new one. An invalid
 // file changes nothing: the old config keeps serving and the problems show on /health.
 //
 // State that must survive a reload (breakers, stats, rate-limit buckets) is NOT created here or in the
@@ -34,8 +35,8 @@ export interface ConfigHolderOptions {
   config: Config;
   /** reads and validates the file; throws ConfigError listing every problem */
   load(path: string): Promise<Config>;
-  /** builds the Router for a config; `previous` is the Router in force (undefined at start-up) */
-  build(config: Config, previous: Router | undefined): Router;
+  /** builds the Router for a config */
+  build(config: Config): Router;
   /** file status, for server.watch_config (polling) */
   stat?(path: string): Promise<FileStat | null>;
   logger?: Logger;
@@ -63,7 +64,7 @@ export class ConfigHolder {
 
   constructor(opts: ConfigHolderOptions) {
     this.#opts = opts;
-    this.#router = opts.build(opts.config, undefined);
+    this.#router = opts.build(opts.config);
     this.#loadedAt = this.#now();
   }
 
@@ -74,10 +75,6 @@ export class ConfigHolder {
 
   get config(): Config {
     return this.#router.config;
-  }
-
-  get path(): string {
-    return this.#opts.path;
   }
 
   health(): ConfigHealth {
@@ -103,7 +100,7 @@ export class ConfigHolder {
     try {
       if (this.#opts.stat) this.#fileKey = fileKey(await this.#opts.stat(path).catch(() => null));
       const config = await this.#opts.load(path);
-      next = this.#opts.build(config, previous);
+      next = this.#opts.build(config);
     } catch (e) {
       const isConfig = e instanceof ConfigError;
       const problems = isConfig ? e.problems : [`${(e as Error)?.message ?? String(e)}`];

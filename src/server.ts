@@ -13,7 +13,8 @@ import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
 import { ConfigHolder } from "./reload.ts";
 import { BreakerRegistry } from "./routing/breaker.ts";
-import { Router, type RouterHooks, type RouterOptions } from "./routing/failover.ts";
+import { Router, type RouterOptions } from "./routing/failover.ts";
+import type { RouterHooks } from "./routing/records.ts";
 import { HealthTracker } from "./routing/health.ts";
 import { createState } from "./state/index.ts";
 import { STARTUP_WAIT_MS } from "./state/redis/index.ts";
@@ -133,7 +134,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     path,
     config,
     load: (p) => loadConfigFile(platform, p),
-    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch, encodeChunk: platform.encodeChunk }),
+    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch }),
     stat: (p) => platform.stat(p),
     logger,
   });
@@ -161,6 +162,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     stateStatus: () => state.status(),
     rateLimiter: state.rateLimits,
     idempotencyStore: state.idempotency,
+    encodeChunk: platform.encodeChunk,
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);

@@ -1,7 +1,7 @@
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../src/config/load.ts";
-import type { RequestRecord } from "../src/routing/failover.ts";
+import type { RequestRecord } from "../src/routing/records.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson, startRouter, type RunningRouter } from "./helpers/router.ts";

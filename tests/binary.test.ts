@@ -1,8 +1,7 @@
 // End-to-end against the compiled binary (dist/failover-router, built with scripts/build when missing or
 // older than the sources): copied alone into an empty folder with only a config.yaml, run with no
 // arguments, and driven with the official `openai` SDK: chat, stream, completions, models, failover,
-// /health, reload and graceful stop.
-// TODO(issue 4): also scrape /metrics here once it exists.
+// /health, /metrics, reload and graceful stop.
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

@@ -2,7 +2,8 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../src/config/load.ts";
 import { createApp } from "../src/http/app.ts";
-import { formatDuration, RateLimiter } from "../src/middleware/rate-limit.ts";
+import { formatDuration } from "../src/middleware/rate-limit.ts";
+import { MemoryRateLimitStore } from "../src/state/memory/rate-limit.ts";
 import { Observability } from "../src/observability/observability.ts";
 import { buildRouter } from "../src/server.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
@@ -220,7 +221,7 @@ rate_limit: { enabled: true, requests_per_minute: 6000, burst: 100, tokens_per_m
 describe("rate limiter memory", () => {
   it("stays bounded with 100k distinct client IPs through the app, and still limits the recent ones", async () => {
     const router = buildRouter(parseConfig("providers: [{ name: m, type: mock }]\nrate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }\n"));
-    const limiter = new RateLimiter(() => 0, 20_000);
+    const limiter = new MemoryRateLimitStore(() => 0, 20_000);
     const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime: "test" }), rateLimiter: limiter, now: () => 0 });
     const get = (ip: string) => app.fetch(new Request("http://router.test/v1/models"), { remoteAddr: ip });
     const ipOf = (i: number) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`;
@@ -239,7 +240,7 @@ describe("rate limiter memory", () => {
 
   it("drops buckets that have refilled (idle clients cost nothing)", () => {
     let t = 0;
-    const limiter = new RateLimiter(() => t);
+    const limiter = new MemoryRateLimitStore(() => t);
     const rl = { enabled: true, requests_per_minute: 60, burst: 10, tokens_per_minute: null };
     for (let i = 0; i < 100_000; i++) limiter.take(`k${i}`, rl);
     assert.equal(limiter.size, 100_000);

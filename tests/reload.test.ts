@@ -11,7 +11,8 @@ import { postJson } from "./helpers/router.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { ConfigHolder } from "../src/reload.ts";
 import { buildRouter } from "../src/server.ts";
-import { readUntil, rmTemp, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { runMain } from "./helpers/platform.ts";
+import { rawConnection, readUntil, rmTemp, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
 
@@ -173,6 +174,45 @@ describe("hot reload", () => {
   });
 });
 
+describe("one config per request", () => {
+  it("a reload that lands while a request's body arrives changes none of its settings: routed and stored under the config it started with", async () => {
+    const a = await startOpenAIFake({ reply: "answer from A" });
+    const b = await startOpenAIFake({ reply: "answer from B" });
+    const files: Record<string, string> = { "config.yaml": configYaml(a, b, "[a, b]", "idempotency: { enabled: false }") };
+    const r = await runMain({ args: ["--config", "config.yaml"], files, env: {} });
+    const conn = await rawConnection(Number(new URL(r.url).port));
+    try {
+      const body = JSON.stringify(chat());
+      conn.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+        `Idempotency-Key: k1\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`);
+      await new Promise((res) => setTimeout(res, 300)); // the router has the head and waits for the rest of the body
+      // the new config turns idempotency on and puts b first
+      files["config.yaml"] = configYaml(a, b, "[b, a]", "idempotency: { enabled: true }");
+      const reload = await fetch(`${r.url}/admin/reload`, { method: "POST" });
+      assert.equal(reload.status, 200);
+      await reload.arrayBuffer();
+      conn.write(body.slice(10));
+      await waitFor(() => conn.received().includes("\r\n\r\n"), "the first answer");
+      const head = conn.received();
+      assert.match(head, /^HTTP\/1\.1 200/);
+      assert.match(head, /x-router-provider: a\r\n/i, "routed under the config it started with");
+
+      // under the new config the same key and body are a new request: the first one was not stored, since
+      // idempotency was off in its config
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat(), { "idempotency-key": "k1" });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("idempotent-replayed"), null, "not a replay of the request served under the old config");
+      assert.equal(res.headers.get("x-router-provider"), "b");
+      assert.equal((await res.json()).choices[0].message.content, "answer from B");
+    } finally {
+      conn.destroy();
+      await r.stop();
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
+
 describe("server.watch_config", () => {
   let a: FakeServer, b: FakeServer, dir: string;
   before(async () => {
@@ -209,9 +249,9 @@ describe("server.watch_config", () => {
 describe("ConfigHolder (in-process)", () => {
   const yaml = (chain: string) => `providers: [{ name: a, type: mock }, { name: b, type: mock }]\nrouting: { fallback_chain: ${chain} }\n`;
 
-  it("builds each Router with the one in force, tells listeners after a swap, and serialises reloads", async () => {
+  it("builds a Router per loaded config, tells listeners after a swap, and serialises reloads", async () => {
     let file = yaml("[a, b]");
-    const built: { chain: string[]; previousChain?: string[] }[] = [];
+    const built: string[][] = [];
     let loads = 0;
     const holder = new ConfigHolder({
       path: "config.yaml",
@@ -221,8 +261,8 @@ describe("ConfigHolder (in-process)", () => {
         await new Promise((r) => setTimeout(r, n === 1 ? 50 : 0)); // the first load is the slowest
         return parseConfig(file);
       },
-      build: (cfg, previous) => {
-        built.push({ chain: cfg.routing.fallback_chain, previousChain: previous?.config.routing.fallback_chain });
+      build: (cfg) => {
+        built.push(cfg.routing.fallback_chain);
         return buildRouter(cfg);
       },
     });
@@ -233,11 +273,7 @@ describe("ConfigHolder (in-process)", () => {
     file = yaml("[b, a]");
     const [r1, r2] = await Promise.all([holder.reload("admin"), holder.reload("SIGHUP")]);
     assert.ok(r1.ok && r2.ok);
-    assert.deepEqual(built, [
-      { chain: ["a", "b"], previousChain: undefined },
-      { chain: ["b", "a"], previousChain: ["a", "b"] },
-      { chain: ["b", "a"], previousChain: ["b", "a"] },
-    ]);
+    assert.deepEqual(built, [["a", "b"], ["b", "a"], ["b", "a"]]);
     assert.deepEqual(seen, ["a,b -> b,a", "b,a -> b,a"]);
     assert.notEqual(holder.router, first);
     assert.deepEqual(first.config.routing.fallback_chain, ["a", "b"], "a Router held by a request never changes");

@@ -78,8 +78,8 @@ providers:
   - { name: b, type: openai, endpoint: ${b.url}/v1, default_model: m, timeout_seconds: 5 }
 circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
 `);
-    const router = buildRouter(config, {}, { ...createRoutingState(config, clock.now, store), upstreamFetch, encodeChunk });
-    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime }) });
+    const router = buildRouter(config, {}, { ...createRoutingState(config, clock.now, store), upstreamFetch });
+    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime }), encodeChunk });
     const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
     stops.push(s.stop);
     const url = `http://127.0.0.1:${s.port}`;

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { percentile, RollingWindow, Stats, WINDOW_MS, WINDOW_SIZE } from "../src/observability/stats.ts";
 import { Counter, escapeLabel, Histogram, LATENCY_BUCKETS } from "../src/observability/metrics.ts";
-import { PriceTable } from "../src/observability/pricing.ts";
+import { PriceTable } from "../src/pricing.ts";
 import { safeUrl } from "../src/observability/requestlog.ts";
 import { configSecrets, redact } from "../src/providers/redact.ts";
 import { configModels } from "../src/observability/observability.ts";

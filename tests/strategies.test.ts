@@ -6,9 +6,10 @@ import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { FakeClock, postJson, startRouter, type RunningRouter } from "./helpers/router.ts";
 import {
-  byCost, byHealth, byLatency, DEFAULT_OUTPUT_TOKENS, estimateCost, estimateRequestTokens, orderCandidates, priceFor,
+  byCost, byHealth, byLatency, DEFAULT_OUTPUT_TOKENS, estimateCost, estimateRequestTokens, orderCandidates,
   type Rankable, type RankSignals,
 } from "../src/routing/strategies.ts";
+import { priceFor } from "../src/pricing.ts";
 import { HealthTracker, LATENCY_STALE_MS, WINDOW, WINDOW_MS } from "../src/routing/health.ts";
 import type { BreakerState } from "../src/routing/breaker.ts";
 

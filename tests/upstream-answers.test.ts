@@ -18,7 +18,7 @@ import { rmTemp, startProcess, tempDir, waitFor, writeFile } from "./helpers/pro
 import { postJson, readSse, startRouter, upstreamFetch } from "./helpers/router.ts";
 import { globalFetch } from "../src/providers/upstream.ts";
 import type { UpstreamFetch } from "../src/providers/types.ts";
-import type { AttemptRecord } from "../src/routing/failover.ts";
+import type { AttemptRecord } from "../src/routing/records.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const chat = (model = "m") => ({ model, messages: [{ role: "user", content: "the prompt" }] });

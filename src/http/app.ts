@@ -3,27 +3,27 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
 import { auth } from "../middleware/auth.ts";
-import type { AppEnv } from "../middleware/env.ts";
 import { idempotency } from "../middleware/idempotency.ts";
+import { observeRequests } from "../middleware/observe.ts";
 import { rateLimit } from "../middleware/rate-limit.ts";
-import type { RequestContext, Router } from "../routing/failover.ts";
-import { observeRequests } from "../observability/http.ts";
+import type { Router } from "../routing/failover.ts";
+import type { RequestContext } from "../routing/records.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes, encoder } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { createState, type StateBackend, type StateStatus } from "../state/index.ts";
 import type { IdempotencyStore, RateLimitStore } from "../state/types.ts";
 import { errorResponse } from "../errors.ts";
+import type { AppEnv } from "./context.ts";
+import { render } from "./render.ts";
 import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
 import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "./schemas.ts";
 import { unsupportedEndpoint } from "./unsupported.ts";
 import { EventHub } from "../observability/events.ts";
 import { DASHBOARD_PATH, dashboardEvents, dashboardPage, dashboardState } from "./dashboard.ts";
-
-export type { AppEnv } from "../middleware/env.ts";
 
 export interface AppDeps {
   /** the router in force (a getter, so a config reload can swap it between requests) */
@@ -46,6 +46,8 @@ export interface AppDeps {
   configHealth?(): ConfigHealth;
   /** the dashboard's live feed (src/observability/events.ts); created here when absent */
   events?: EventHub;
+  /** encodes the SSE chunks of streamed answers (Platform.encodeChunk; default TextEncoder.encode) */
+  encodeChunk?: (text: string) => Uint8Array;
 }
 
 type Env = AppEnv;
@@ -150,7 +152,7 @@ function isJsonType(ct: string): boolean {
   return t === "application/json" || (t.startsWith("application/") && t.endsWith("+json"));
 }
 
-/** The limits readJson applies, from the `server` block of the config in force. */
+/** The limits readJson applies, from the `server` block of the request's config. */
 type BodyLimits = Pick<Config["server"], "max_body_bytes" | "body_timeout_seconds" | "max_json_items">;
 
 /**
@@ -162,12 +164,11 @@ type BodyLimits = Pick<Config["server"], "max_body_bytes" | "body_timeout_second
  * request (docs/decisions/0005-validjson-without-zod-validator.md).
  */
 function validJson<T extends z.ZodType>(
-  limits: () => BodyLimits,
   schema: T,
   plain?: (body: unknown) => boolean,
 ): MiddlewareHandler<Env, string, { in: { json: z.input<T> }; out: { json: z.output<T> } }> {
   return async (c, next) => {
-    const json = await readJson(c, limits());
+    const json = await readJson(c, c.get("router").config.server);
     if (json instanceof Response) return json;
     // a plain body (src/http/schemas.ts) is one the schema accepts as it is
     if (plain?.(json)) {
@@ -301,7 +302,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     } else if (deps.draining?.()) {
       c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
     } else {
-      // the Router in force when the request arrived: a config reload mid-request does not affect it
+      // the Router in force when the request arrived, and its config: every step of this request reads this one
+      // snapshot, so a config reload mid-request does not affect it
       c.set("router", deps.router());
       await next();
     }
@@ -311,41 +313,39 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const obs = deps.observability;
   app.use("*", observeRequests(obs));
 
-  const config = () => deps.router().config;
+  // the in-memory state sizes itself from the config in force (it outlives any one request)
   let memory: StateBackend | undefined;
-  const inMemory = () => (memory ??= createState({ backend: "memory" }, { config, now: deps.now }));
+  const inMemory = () => (memory ??= createState({ backend: "memory" }, { config: () => deps.router().config, now: deps.now }));
   const limiter = deps.rateLimiter ?? inMemory().rateLimits;
   const store = deps.idempotencyStore ?? inMemory().idempotency;
   const events = deps.events ?? new EventHub({ router: deps.router, observability: obs, configHealth: deps.configHealth, reloadAvailable: !!deps.reload });
 
   // the dashboard's page, before auth: it holds no data, and asks for the admin key its data needs
-  app.get(DASHBOARD_PATH, () => dashboardPage(config().auth));
+  app.get(DASHBOARD_PATH, () => dashboardPage(deps.router().config.auth));
+  const encode = deps.encodeChunk ?? ((text: string) => encoder.encode(text));
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
-  app.use("*", auth(config));
-  app.use("*", rateLimit(config, limiter));
+  app.use("*", auth());
+  app.use("*", rateLimit(limiter));
 
-  const limits = () => config().server;
-  const idem = idempotency(config, store);
+  const idem = idempotency(store);
   /**
    * The request goes to the router, which reports it to the observers when it ends. `translatedPath`: the
-   * client-facing path of a route that rewrites the router's answer (the Responses API); such a route feeds the
-   * idempotency transcript itself, every other route hands it to the router (`tap`).
+   * client-facing path of a route that renders the router's answer in another API's shape (the Responses API).
    */
   const routed = (c: Context<Env>, translatedPath?: string): RequestContext => {
     c.set("routed", true);
-    const tap = translatedPath === undefined ? c.get("responseTap") : undefined;
-    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath, tap };
+    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath };
   };
 
-  app.post("/v1/chat/completions", validJson(limits, ChatRequestSchema, plainChatRequest), idem, (c) =>
-    c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)));
+  app.post("/v1/chat/completions", validJson(ChatRequestSchema, plainChatRequest), idem, async (c) =>
+    render(await c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)), encode, c.get("responseTap")));
 
-  app.post("/v1/completions", validJson(limits, TextRequestSchema, plainTextRequest), idem, (c) =>
-    c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)));
+  app.post("/v1/completions", validJson(TextRequestSchema, plainTextRequest), idem, async (c) =>
+    render(await c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)), encode, c.get("responseTap")));
 
   // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
-  app.post("/v1/responses", validJson(limits, ResponsesRequestSchema), idem, async (c) => {
+  app.post("/v1/responses", validJson(ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
     return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
   });

@@ -3,7 +3,7 @@
 // existing POST /admin/circuit/:provider/reset and POST /admin/reload, all behind the admin key.
 import type { Context } from "hono";
 import type { Config } from "../config/schema.ts";
-import type { AppEnv } from "../middleware/env.ts";
+import type { AppEnv } from "./context.ts";
 import type { EventHub } from "../observability/events.ts";
 import { errorResponse } from "../errors.ts";
 // A text import: Bun (also in `bun build --compile`) and Deno 2.9 both inline the file as a string, so the

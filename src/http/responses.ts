@@ -1,21 +1,23 @@
 // A stateless subset of the OpenAI Responses API (POST /v1/responses), served by translation onto the chat
 // completions path: the request becomes a ChatRequest for Router.handle("chat", ...) (so routing, failover,
-// breakers, usage accounting and every provider apply unchanged), and the Router's answer (chat completion
-// JSON, or an SSE stream of chat chunks) is rewritten into a `response` object or the Responses event stream,
-// chunk by chunk. Nothing is stored: previous_response_id, conversations, background mode and built-in tools
+// breakers, usage accounting and every provider apply unchanged), and the Router's outcome (a chat completion,
+// or the events of a stream of chat chunks) is rendered as a `response` object or the Responses event stream,
+// event by event. Nothing is stored: previous_response_id, conversations, background mode and built-in tools
 // are refused with a 400 naming the field.
 import { z } from "zod";
 import { encoder } from "../bytes.ts";
-import { SseReader, type SseEvent } from "../providers/event-streams.ts";
+import { errorResponse, type ErrorBody } from "../errors.ts";
 import { randomId } from "../providers/openai-shapes.ts";
-import type { ChatMessage, ChatRequest, ChatTool, ContentPart, ToolCall } from "../providers/types.ts";
-import type { ResponseTap } from "../routing/failover.ts";
+import type { ChatMessage, ChatRequest, ChatTool, ContentPart, StreamEvent, ToolCall } from "../providers/types.ts";
+import type { Outcome } from "../routing/outcome.ts";
+import type { EventPipe } from "../routing/stream-pipe.ts";
+import type { ResponseTap } from "./context.ts";
+import { PipedBody, servedHeaders } from "./render.ts";
+import { nullish } from "./schemas.ts";
 
 // ---------------------------------------------------------------------------------------------------------
 // Request schema
 // ---------------------------------------------------------------------------------------------------------
-
-const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
 const STATELESS = "this router is stateless and stores no responses; send the whole conversation in `input`";
 
@@ -462,10 +464,9 @@ export class ResponsesTranscoder {
     return out;
   }
 
-  /** Events for one `data:` payload of the chat stream ("[DONE]" included). */
+  /** Events for one `data:` payload of the chat stream. */
   push(data: string): string {
     if (this.ended) return "";
-    if (data === "[DONE]") return this.#complete();
     let chunk: any;
     try {
       chunk = JSON.parse(data);
@@ -490,7 +491,9 @@ export class ResponsesTranscoder {
     return out;
   }
 
-  #complete(): string {
+  /** The terminal events of a stream that completed. */
+  complete(): string {
+    if (this.ended) return "";
     let out = this.#started ? "" : this.#start(undefined);
     const reason = incompleteReason(this.#finish);
     out += this.#closeMessage(reason ? "incomplete" : "completed");
@@ -515,73 +518,64 @@ export class ResponsesTranscoder {
   }
 }
 
-/**
- * The Responses event stream for the router's SSE body of chat chunks; cancelling it cancels the upstream. `tap`
- * (the idempotency transcript) sees every chunk sent and the end.
- */
-export function transcodeStream(body: ReadableStream<Uint8Array>, req: ResponsesRequest, tap?: ResponseTap): ReadableStream<Uint8Array> {
-  // no cap of its own: this is the router's stream, each event of it built from one upstream event that
-  // routing.stream_max_event_bytes already bounds
-  const sse = new SseReader(body, Infinity);
-  const t = new ResponsesTranscoder(req);
-  if (tap) tap.attached = true;
-  const send = (controller: ReadableStreamDefaultController<Uint8Array>, text: string) => {
-    const bytes = encoder.encode(text);
-    controller.enqueue(bytes);
-    tap?.chunk(bytes);
-  };
-  const close = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-    controller.close();
-    tap?.end(true); // stored only if it ends with [DONE]: a failed stream ends with response.failed instead
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      while (true) {
-        let events: SseEvent[] | null;
-        try {
-          events = await sse.read();
-        } catch (e) {
-          send(controller, t.fail("upstream_stream_error", `stream broke: ${(e as Error)?.message ?? String(e)}`));
-          close(controller);
-          return;
-        }
-        if (events === null) {
-          // the router ends a failed stream with an error chunk; a body that just stops is a failure too
-          if (!t.ended) send(controller, t.fail("upstream_stream_error", "the stream ended before it completed"));
-          close(controller);
-          return;
-        }
-        let out = "";
-        for (let i = 0; i < events.length && !t.ended; i++) out += t.push(events[i].data);
-        if (out) send(controller, out);
-        if (t.ended) {
-          close(controller);
-          sse.cancel();
-          return;
-        }
-        if (out) return;
-      }
-    },
-    cancel() {
-      tap?.end(false);
-      sse.cancel();
-    },
-  }, { highWaterMark: 0 });
+/** The Responses event stream of a committed chat stream: the pipe's events go through the transcoder. */
+class ResponsesBody extends PipedBody {
+  readonly #t: ResponsesTranscoder;
+
+  constructor(pipe: EventPipe, req: ResponsesRequest, tap: ResponseTap | undefined) {
+    super(pipe, tap);
+    this.#t = new ResponsesTranscoder(req);
+  }
+
+  #sendText(text: string): void {
+    this.send(encoder.encode(text));
+  }
+
+  events(batch: readonly StreamEvent[]): boolean {
+    const t = this.#t;
+    let out = "";
+    for (let i = 0; i < batch.length && !t.ended; i++) {
+      const data = batch[i].data;
+      if (data !== null) out += t.push(data);
+    }
+    if (out) this.#sendText(out);
+    if (t.ended) {
+      // a chunk the transcoder cannot read ended the response (response.failed, so it is not stored): the
+      // upstream is of no more use
+      this.controller.close();
+      this.finish(true);
+      this.pipe.cancel();
+      return true;
+    }
+    return out !== "";
+  }
+
+  end(ok: boolean, error?: ErrorBody): void {
+    const t = this.#t;
+    if (t.ended) return;
+    if (ok) {
+      this.#sendText(t.complete());
+      this.controller.close();
+    } else if (error) {
+      try {
+        this.#sendText(t.fail(typeof error.code === "string" ? error.code : "upstream_stream_error", error.message));
+        this.controller.close();
+      } catch { /* client gone */ }
+    }
+    this.finish(ok);
+  }
 }
 
 /**
- * Rewrites the Router's answer to a translated request: a response object, an event stream, or the error as is.
- * `tap` (the idempotency transcript) is fed the rewritten answer; an error passes through without it.
+ * The Router's outcome for a translated request: a response object, an event stream, or the error as is. `tap`
+ * (the idempotency transcript) is fed the rendered answer; an error passes through without it.
  */
-export async function toResponsesApi(res: Response, req: ResponsesRequest, tap?: ResponseTap): Promise<Response> {
-  if (res.status !== 200 || !res.body) return res;
-  const headers = new Headers(res.headers);
-  headers.delete("content-length");
-  if ((res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    return new Response(transcodeStream(res.body, req, tap), { status: 200, headers });
+export function toResponsesApi(o: Outcome, req: ResponsesRequest, tap?: ResponseTap): Response {
+  if (o.type === "error") return errorResponse(o.status, o.error, o.headers);
+  if (o.type === "stream") {
+    return new Response(new ReadableStream<Uint8Array>(new ResponsesBody(o.events, req, tap), { highWaterMark: 0 }), { status: 200, headers: servedHeaders(o, true) });
   }
-  const chat = await res.json();
-  const text = JSON.stringify(chatToResponse(chat, req));
+  const text = JSON.stringify(chatToResponse(JSON.parse(o.body), req));
   tap?.body(text);
-  return new Response(text, { status: 200, headers });
+  return new Response(text, { status: 200, headers: servedHeaders(o, false) });
 }

@@ -2,7 +2,8 @@
 // presence_penalty, ...) pass through to OpenAI-protocol providers untouched.
 import { z } from "zod";
 
-const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
+/** A field that may be absent or null (OpenAI SDKs send null for unset fields). */
+export const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
 const textPart = z.looseObject({ type: z.literal("text"), text: z.string() });
 const imagePart = z.looseObject({
@@ -146,11 +147,12 @@ function plainMessages(v: unknown): boolean {
   return true;
 }
 
-const chatOwn = (k: string, v: unknown) => (k === "messages" ? plainMessages(v) : k === "max_completion_tokens" ? positiveInt(v) : null);
-const textOwn = (k: string, v: unknown) => (k === "prompt" ? typeof v === "string" : null);
+/** Whether a field only chat requests have is plain (null: not one of theirs); plainTextField likewise for completions. */
+const plainChatField = (k: string, v: unknown) => (k === "messages" ? plainMessages(v) : k === "max_completion_tokens" ? positiveInt(v) : null);
+const plainTextField = (k: string, v: unknown) => (k === "prompt" ? typeof v === "string" : null);
 
 /** True when ChatRequestSchema accepts `body` as it is and it is plain (see above); false means: ask zod. */
-export const plainChatRequest = (body: unknown): boolean => plainBody(body, "messages", chatOwn);
+export const plainChatRequest = (body: unknown): boolean => plainBody(body, "messages", plainChatField);
 
 /** True when TextRequestSchema accepts `body` as it is and its prompt is one string; false means: ask zod. */
-export const plainTextRequest = (body: unknown): boolean => plainBody(body, "prompt", textOwn);
+export const plainTextRequest = (body: unknown): boolean => plainBody(body, "prompt", plainTextField);

@@ -6,7 +6,7 @@ import { sha256 as sha256Bytes, sha256Hex } from "./sha256.ts";
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
-import type { AppEnv } from "./env.ts";
+import type { AppEnv } from "../http/context.ts";
 
 type AuthConfig = Config["auth"];
 
@@ -137,11 +137,12 @@ const unauthorized = (message: string, code: string) =>
 /**
  * The auth middleware. With auth.enabled, every path except auth.public_paths needs a client key or the
  * admin key; /admin/* needs the admin key whenever auth is enabled or an admin_api_key is set.
- * Sets c.get("keyName") / c.get("keyId") for the downstream middleware, logs and stats.
+ * Sets c.get("keyName") / c.get("keyId") for the downstream middleware, logs and stats. Reads the request's config
+ * snapshot (c.get("router").config).
  */
-export function auth(config: () => Config): MiddlewareHandler<AppEnv> {
+export function auth(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const cfg = config().auth;
+    const cfg = c.get("router").config.auth;
     const path = c.req.path;
     const admin = isAdminPath(path);
     if (!admin && (!cfg.enabled || isPublicPath(path, cfg))) return next();

@@ -4,17 +4,14 @@
 // Keys are scoped per API key. The store sits behind the IdempotencyStore interface (src/state/types.ts).
 import type { Context, MiddlewareHandler, Next } from "hono";
 import type { Config } from "../config/schema.ts";
-import { errorResponse } from "../errors.ts";
-import { concatBytes } from "../bytes.ts";
+import { CLIENT_CLOSED, errorResponse } from "../errors.ts";
+import { concatBytes, encoder } from "../bytes.ts";
+import type { AppEnv, ResponseTap } from "../http/context.ts";
+import { DONE } from "../http/render.ts";
 import { sha256Hex } from "./sha256.ts";
-import type { ResponseTap } from "../routing/failover.ts";
-import type { AppEnv } from "./env.ts";
 import { detach, isPromise, type IdempotencyStore, type MaybePromise, type StoredResponse } from "../state/types.ts";
 
 export const REPLAYED_HEADER = "idempotent-replayed";
-
-const encoder = new TextEncoder();
-const DONE = encoder.encode("data: [DONE]\n\n");
 
 /** 1 to 255 printable ASCII characters (what Stripe and the IETF draft allow in practice). */
 export function validIdempotencyKey(k: string): boolean {
@@ -106,7 +103,7 @@ function waitFor(released: Promise<void>, signal: AbortSignal, maxMs: number): P
 
 /**
  * The transcript of an answer: the chunks the client is sent (up to `max` bytes; over it the transcript is dropped,
- * not stored) and whether the answer completed. The router (or the Responses API's transcoder) feeds it as it
+ * not stored) and whether the answer completed. The renderer of the router's outcome feeds it as it
  * answers (ResponseTap: a JSON body at once, a stream chunk by chunk); an answer nobody feeds (an error) is read
  * back from the Response instead. The chunks are kept as they are, not copied: each is bytes of its own that
  * nothing writes to afterwards (a fresh array, or on Deno a never-reused region of a shared slab,
@@ -168,7 +165,7 @@ async function serveAndStore(
   unlock: () => MaybePromise<void>,
 ): Promise<void> {
   const release = () => detach(unlock);
-  // offered to the router through the context (routed() in app.ts), which feeds it what it sends the client
+  // offered to the renderer through the context (src/http/render.ts), which feeds it what it sends the client
   const transcript = new Transcript(cfg.max_response_bytes);
   c.set("responseTap", transcript);
   try {
@@ -236,12 +233,12 @@ async function serveAndStore(
 }
 
 /**
- * The idempotency middleware, for POST routes after jsonBody and validation (so only valid requests are
- * stored). `config` is read per request so a reload applies.
+ * The idempotency middleware, for POST routes after validJson (so only valid requests are stored). Reads the
+ * request's config snapshot: a reload that lands while the body arrives does not change the request's settings.
  */
-export function idempotency(config: () => Config, store: IdempotencyStore): MiddlewareHandler<AppEnv> {
+export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const all = config();
+    const all = c.get("router").config;
     const cfg = all.idempotency;
     if (!cfg.enabled) return next();
     const idemKey = c.req.raw.headers.get("idempotency-key");
@@ -270,7 +267,7 @@ export function idempotency(config: () => Config, store: IdempotencyStore): Midd
       if (lock.fingerprint !== fingerprint) return reused();
       // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
       if (!(await waitFor(lock.released, c.req.raw.signal, lockMs))) {
-        return errorResponse(499, { message: "client closed request", type: "invalid_request_error", code: "client_closed_request" });
+        return errorResponse(499, CLIENT_CLOSED);
       }
     }
   };

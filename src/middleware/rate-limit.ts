@@ -6,13 +6,10 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
 import { isPublicPath } from "./auth.ts";
-import type { AppEnv } from "./env.ts";
+import type { AppEnv } from "../http/context.ts";
 import { detach, isPromise, type RateDecision, type RateLimitStore } from "../state/types.ts";
 
 export type RateLimitConfig = Config["rate_limit"];
-
-/** The in-memory backend under the name the rate-limit unit tests drive it by. */
-export { MemoryRateLimitStore as RateLimiter } from "../state/memory/rate-limit.ts";
 
 const MINUTE = 60_000;
 
@@ -55,11 +52,11 @@ function limitHeaders(rl: RateLimitConfig, d: RateDecision): Record<string, stri
 /**
  * The rate-limit middleware (after auth, so the key is known). Public paths (auth.public_paths) are not
  * limited. Refused requests get 429 rate_limit_error with Retry-After; every limited response gets the
- * x-ratelimit-* headers.
+ * x-ratelimit-* headers. Reads the request's config snapshot.
  */
-export function rateLimit(config: () => Config, limiter: RateLimitStore): MiddlewareHandler<AppEnv> {
+export function rateLimit(limiter: RateLimitStore): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const cfg = config();
+    const cfg = c.get("router").config;
     const rl = cfg.rate_limit;
     if (!rl.enabled || isPublicPath(c.req.path, cfg.auth)) return next();
     const keyId = c.get("keyId");

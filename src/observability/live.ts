@@ -1,7 +1,7 @@
 // What the dashboard shows of each provider's recent activity: one-second buckets over the last minutes
 // (requests, errors, latency, tokens, cost), the attempts in flight, and the latest failovers. Recording is O(1)
 // with fixed memory per provider and needs no timer: a bucket is recycled when its second comes round again.
-import type { AttemptRecord, RequestRecord } from "../routing/failover.ts";
+import type { AttemptRecord, RequestRecord } from "../routing/records.ts";
 
 /** Seconds of history kept per provider (the latency sparkline covers them all). */
 export const LIVE_SECONDS = 300;

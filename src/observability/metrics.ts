@@ -93,9 +93,6 @@ export class Counter extends Family<{ v: number }> {
   touch(values: readonly string[]): void {
     this.get(values);
   }
-  value(values: readonly string[]): number {
-    return this.get(values).v;
-  }
   render(): string {
     let s = this.header();
     for (const { labels, data } of this.series) s += `${this.name}${renderLabels(this.labelNames, labels)} ${formatValue(data.v)}\n`;
@@ -140,9 +137,6 @@ export class Histogram extends Family<HistogramData> {
     d.counts[i]++;
     d.sum += v;
     d.count++;
-  }
-  count(values: readonly string[]): number {
-    return this.get(values).count;
   }
   render(): string {
     let s = this.header();

@@ -4,14 +4,16 @@
 import type { Config } from "../config/schema.ts";
 import { configSecrets, redact } from "../providers/redact.ts";
 import type { ApiKind, Usage } from "../providers/types.ts";
-import type { AttemptRecord, RequestRecord, Router, RouterHooks } from "../routing/failover.ts";
+import type { Router } from "../routing/failover.ts";
+import type { AttemptRecord, RequestRecord, RouterHooks } from "../routing/records.ts";
 import type { StateStatus } from "../state/index.ts";
 import type { Logger } from "./logger.ts";
 import { Counter, Gauge, Histogram, Registry } from "./metrics.ts";
-import { PriceTable } from "./pricing.ts";
+import { PriceTable } from "../pricing.ts";
 import { clip, loggedAttempt, roundMs } from "./requestlog.ts";
 import { LiveStats } from "./live.ts";
-import { Stats, type BreakerState, type StatsJson } from "./stats.ts";
+import type { BreakerState } from "../routing/breaker.ts";
+import { Stats, type StatsJson } from "./stats.ts";
 
 export type StateOf = (provider: string) => BreakerState;
 

@@ -1,7 +1,7 @@
 // The one structured log line written per client request; the free text it carries (upstream failure reasons,
 // the client's model name) goes through the router's one redaction. Bodies and headers are never logged.
 import { redact } from "../providers/redact.ts";
-import type { AttemptRecord } from "../routing/failover.ts";
+import type { AttemptRecord } from "../routing/records.ts";
 
 const MAX_TEXT = 200;
 

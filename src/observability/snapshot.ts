@@ -62,7 +62,7 @@ const round2 = (x: number | null) => (x === null ? null : Math.round(x * 100) / 
 
 /** The order the strategy in force tries the chain in, then the providers outside the chain. */
 export function providerOrder(router: Router): string[] {
-  const order = router.plan("chat", PROBE_REQUEST).map((c) => c.provider.name);
+  const order = router.planner.order("chat", PROBE_REQUEST).map((c) => c.provider.name);
   for (const p of router.config.providers) if (!order.includes(p.name)) order.push(p.name);
   return order;
 }

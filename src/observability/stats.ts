@@ -2,13 +2,12 @@
 // byte percentiles over a rolling window (the last WINDOW_SIZE samples that are also at most WINDOW_MS old).
 // Recording is O(1) and memory is fixed per provider; percentiles are computed when /stats is read.
 import type { StateStatus } from "../state/index.ts";
+import type { BreakerState } from "../routing/breaker.ts";
 
 /** At most this many samples per provider and per measure ... */
 export const WINDOW_SIZE = 1000;
 /** ... and none older than this. */
 export const WINDOW_MS = 5 * 60 * 1000;
-
-export type BreakerState = "closed" | "open" | "half_open";
 
 export interface Percentiles {
   p50: number | null;

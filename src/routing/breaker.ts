@@ -326,27 +326,4 @@ export class BreakerRegistry {
   get(name: string): CircuitBreaker | undefined {
     return this.#breakers.get(name);
   }
-
-  names(): string[] {
-    return [...this.#breakers.keys()];
-  }
-
-  /** A provider's breaker state, or undefined for an unknown provider. */
-  state(name: string): BreakerState | undefined {
-    return this.#breakers.get(name)?.state;
-  }
-
-  /** Resets one breaker; the new snapshot, or undefined for an unknown provider. */
-  reset(name: string): BreakerSnapshot | undefined {
-    const b = this.#breakers.get(name);
-    if (!b) return undefined;
-    b.reset();
-    return b.snapshot();
-  }
-
-  snapshot(): Record<string, BreakerSnapshot> {
-    const out: Record<string, BreakerSnapshot> = {};
-    for (const [name, b] of this.#breakers) out[name] = b.snapshot();
-    return out;
-  }
 }

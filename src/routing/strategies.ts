@@ -1,20 +1,16 @@
 // The four routing strategies as pure functions: each orders one request's candidates; the failover loop
 // then walks that order (skipping providers whose breaker is open). Sorting is stable, so ties keep the
 // chain order.
+import { priceFor, tokenCost, type Pricing } from "../pricing.ts";
 import { estimatePromptTokens } from "../providers/tokens.ts";
 import type { ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import type { BreakerState } from "./breaker.ts";
 
 export type Strategy = "priority" | "cost" | "latency" | "health";
 
-export interface Price {
-  input: number;
-  output: number;
-}
-
 /** What a strategy needs to know about a candidate (the Router's candidates have this shape). */
 export interface Rankable {
-  provider: { name: string; pricing?: Record<string, Price> };
+  provider: { name: string; pricing?: Pricing };
   /** the model this provider would run for the request */
   model: string;
 }
@@ -44,17 +40,10 @@ export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextReq
   return { input, output: typeof max === "number" && max > 0 ? max : DEFAULT_OUTPUT_TOKENS };
 }
 
-/** The price of a model from a provider's pricing table (by model, "*" as fallback), or undefined. */
-export function priceFor(pricing: Record<string, Price> | undefined, model: string): Price | undefined {
-  if (!pricing) return undefined;
-  return pricing[model] ?? pricing["*"];
-}
-
 /** Estimated USD cost of a request on a candidate; Infinity when the provider has no price for the model. */
 export function estimateCost(c: Rankable, tokens: TokenEstimate): number {
   const p = priceFor(c.provider.pricing, c.model);
-  if (!p) return Infinity;
-  return (tokens.input * p.input + tokens.output * p.output) / 1e6;
+  return p ? tokenCost(p, tokens.input, tokens.output) : Infinity;
 }
 
 function sortBy<T>(cands: T[], key: (c: T) => number): T[] {

@@ -3,7 +3,8 @@
 import { parseConfig } from "../../src/config/load.ts";
 import { createApp, type AppDeps } from "../../src/http/app.ts";
 import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
-import type { Router, RouterHooks, RouterOptions } from "../../src/routing/failover.ts";
+import type { Router, RouterOptions } from "../../src/routing/failover.ts";
+import type { RouterHooks } from "../../src/routing/records.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import type { UpstreamFetch } from "../../src/providers/types.ts";
 import { Observability } from "../../src/observability/observability.ts";
@@ -63,7 +64,7 @@ export const upstreamFetch: UpstreamFetch = runtime === "deno"
   ? (await import("../../src/runtime/deno-upstream.ts")).denoUpstreamFetch({})
   : (await import("../../src/runtime/bun-upstream.ts")).bunUpstreamFetch({});
 
-/** How the entrypoint has the router encode SSE chunks (Platform.encodeChunk: slabs on Deno, the default on Bun). */
+/** How the entrypoint has the app encode SSE chunks (Platform.encodeChunk: slabs on Deno, the default on Bun). */
 export const encodeChunk: ((text: string) => Uint8Array) | undefined = runtime === "deno"
   ? (await import("../../src/runtime/byte-slab.ts")).encodeChunk
   : undefined;
@@ -96,12 +97,12 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
     }
     : obsHooks;
   const state = createRoutingState(config, clock);
-  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch: client, encodeChunk });
+  const router = buildRouter(config, hooks, { ...routerOpts, ...state, upstreamFetch: client });
   let port = 0;
   const events = deps?.events ?? new EventHub({
     router: () => router, observability, configHealth: deps?.configHealth, reloadAvailable: !!deps?.reload, replicaId: () => `127.0.0.1:${port}`, ...eventOpts,
   });
-  const app = createApp({ ...deps, router: () => router, observability, now: appNow, events });
+  const app = createApp({ ...deps, router: () => router, observability, now: appNow, events, encodeChunk });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
   port = s.port;
   // open event streams end first, as at a real shutdown: a server waiting for its responses would wait forever

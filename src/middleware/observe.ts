@@ -2,7 +2,7 @@
 // the app answers it without routing it upstream (validation error, 404, 405, auth, rate limit...), records
 // and logs it. Routed requests are recorded by the router's onRequest hook instead (streams end later).
 import type { MiddlewareHandler } from "hono";
-import type { Observability } from "./observability.ts";
+import type { Observability } from "../observability/observability.ts";
 
 /** Operational endpoints: neither counted nor logged as client requests. */
 export const OPS_PATHS = new Set(["/health", "/stats", "/metrics"]);

@@ -1,0 +1,140 @@
+// One upstream attempt: the call under its timeout, its record, the breaker and health verdict, and what the
+// loop gets back: a final outcome (a success, a client error, the client gone) or a failure to go on from. A
+// stream is read ahead until its first content event (the commit point): a failure before it still fails over.
+import type { Config } from "../config/schema.ts";
+import { CLIENT_CLOSED } from "../errors.ts";
+import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import { estimateUsage } from "../providers/tokens.ts";
+import { shortError, type CircuitBreaker, type Permit } from "./breaker.ts";
+import { classifyFailure, failureSummary, streamFailure, timeoutReason, type ClassifiedFailure } from "./failures.ts";
+import type { HealthTracker } from "./health.ts";
+import { errorOutcome, type Outcome } from "./outcome.ts";
+import type { Candidate } from "./plan.ts";
+import type { AttemptOutcome, AttemptRecord, RequestRun } from "./records.ts";
+import { EventPipe, type StreamDone } from "./stream-pipe.ts";
+
+/** What an attempt needs from the Router. */
+export interface AttemptEnv {
+  readonly config: Config;
+  readonly health: HealthTracker;
+  readonly now: () => number;
+}
+
+/** Breaker and health accounting of one attempt. */
+function settle(env: AttemptEnv, cand: Candidate, breaker: CircuitBreaker, permit: Permit, verdict: "success" | "failure" | "neutral", latencyMs: number, f?: UpstreamFailure): void {
+  if (verdict === "success") {
+    breaker.success(permit);
+    env.health.success(cand.provider.name, latencyMs);
+  } else if (verdict === "failure") {
+    breaker.failure(permit, shortError(f ? failureSummary(f) : "failed"), f?.retryAfter);
+    env.health.failure(cand.provider.name);
+  } else {
+    breaker.release(permit);
+  }
+}
+
+export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit): Promise<Outcome | ClassifiedFailure> {
+  const { ctx } = run;
+  const { config, now } = env;
+  const remaining = run.deadline - now();
+  const ac = new AbortController();
+  const onClientAbort = () => ac.abort(ctx.signal?.reason);
+  ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
+  if (ctx.signal?.aborted) ac.abort(ctx.signal.reason);
+  const providerMs = cand.provider.timeout_seconds * 1000;
+  const timer = setTimeout(() => {
+    if (remaining < providerMs) run.deadlineHit = true;
+    ac.abort(timeoutReason());
+  }, Math.min(providerMs, remaining));
+  const ta = now();
+  const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) =>
+    run.record({ provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: now() - ta, ...extra });
+  const fail = (f: UpstreamFailure): Outcome | ClassifiedFailure => {
+    ctx.signal?.removeEventListener("abort", onClientAbort);
+    const cls = classifyFailure(f);
+    // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
+    const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
+    settle(env, cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
+    record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
+      reason: cls === "client" ? f.message : shortError(f.message),
+    });
+    if (cls === "aborted") {
+      run.finish(499);
+      return errorOutcome(499, CLIENT_CLOSED);
+    }
+    if (cls === "client") {
+      run.finish(f.status, { provider: cand.provider.name, model: cand.model });
+      return errorOutcome(f.status, {
+        message: f.message, type: f.type ?? "invalid_request_error", param: f.param ?? null, code: f.code ?? null,
+      }, { "x-router-provider": cand.provider.name, "x-router-attempts": String(run.sent) });
+    }
+    return { ...f, cls };
+  };
+
+  run.sent++;
+  run.hooks.onAttemptStart?.(cand.provider.name);
+  const opts = {
+    model: cand.model,
+    stream: run.stream,
+    includeUsage: run.includeUsage,
+    signal: ac.signal,
+    maxEventBytes: config.routing.stream_max_event_bytes,
+    maxBodyBytes: config.server.max_upstream_body_bytes,
+  };
+  const res = run.kind === "chat" ? await cand.adapter.chat(run.body as ChatRequest, opts) : await cand.adapter.text(run.body as TextRequest, opts);
+
+  if (!res.ok) {
+    clearTimeout(timer);
+    return fail(res);
+  }
+
+  if (!res.stream) {
+    clearTimeout(timer);
+    ctx.signal?.removeEventListener("abort", onClientAbort);
+    const usage = res.usage ?? estimateUsage(run.kind, run.body, res.body);
+    const a = record("success", 200, { usage });
+    settle(env, cand, breaker, permit, "success", a.latency_ms);
+    run.finish(200, { provider: cand.provider.name, model: res.model, usage });
+    return { type: "json", body: res.body, provider: cand.provider.name, attempts: run.sent };
+  }
+
+  // Stream: read ahead until the first content event.
+  const pending: StreamEvent[] = [];
+  let usage: Usage | undefined;
+  let failure: UpstreamFailure | undefined;
+  let ended = false;
+  try {
+    for (let content = false; !content;) {
+      const batch = await res.events.read();
+      if (batch === null) {
+        ended = true;
+        break;
+      }
+      for (let i = 0; i < batch.length; i++) {
+        const ev = batch[i];
+        if (ev.usage) usage = ev.usage;
+        if (ev.data !== null) pending.push(ev);
+        if (ev.content) content = true;
+      }
+    }
+  } catch (e) {
+    failure = streamFailure(e, ac.signal);
+  }
+  clearTimeout(timer);
+  if (failure) return fail(failure);
+  // Committed: the breaker and health verdict waits for the end of the stream.
+  const ttfb = now() - ta;
+  const done: StreamDone = (end, u0, reason) => {
+    const u = end === "ok" ? u0 ?? estimateUsage(run.kind, run.body) : u0;
+    const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
+    record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
+    settle(env, cand, breaker, permit, end === "ok" ? "success" : end === "aborted" ? "neutral" : "failure", ttfb, {
+      ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed",
+    });
+    run.finish(status, { provider: cand.provider.name, model: res.model, usage: u });
+  };
+  const detach = () => ctx.signal?.removeEventListener("abort", onClientAbort);
+  const { stream_idle_timeout_seconds: idleS, stream_max_duration_seconds: maxS } = config.routing;
+  const events = new EventPipe(res.events, pending, ended, usage, ac, detach, done, idleS * 1000, maxS);
+  return { type: "stream", events, provider: cand.provider.name, attempts: run.sent };
+}
