@@ -1,6 +1,6 @@
 // The runtime-agnostic program: CLI, .env, config loading, and serving through the Platform interface.
 import { CliError, HELP, parseArgs, parseDotenv, type CliOptions } from "./cli.ts";
-import { ConfigError, parseConfig } from "./config/load.ts";
+import { ConfigError, loadTlsFiles, parseConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { createApp } from "./http/app.ts";
 import { createLogger } from "./observability/logger.ts";
@@ -56,7 +56,9 @@ export function configPath(opts: CliOptions, env: Record<string, string | undefi
 export async function loadConfigFile(platform: Platform, path: string): Promise<Config> {
   const text = await platform.readTextFile(path);
   if (text === null) throw new ConfigError([`config file not found: ${path}`]);
-  return parseConfig(text, platform.env);
+  const config = parseConfig(text, platform.env);
+  await loadTlsFiles(config, (p) => platform.readTextFile(p));
+  return config;
 }
 
 export async function main(platform: Platform): Promise<void> {

@@ -50,6 +50,9 @@ const providerFields = {
   pricing: z.record(z.string(), price).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),
+  // a PEM file of CA certificates trusted for this provider besides the runtime's default store; read at config
+  // load and reload (loadTlsFiles). Verification itself cannot be turned off.
+  tls: z.strictObject({ ca_file: z.string().min(1) }).optional(),
 };
 
 const typeNames = Object.keys(PROVIDER_TYPES) as ProviderType[];
@@ -183,6 +186,8 @@ export interface ProviderConfig extends Omit<RawProvider, "circuit_breaker" | "d
   endpoint: string;
   default_model: string;
   circuit_breaker: CircuitBreakerConfig;
+  /** the PEM text of tls.ca_file, read by loadTlsFiles (absent when parseConfig alone built the config) */
+  ca?: string;
 }
 
 export interface Config extends Omit<RawConfig, "providers" | "routing"> {
