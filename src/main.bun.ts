@@ -5,6 +5,7 @@ import { FETCH_CAP_VAR, fetchCapProblem } from "./runtime/bun-fetch-cap.ts";
 import { stat } from "node:fs/promises";
 import { main } from "./server.ts";
 import { bunUpstreamFetch } from "./runtime/bun-upstream.ts";
+import { openFilesLimit } from "./runtime/open-files.ts";
 import type { Platform } from "./platform.ts";
 
 /**
@@ -72,5 +73,7 @@ const platform: Platform = {
 };
 
 platform.upstreamFetch = bunUpstreamFetch(platform.env);
+
+platform.openFilesLimit = openFilesLimit();
 
 await main(platform);

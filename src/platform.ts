@@ -55,4 +55,6 @@ export interface Platform {
   encodeChunk?: (text: string) => Uint8Array;
   /** runtime limits the entrypoint could not lift, logged at warn when serving starts */
   startupWarnings?: string[];
+  /** the open-files limit the process runs with (undefined where unknown), logged when serving starts */
+  openFilesLimit?: number;
 }

@@ -113,6 +113,14 @@ function listenPort(opts: CliOptions, env: Record<string, string | undefined>, c
   return opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config?.server.port ?? 8000);
 }
 
+/**
+ * File descriptors for `maxConnections` streams: the client's connection and the upstream's for each, and some
+ * for the process itself (listening socket, idle upstream connections, files, the runtime's own).
+ */
+function openFilesNeeded(maxConnections: number): number {
+  return 2 * maxConnections + 256;
+}
+
 const SIGNAL_NUMBER: Record<Signal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 async function serve(platform: Platform, opts: CliOptions, path: string, config: Config): Promise<void> {
@@ -193,7 +201,14 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     providers: config.providers.map((p) => ({ name: p.name, type: p.type, endpoint: safeUrl(p.endpoint), default_model: p.default_model })),
   });
   for (const w of platform.startupWarnings ?? []) logger.log("warn", w);
-  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
+  const fds = platform.openFilesLimit;
+  const needFds = openFilesNeeded(config.server.max_connections);
+  if (fds !== undefined && fds < needFds) {
+    logger.log("warn", `the open-files limit (${fds}) is below the ${needFds} that server.max_connections (${config.server.max_connections}) needs: raise the hard limit (LimitNOFILE=, ulimit -Hn, docker --ulimit nofile) or lower server.max_connections`);
+  }
+  logger.log("info", `listening on http://${server.hostname}:${server.port}`, {
+    version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime, open_files_limit: fds === Infinity ? "unlimited" : fds,
+  });
 
   await holder.start();
 }

@@ -88,6 +88,8 @@ export const ConfigSchema = z
         body_timeout_seconds: z.number().positive().default(30),
         // keys + array items in one JSON request body, counted before it is parsed
         max_json_items: z.number().int().positive().default(100_000),
+        // client requests served at once (a stream until its last chunk); past it a new one gets 503 server_busy
+        max_connections: z.number().int().positive().default(10_000),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),

@@ -7,7 +7,7 @@ import type { AppEnv } from "../middleware/env.ts";
 import { idempotency } from "../middleware/idempotency.ts";
 import { rateLimit } from "../middleware/rate-limit.ts";
 import type { RequestContext, Router } from "../routing/failover.ts";
-import { observeRequests } from "../observability/http.ts";
+import { OPS_PATHS, observeRequests } from "../observability/http.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
 import { concatBytes } from "../bytes.ts";
@@ -301,6 +301,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const obs = deps.observability;
   app.use("*", observeRequests(obs));
+  // server.max_connections: a request past it is turned away at once, before it takes an upstream connection and
+  // file descriptors the process may not have; connection: close frees its client connection too
+  app.use("*", async (c, next) => {
+    if (obs.inFlight <= c.get("router").config.server.max_connections || OPS_PATHS.has(c.req.path)) return next();
+    c.res = errorResponse(503, { message: "the server is at server.max_connections; retry shortly", type: "server_error", code: "server_busy" }, { connection: "close", "retry-after": "1" });
+  });
 
   const config = () => deps.router().config;
   let memory: StateBackend | undefined;
