@@ -9,7 +9,8 @@
 // default 1: results from the first seconds are dropped), BENCH_IDEMPOTENCY=1 (rate: a unique Idempotency-Key
 // per request).
 // BENCH_MODEL / BENCH_CHUNKS (stream, hold): another model of the upstream and its number of content chunks (the
-// realistic section: upstream-tls.ts); BENCH_STAGGER_MS (stream): the workers start spread over this many ms.
+// realistic section: upstream-tls.ts); BENCH_STAGGER_MS (stream, hold): the workers (streams) start spread over this
+// many ms.
 // (Set BUN_CONFIG_MAX_HTTP_REQUESTS above N for `hold`: Bun's fetch caps concurrent requests at 256.)
 
 const [mode, url, a1, a2] = Bun.argv.slice(2);
@@ -227,8 +228,10 @@ async function hold() {
   let open = 0, cur = 0, maxCur = 0, completed = 0, errors = 0, firstError = "";
   let signalled = false;
   const t0 = performance.now();
-  const one = async () => {
+  const stagger = Number(process.env.BENCH_STAGGER_MS ?? 0);
+  const one = async (k: number) => {
     try {
+      if (stagger) await sleep((k * stagger) / n);
       const res = await fetch(url, { method: "POST", headers, body: payload });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       const all: string[] = [];
@@ -253,7 +256,7 @@ async function hold() {
       firstError ||= String((e as Error)?.message ?? e);
     }
   };
-  const all = Promise.all(Array.from({ length: n }, one));
+  const all = Promise.all(Array.from({ length: n }, (_, k) => one(k)));
   const timeout = sleep(secs * 1000).then(() => "timeout");
   const r = await Promise.race([all.then(() => "done"), timeout]);
   if (!signalled) console.log(`open ${open} ${round(performance.now() - t0)} (not all opened)`);

@@ -49,8 +49,10 @@ export interface PacedRow {
 export interface OpenRow { requested: number; max_open: number; completed: number; errors: number; firstError: string; idle_rss: number; peak_rss: number; kb_per_stream: number; open_files_limit?: number }
 export interface RealisticResult { ratio: RatioRow[]; paced: PacedRow[]; open?: OpenRow; options: RealisticCtx["paced"] & { open: RealisticCtx["open"] }; problems: string[] }
 
-/** Chunks of a slow stream (one every 2 s, the first at once): open for about open.secs. */
-const slowChunks = (ctx: RealisticCtx) => Math.ceil(ctx.open.secs / 2) + 1;
+/** The open streams start spread over this long: clients arrive over time (9,000 handshakes in one instant test the listen backlog). */
+const openRampMs = (ctx: RealisticCtx) => (ctx.smoke ? 200 : 3000);
+/** Chunks of a slow stream (one every 2 s, the first at once): open for about open.secs once all have started. */
+const slowChunks = (ctx: RealisticCtx) => Math.ceil((ctx.open.secs + openRampMs(ctx) / 1000) / 2) + 1;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResult> {
@@ -204,7 +206,7 @@ async function openStreams(ctx: RealisticCtx, upUrl: string, caFile: string): Pr
         await sleep(100);
       }
     })();
-    const c = await ctx.client("hold", [r.url, streams, secs + 30], "", { BENCH_MODEL: "slow", BENCH_CHUNKS: String(slowChunks(ctx)) });
+    const c = await ctx.client("hold", [r.url, streams, secs + 30], "", { BENCH_MODEL: "slow", BENCH_CHUNKS: String(slowChunks(ctx)), BENCH_STAGGER_MS: String(openRampMs(ctx)) });
     sampling = false;
     await sampler;
     const limits = await Bun.file(`/proc/${r.proc.pid}/limits`).text().catch(() => "");

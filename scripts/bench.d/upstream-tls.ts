@@ -1,16 +1,16 @@
-// The realistic section's fake upstream (docs/benchmarks.md, "Realistic workload"): HTTPS with a certificate from a
-// CA the bench makes at run time, paced like a model. node:https under Bun, for its connection events: GET /stats
-// tells how many TLS connections clients opened.
+// The realistic section's fake upstream (docs/benchmarks.md, "Realistic workload"): HTTPS (Bun.serve) with a
+// certificate from a CA the bench makes at run time, paced like a model.
 //   POST /v1/chat/completions, model "real", stream  -> first token after FIRST_MS (jittered +-20%), then TOKENS
 //        content chunks at RATE per second (the last with finish_reason "stop" and the usage), then [DONE]. Each
 //        chunk carries "ts", the upstream's wall clock in ms when it was written (per-chunk transit).
 //   model "slow", stream                              -> one chunk every SLOW_MS, SLOW_CHUNKS of them: an open,
 //        mostly idle stream (the open-streams memory test)
 //   stream false                                      -> one chat.completion after FIRST_MS
-//   GET /stats -> {"tls_connections": N, "open_streams": N}; GET /health -> ok
+//   GET /stats -> {"tls_connections": N, "open_streams": N}: connections told apart by the client's address and
+//        port (Bun.serve reports no connection events), so a port reused within the run counts once
+//   GET /health -> ok
 // Usage: bun upstream-tls.ts --port N --key FILE --cert FILE   (prints `listening <port>` once ready)
 // Environment: FIRST_MS (300), TOKENS (200), RATE (40), SLOW_MS (2000), SLOW_CHUNKS (10).
-import https from "node:https";
 import { readFileSync } from "node:fs";
 
 const args = Bun.argv.slice(2);
@@ -36,54 +36,66 @@ const JSON_BODY = JSON.stringify({
   usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 },
 });
 
-let tlsConnections = 0, open = 0;
-const server = https.createServer({ key: readFileSync(arg("--key")), cert: readFileSync(arg("--cert")) }, (req, res) => {
-  if (req.method === "GET") {
-    if (req.url === "/stats") res.end(JSON.stringify({ tls_connections: tlsConnections, open_streams: open }));
-    else res.end("ok");
-    return;
-  }
-  const parts: Buffer[] = [];
-  req.on("data", (c: Buffer) => void parts.push(c));
-  req.on("end", () => {
-    let body: any;
-    try {
-      body = JSON.parse(Buffer.concat(parts).toString("utf8"));
-    } catch {
-      res.writeHead(400, { "content-type": "application/json" }).end('{"error":{"message":"invalid JSON"}}');
-      return;
-    }
-    const jitter = FIRST_MS * (0.8 + 0.4 * Math.random());
-    if (body?.stream !== true) {
-      setTimeout(() => res.writeHead(200, { "content-type": "application/json" }).end(JSON_BODY), jitter);
-      return;
-    }
-    const slow = body.model === "slow";
-    const n = slow ? SLOW_CHUNKS : TOKENS;
-    const gap = slow ? SLOW_MS : 1000 / RATE;
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-    res.flushHeaders();
-    open++;
-    let i = 0, timer: ReturnType<typeof setInterval> | undefined;
-    const done = () => {
-      clearInterval(timer);
-      open--;
-    };
-    res.on("close", () => i < n && done());
-    const write = () => {
-      if (res.destroyed) return;
-      res.write(chunk(i, n));
-      if (++i < n) return;
-      res.end("data: [DONE]\n\n");
-      done();
-    };
-    // the first token after the jittered wait (slow streams: at once), then one per gap on the stream's own phase
-    setTimeout(() => {
+const clients = new Set<string>(); // address:port of every connection seen
+let open = 0;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function stream(slow: boolean, jitter: number): Response {
+  const n = slow ? SLOW_CHUNKS : TOKENS;
+  const gap = slow ? SLOW_MS : 1000 / RATE;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearInterval(timer);
+    open--;
+  };
+  const body = new ReadableStream({
+    async start(controller) {
+      open++;
+      if (!slow) await sleep(jitter);
+      let i = 0;
+      const write = () => {
+        try {
+          controller.enqueue(chunk(i, n));
+          if (++i < n) return;
+          controller.enqueue("data: [DONE]\n\n");
+          controller.close();
+        } catch { /* the client went away */ }
+        finish();
+      };
+      // the first token after the jittered wait (slow streams: at once), then one per gap on the stream's own phase
       write();
       if (i < n) timer = setInterval(write, gap);
-    }, slow ? 0 : jitter);
+    },
+    cancel: finish,
   });
+  return new Response(body.pipeThrough(new TextEncoderStream()), { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+}
+
+const server = Bun.serve({
+  hostname: "127.0.0.1",
+  port: Number(arg("--port") ?? 0),
+  idleTimeout: 0,
+  tls: { key: readFileSync(arg("--key"), "utf8"), cert: readFileSync(arg("--cert"), "utf8") },
+  async fetch(req, srv) {
+    const ip = srv.requestIP(req);
+    if (ip) clients.add(`${ip.address}:${ip.port}`);
+    if (req.method === "GET") {
+      return new URL(req.url).pathname === "/stats" ? Response.json({ tls_connections: clients.size, open_streams: open }) : new Response("ok");
+    }
+    let body: any;
+    try {
+      body = await req.json();
+    } catch {
+      return Response.json({ error: { message: "invalid JSON" } }, { status: 400 });
+    }
+    const jitter = FIRST_MS * (0.8 + 0.4 * Math.random());
+    if (body?.stream === true) return stream(body.model === "slow", jitter);
+    await sleep(jitter);
+    return new Response(JSON_BODY, { headers: { "content-type": "application/json" } });
+  },
 });
-server.on("secureConnection", () => void tlsConnections++);
-server.listen(Number(arg("--port") ?? 0), "127.0.0.1", () => console.log(`listening ${(server.address() as { port: number }).port}`));
+console.log(`listening ${server.port}`);
 process.on("SIGTERM", () => process.exit(0));
