@@ -50,7 +50,7 @@ export interface OpenRow { requested: number; max_open: number; completed: numbe
 export interface RealisticResult { ratio: RatioRow[]; paced: PacedRow[]; open?: OpenRow; options: RealisticCtx["paced"] & { open: RealisticCtx["open"] }; problems: string[] }
 
 /** The open streams start spread over this long: clients arrive over time (9,000 handshakes in one instant test the listen backlog). */
-const openRampMs = (ctx: RealisticCtx) => (ctx.smoke ? 200 : 3000);
+const openRampMs = (ctx: RealisticCtx) => (ctx.smoke ? 200 : Number(process.env.BENCH_OPEN_RAMP_MS ?? 3000));
 /** Chunks of a slow stream (one every 2 s, the first at once): open for about open.secs once all have started. */
 const slowChunks = (ctx: RealisticCtx) => Math.ceil((ctx.open.secs + openRampMs(ctx) / 1000) / 2) + 1;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -61,7 +61,7 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
     res.problems.push(p);
     ctx.log(`  realistic: ${p}`);
   };
-  for (const rt of ctx.smoke ? ctx.runtimes.slice(0, 1) : ctx.runtimes) {
+  for (const rt of ctx.ratioSecs <= 0 ? [] : ctx.smoke ? ctx.runtimes.slice(0, 1) : ctx.runtimes) {
     try {
       res.ratio.push(await ratio(ctx, rt));
     } catch (e) {
@@ -80,7 +80,7 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
     await waitTls(tlsStats, up, ctx);
     const legs: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }[] = [{ leg: "direct", label: "direct to upstream (TLS)" }];
     for (const rt of ctx.runtimes) legs.push({ leg: rt, label: `router on ${rt === "bun" ? "Bun (compiled)" : "Deno"}`, start: () => startRouter(ctx, rt, upUrl, ca.caFile) });
-    for (const l of legs) {
+    for (const l of ctx.paced.streams > 0 ? legs : []) {
       try {
         res.paced.push(await paced(ctx, l, upUrl, tlsStats, caEnv));
         const row = res.paced[res.paced.length - 1];

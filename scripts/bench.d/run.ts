@@ -27,7 +27,8 @@
 //   --open-streams N        realistic: slow streams held open at once through the compiled binary (default 9000;
 //                           smoke 20; 0: none)
 //   --open-secs S           realistic: how long they stay open (default 20; smoke 2)
-//   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only)
+//   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only;
+//                           0: none). --real-streams 0: no paced streams
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
