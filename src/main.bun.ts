@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import { main } from "./server.ts";
 import { bunUpstreamFetch } from "./runtime/bun-upstream.ts";
 import { connectRedis } from "./runtime/redis.ts";
+import { openFilesLimit } from "./runtime/open-files.ts";
 import type { Platform } from "./platform.ts";
 
 /**
@@ -76,5 +77,7 @@ const platform: Platform = {
 
 platform.upstreamFetch = bunUpstreamFetch(platform.env);
 platform.connectRedis = connectRedis;
+
+platform.openFilesLimit = openFilesLimit();
 
 await main(platform);

@@ -3,6 +3,7 @@ import { main } from "./server.ts";
 import type { Platform } from "./platform.ts";
 import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
 import { connectRedis } from "./runtime/redis.ts";
+import { openFilesLimit } from "./runtime/open-files.ts";
 import { encodeChunk } from "./runtime/byte-slab.ts";
 import { connectionTimeoutProblem, serveWithTimeouts } from "./runtime/deno-serve.ts";
 
@@ -50,5 +51,7 @@ platform.upstreamFetch = denoUpstreamFetch(platform.env);
 platform.connectRedis = connectRedis;
 // SSE chunks cut from shared slabs, not an ArrayBuffer each: fewer buffers for each scavenge to sweep (src/runtime/byte-slab.ts)
 platform.encodeChunk = encodeChunk;
+
+platform.openFilesLimit = openFilesLimit();
 
 await main(platform);

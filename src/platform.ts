@@ -60,4 +60,6 @@ export interface Platform {
   connectRedis?: ConnectRedis;
   /** runtime limits the entrypoint could not lift, logged at warn when serving starts */
   startupWarnings?: string[];
+  /** the open-files limit the process runs with (undefined where unknown), logged when serving starts */
+  openFilesLimit?: number;
 }

@@ -1,6 +1,6 @@
 // The runtime-agnostic program: CLI, .env, config loading, and serving through the Platform interface.
 import { CliError, HELP, parseArgs, parseDotenv, type CliOptions } from "./cli.ts";
-import { ConfigError, parseConfig } from "./config/load.ts";
+import { ConfigError, loadTlsFiles, parseConfig } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
 import { createApp } from "./http/app.ts";
 import { EventHub } from "./observability/events.ts";
@@ -59,7 +59,9 @@ export function configPath(opts: CliOptions, env: Record<string, string | undefi
 export async function loadConfigFile(platform: Platform, path: string): Promise<Config> {
   const text = await platform.readTextFile(path);
   if (text === null) throw new ConfigError([`config file not found: ${path}`]);
-  return parseConfig(text, platform.env);
+  const config = parseConfig(text, platform.env);
+  await loadTlsFiles(config, (p) => platform.readTextFile(p));
+  return config;
 }
 
 export async function main(platform: Platform): Promise<void> {
@@ -114,6 +116,14 @@ export async function main(platform: Platform): Promise<void> {
 function listenPort(opts: CliOptions, env: Record<string, string | undefined>, config: Config | undefined): number {
   const envPort = env.PORT;
   return opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config?.server.port ?? 8000);
+}
+
+/**
+ * File descriptors for `maxConnections` streams: the client's connection and the upstream's for each, and some
+ * for the process itself (listening socket, idle upstream connections, files, the runtime's own).
+ */
+function openFilesNeeded(maxConnections: number): number {
+  return 2 * maxConnections + 256;
 }
 
 const SIGNAL_NUMBER: Record<Signal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
@@ -220,7 +230,14 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     replica,
     ...(config.state.backend === "redis" && { redis: safeUrl(config.state.redis.url), key_prefix: config.state.redis.key_prefix, last_error: st.last_error ?? undefined }),
   });
-  logger.log("info", `listening on http://${server.hostname}:${server.port}`, { version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime });
+  const fds = platform.openFilesLimit;
+  const needFds = openFilesNeeded(config.server.max_connections);
+  if (fds !== undefined && fds < needFds) {
+    logger.log("warn", `the open-files limit (${fds}) is below the ${needFds} that server.max_connections (${config.server.max_connections}) needs: raise the hard limit (LimitNOFILE=, ulimit -Hn, docker --ulimit nofile) or lower server.max_connections`);
+  }
+  logger.log("info", `listening on http://${server.hostname}:${server.port}`, {
+    version: VERSION, commit: GIT_COMMIT, runtime: platform.runtime, open_files_limit: fds === Infinity ? "unlimited" : fds,
+  });
 
   await holder.start();
 }

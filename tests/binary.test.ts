@@ -16,6 +16,7 @@ import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
 import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
+import { makeTestCa, type TestCa } from "./helpers/tls.ts";
 import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 import { redisServerBin, startRedis } from "./helpers/redis.ts";
 
@@ -382,6 +383,43 @@ state: { backend: redis, redis: { url: "${redis.url}" } }
     });
   });
 }
+
+describe("the compiled binary, against an https upstream with a private CA", () => {
+  let ca: TestCa, up: FakeServer, dir: string, r: RouterProcess;
+  before(async () => {
+    ensureBinary();
+    ca = makeTestCa();
+    up = await startOpenAIFake({ reply: "answer over TLS", chunks: 3, tls: ca });
+    dir = tempDir("fr-binary-tls-");
+    writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: trusted, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m, tls: { ca_file: "${ca.caFile}" } }
+  - { name: untrusted, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+`);
+    r = await startProcess([], { cwd: dir, cmd: [BINARY] });
+  });
+  after(async () => {
+    await r?.stop();
+    await up?.stop();
+    if (dir) rmTemp(dir);
+    if (ca) rmTemp(ca.dir);
+  });
+
+  it("trusts the CA of tls.ca_file for its provider, streamed and not; a provider without it fails on the certificate", async () => {
+    const client = new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "not-checked", maxRetries: 0 });
+    const c = await client.chat.completions.create({ model: "trusted/m", messages: [{ role: "user", content: "hi" }] });
+    assert.equal(c.choices[0].message.content, "answer over TLS");
+    const stream = await client.chat.completions.create({ model: "trusted/m", messages: [{ role: "user", content: "hi" }], stream: true });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+    assert.equal(text, "answer over TLS");
+    await assert.rejects(client.chat.completions.create({ model: "untrusted/m", messages: [{ role: "user", content: "hi" }] }), (e: any) => {
+      assert.equal(e.status, 502);
+      assert.match(e.error.attempts[0].reason, /certificate/i);
+      return true;
+    });
+  });
+});
 
 describe("scripts/build", () => {
   it("rejects an unknown target with the list of targets", () => {

@@ -8,6 +8,9 @@
 // Environment: BENCH_HEADERS (extra request headers, "Name: value" per line), BENCH_WARMUP_S (rate/stream,
 // default 1: results from the first seconds are dropped), BENCH_IDEMPOTENCY=1 (rate: a unique Idempotency-Key
 // per request).
+// BENCH_MODEL / BENCH_CHUNKS (stream, hold): another model of the upstream and its number of content chunks (the
+// realistic section: upstream-tls.ts); BENCH_STAGGER_MS (stream, hold): the workers (streams) start spread over this
+// many ms.
 // (Set BUN_CONFIG_MAX_HTTP_REQUESTS above N for `hold`: Bun's fetch caps concurrent requests at 256.)
 
 const [mode, url, a1, a2] = Bun.argv.slice(2);
@@ -17,7 +20,7 @@ for (const line of (process.env.BENCH_HEADERS ?? "").split("\n")) {
   if (i > 0) headers[line.slice(0, i).trim()] = line.slice(i + 1).trim();
 }
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_S ?? 1) * 1000;
-const CHUNKS = 20;
+const CHUNKS = Number(process.env.BENCH_CHUNKS ?? 20);
 const wall = () => performance.timeOrigin + performance.now();
 const body = (model: string, stream: boolean) =>
   JSON.stringify({ model, messages: [{ role: "user", content: "Say hello" }], max_tokens: 32, ...(stream ? { stream: true } : {}) });
@@ -159,12 +162,14 @@ async function rate() {
 
 async function streams() {
   const conc = Number(a1), secs = Number(a2);
-  const payload = body("bench-paced", true);
+  const payload = body(process.env.BENCH_MODEL ?? "bench-paced", true);
+  const stagger = Number(process.env.BENCH_STAGGER_MS ?? 0);
   const ttfb: number[] = [], transit: number[] = [], gaps: number[] = [], firstTransit: number[] = [];
-  let streamsDone = 0, errors = 0, reads = 0, events = 0, batched = 0, firstError = "";
+  let streamsDone = 0, errors = 0, reads = 0, events = 0, batched = 0, firstError = "", allEvents = 0;
   const t0 = performance.now();
   const until = t0 + secs * 1000;
-  const worker = async () => {
+  const worker = async (w: number) => {
+    if (stagger) await sleep((w * stagger) / conc);
     while (performance.now() < until) {
       const start = performance.now();
       const measure = start > t0 + WARMUP_MS;
@@ -179,6 +184,7 @@ async function streams() {
         let prev = NaN;
         await readSse(res, (evs, at) => {
           all.push(...evs);
+          allEvents += evs[evs.length - 1] === "[DONE]" ? evs.length - 1 : evs.length;
           if (!measure) return;
           reads++;
           const data = evs[evs.length - 1] === "[DONE]" ? evs.length - 1 : evs.length;
@@ -208,9 +214,9 @@ async function streams() {
       }
     }
   };
-  await Promise.all(Array.from({ length: conc }, worker));
+  await Promise.all(Array.from({ length: conc }, (_, w) => worker(w)));
   console.log(JSON.stringify({
-    streams: streamsDone, errors, firstError, events, reads, batched_events: batched,
+    streams: streamsDone, errors, firstError, events, reads, batched_events: batched, all_events: allEvents,
     ttfb_ms: pct(ttfb, [50, 99]), first_chunk_transit_ms: pct(firstTransit, [50, 99]),
     chunk_transit_ms: pct(transit, [50, 99, 99.9]), chunk_gap_ms: pct(gaps, [50, 99]),
   }));
@@ -218,12 +224,14 @@ async function streams() {
 
 async function hold() {
   const n = Number(a1), secs = Number(a2);
-  const payload = body("bench-hold", true);
+  const payload = body(process.env.BENCH_MODEL ?? "bench-hold", true);
   let open = 0, cur = 0, maxCur = 0, completed = 0, errors = 0, firstError = "";
   let signalled = false;
   const t0 = performance.now();
-  const one = async () => {
+  const stagger = Number(process.env.BENCH_STAGGER_MS ?? 0);
+  const one = async (k: number) => {
     try {
+      if (stagger) await sleep((k * stagger) / n);
       const res = await fetch(url, { method: "POST", headers, body: payload });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
       const all: string[] = [];
@@ -248,7 +256,7 @@ async function hold() {
       firstError ||= String((e as Error)?.message ?? e);
     }
   };
-  const all = Promise.all(Array.from({ length: n }, one));
+  const all = Promise.all(Array.from({ length: n }, (_, k) => one(k)));
   const timeout = sleep(secs * 1000).then(() => "timeout");
   const r = await Promise.race([all.then(() => "done"), timeout]);
   if (!signalled) console.log(`open ${open} ${round(performance.now() - t0)} (not all opened)`);

@@ -19,7 +19,17 @@
 //                           transit, batching), hold (memory with --streams open streams); default: all. E.g.
 //                           `--legs direct,deno --only stream,hold,wrk-stream` for the streaming targets alone;
 //                           ceiling (reference proxies at the highest --conns: nginx, HAProxy, minimal JavaScript
-//                           proxies; docs/benchmarks.md "Throughput ceilings"; not in --smoke)
+//                           proxies; docs/benchmarks.md "Throughput ceilings"; not in --smoke); realistic (HTTPS
+//                           upstream paced like a model, open slow streams, CPU per request against the minimal
+//                           proxy: scripts/bench.d/realistic.ts; small in --smoke)
+//   --real-streams N        realistic: concurrent paced streams over TLS (default 500; smoke 8)
+//   --real-secs S           realistic: seconds of paced streams per leg (default 60; smoke 1)
+//   --real-tokens N         realistic: tokens per paced stream, at 40/s (default 200; smoke 12)
+//   --open-streams N        realistic: slow streams held open at once through the compiled binary (default 9000;
+//                           smoke 20; 0: none)
+//   --open-secs S           realistic: how long they stay open (default 20; smoke 2)
+//   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only;
+//                           0: none). --real-streams 0: no paced streams
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
@@ -30,6 +40,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpus, totalmem, loadavg } from "node:os";
+import { measureRealistic, realisticReport, type RealisticResult } from "./realistic.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 const HERE = join(ROOT, "scripts/bench.d");
@@ -58,10 +69,17 @@ let RATE = Number(opt("--rate", SMOKE ? "200" : "1000"));
 let LOW_RATE = Number(opt("--low-rate", SMOKE ? "0" : "200")); // a second fixed rate (0: none), below Portkey's saturation
 let OPEN_STREAMS = Number(opt("--streams", SMOKE ? "20" : "1000"));
 let STREAM_CONC = Number(opt("--stream-conc", SMOKE ? "4" : "16"));
-const ALL_SECTIONS = ["wrk", "wrk-stream", "rate", "stream", "hold", "ceiling"] as const;
+const ALL_SECTIONS = ["wrk", "wrk-stream", "rate", "stream", "hold", "ceiling", "realistic"] as const;
 const SECTIONS = new Set(opt("--only", ALL_SECTIONS.join(",")).split(",").filter(Boolean));
 if (SMOKE) SECTIONS.delete("ceiling");
 for (const s of SECTIONS) if (!(ALL_SECTIONS as readonly string[]).includes(s)) fail(`unknown section ${s} (sections: ${ALL_SECTIONS.join(", ")})`);
+const REAL_PACED = {
+  streams: Number(opt("--real-streams", SMOKE ? "8" : "500")),
+  secs: Number(opt("--real-secs", SMOKE ? "1" : "60")),
+  tokens: Number(opt("--real-tokens", SMOKE ? "12" : "200")),
+};
+const REAL_OPEN = { streams: Number(opt("--open-streams", SMOKE ? "20" : "9000")), secs: Number(opt("--open-secs", SMOKE ? "2" : "20")) };
+const RATIO_SECS = Number(opt("--ratio-secs", SMOKE ? "1" : "5"));
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
 const PROFILE = opt("--profile", "");
@@ -568,7 +586,7 @@ async function machine() {
 }
 
 // ---------- report ----------
-function report(results: LegResult[], m: Record<string, unknown>, ceilings: CeilingResult[] = []): { text: string; failed: boolean; targets: string[] } {
+function report(results: LegResult[], m: Record<string, unknown>, ceilings: CeilingResult[] = [], realistic?: RealisticResult): { text: string; failed: boolean; targets: string[] } {
   const by = (n: LegName) => results.find((r) => r.name === n);
   const direct = by("direct");
   const out: string[] = [];
@@ -585,11 +603,14 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
       r1(r.stream?.ttfb_ms?.p50), r.stream?.events ? `${r.stream.batched_events}/${r.stream.events}` : "-",
       r.mem ? `${r1(r.mem.idle_hwm)} / ${r1(r.hold?.peak_rss)}` : "-",
     ]));
-    if (!results.every((r) => r.ok)) {
+    if (realistic) out.push(...realisticReport(realistic, r1).lines);
+    const failedSmoke = !results.every((r) => r.ok) || !!realistic?.problems.length;
+    if (failedSmoke) {
       out.push("Problems:");
       for (const r of results) for (const p of r.problems) out.push(`- ${r.label}: ${p}`);
+      for (const p of realistic?.problems ?? []) out.push(`- realistic: ${p}`);
     }
-    return { text: out.join("\n"), failed: !results.every((r) => r.ok), targets: [] };
+    return { text: out.join("\n"), failed: failedSmoke, targets: [] };
   }
 
   if (ok.length) out.push(`### Throughput, fixed concurrency (wrk, ${DURATION}s per run, non-streaming)`, "");
@@ -603,7 +624,6 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
     }),
   );
   const lastC = CONNS[CONNS.length - 1];
-  const ceilingRps = (name: string) => ceilings.find((c) => c.name === name)?.wrk?.rps;
   // the ceilings' own direct run (same minutes as the proxies) when there is one, else the legs' direct
   const ceilingDirect = ceilings.find((c) => c.name === "direct")?.wrk ?? direct?.wrk[lastC];
   if (ceilings.length && direct?.wrk[lastC] && ceilingDirect) {
@@ -685,11 +705,6 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
       check(`overhead at ${RATE} req/s p50 <= 0.5 ms`, oh50 <= 0.5, `${r1(oh50)} ms`);
       check(`overhead at ${RATE} req/s p99 <= 3 ms`, oh99 <= 3, `${r1(oh99)} ms`);
     }
-    if (r.wrk[last] && direct.wrk[last]) {
-      // beside it, what the same server and client with no work of their own reach (the ceilings table)
-      const floor = ceilingRps(r.name === "bun" ? "bun-fetch" : "deno-fetch");
-      check(`throughput c=${last} >= 60% of direct`, r.wrk[last].rps >= 0.6 * direct.wrk[last].rps, `${pct(r.wrk[last].rps, direct.wrk[last].rps)}${floor && ceilingDirect ? ` (minimal ${r.name === "bun" ? "Bun.serve" : "Deno.serve"} + fetch proxy: ${pct(floor, ceilingDirect.rps)})` : ""}`);
-    }
     if (pk?.rate && pk.wrk[last] && r.wrk[last] && r.rate) {
       for (const [key, rate] of [["rate", RATE], ["rateLow", LOW_RATE]] as const) {
         if (!pk[key] || !r[key] || !direct[key]) continue;
@@ -712,13 +727,19 @@ function report(results: LegResult[], m: Record<string, unknown>, ceilings: Ceil
       check(`RSS with ${OPEN_STREAMS} open streams <= 250 MB`, r.hold.peak_rss <= 250 && r.hold.max_open >= OPEN_STREAMS, `${r1(r.hold.peak_rss)} MB${r.hold.note ? ` (${r.hold.note})` : ""}`);
     }
   }
-  if (targets.length) {
-    out.push("### Targets (issue 7)", "", "| leg | target | measured | met |", "| --- | --- | ---: | --- |", ...targets, "");
+  if (realistic) {
+    const rr = realisticReport(realistic, r1);
+    out.push(...rr.lines);
+    targets.push(...rr.targets);
   }
-  const failed = results.some((r) => !r.ok);
+  if (targets.length) {
+    out.push("### Targets", "", "| leg | target | measured | met |", "| --- | --- | ---: | --- |", ...targets, "");
+  }
+  const failed = results.some((r) => !r.ok) || !!realistic?.problems.length;
   if (failed) {
     out.push("### Problems", "");
     for (const r of results) for (const p of r.problems) out.push(`- ${r.label}: ${p}`);
+    for (const p of realistic?.problems ?? []) out.push(`- realistic: ${p}`);
     out.push("");
   }
   out.push(`Machine: ${m.cpu}, ${m.memory_gb} GB, ${m.os}; Bun ${m.bun}, Deno ${m.deno}, Node ${m.node}, ${m.wrk}; load average at start ${m.loadavg_start}; ${m.date}.`);
@@ -729,8 +750,9 @@ function writeDocs(text: string, cmd: string) {
   const path = join(ROOT, "docs/benchmarks.md");
   const begin = "<!-- bench:results:begin -->", end = "<!-- bench:results:end -->";
   const doc = existsSync(path) ? readFileSync(path, "utf8") : `# Benchmarks\n\n${begin}\n${end}\n`;
-  const i = doc.indexOf(begin), j = doc.indexOf(end);
-  if (i < 0 || j < i) fail(`docs/benchmarks.md has no ${begin} ... ${end} section`);
+  // the markers on lines of their own (the options table above names them too)
+  const i = doc.indexOf(`\n${begin}\n`) + 1, j = doc.indexOf(`\n${end}`) + 1;
+  if (i <= 0 || j < i) fail(`docs/benchmarks.md has no ${begin} ... ${end} section`);
   const block = `${begin}\n<!-- generated by \`${cmd}\`; do not edit by hand -->\n\n${text}\n${end}`;
   writeFileSync(path, doc.slice(0, i) + block + doc.slice(j + end.length));
   log(`wrote docs/benchmarks.md`);
@@ -848,7 +870,7 @@ function fromSaved(file: string) {
   const saved = JSON.parse(readFileSync(file, "utf8"));
   ({ DURATION, CONNS, RATE, OPEN_STREAMS, STREAM_CONC } = saved.options);
   LOW_RATE = saved.options.LOW_RATE ?? 0;
-  const { text, failed } = report(saved.results, saved.machine, saved.ceilings ?? []);
+  const { text, failed } = report(saved.results, saved.machine, saved.ceilings ?? [], saved.realistic);
   console.log(text);
   if (WRITE_DOCS) writeDocs(text, saved.command ?? "npm run bench");
   process.exit(failed ? 1 : 0);
@@ -874,10 +896,18 @@ async function main() {
     results.push(await measureLeg(makeLeg(name), upstream, up.pid));
   }
   const ceilings = SECTIONS.has("ceiling") ? (log("throughput ceilings"), await measureCeilings(upPort, up.pid)) : [];
+  const runtimes = (["bun", "deno"] as const).filter((rt) => LEGS.includes(rt));
+  const realistic = SECTIONS.has("realistic") && runtimes.length
+    ? (log("realistic workload"), await measureRealistic({
+      smoke: SMOKE, runtimes: [...runtimes], here: HERE, bun: BUN, deno: DENO, routerBin: ROUTER_BIN, body: BODY, upstream, upPid: up.pid!,
+      paced: REAL_PACED, open: REAL_OPEN, ratioSecs: RATIO_SECS,
+      log, spawn, stopProc, freePort, waitReady, cpuMicros, procStatus, wrkCpu, wrk, client, featureHeaders,
+    }))
+    : undefined;
   await stopProc(up);
-  const { text, failed } = report(results, m, ceilings);
+  const { text, failed } = report(results, m, ceilings, realistic);
   mkdirSync(BENCH_DIR, { recursive: true });
-  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, command: benchCommand(), options: { DURATION, CONNS, RATE, LOW_RATE, OPEN_STREAMS, STREAM_CONC }, results, ceilings }, null, 2));
+  writeFileSync(join(BENCH_DIR, SMOKE ? "results-smoke.json" : "results.json"), JSON.stringify({ machine: m, command: benchCommand(), options: { DURATION, CONNS, RATE, LOW_RATE, OPEN_STREAMS, STREAM_CONC }, results, ceilings, realistic }, null, 2));
   console.log(text);
   log(`done in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   if (WRITE_DOCS) writeDocs(text, benchCommand());

@@ -98,3 +98,27 @@ export function parseConfig(text: string, env: Env = {}): Config {
     routing: { ...cfg.routing, fallback_chain: cfg.routing.fallback_chain ?? providers.map((p) => p.name) },
   };
 }
+
+/**
+ * Reads every provider's tls.ca_file (`read`: null when the file does not exist) into its `ca`. Problems name
+ * the key: a missing or unreadable file, or one without a PEM certificate.
+ */
+export async function loadTlsFiles(config: Config, read: (path: string) => Promise<string | null>): Promise<void> {
+  const problems: string[] = [];
+  await Promise.all(config.providers.map(async (p, i) => {
+    const file = p.tls?.ca_file;
+    if (!file) return;
+    const where = `providers[${i}].tls.ca_file`;
+    let text: string | null;
+    try {
+      text = await read(file);
+    } catch (e) {
+      problems.push(`${where}: cannot read ${file}: ${(e as Error)?.message ?? String(e)}`);
+      return;
+    }
+    if (text === null) problems.push(`${where}: file not found: ${file}`);
+    else if (!text.includes("-----BEGIN CERTIFICATE-----")) problems.push(`${where}: no PEM certificate in ${file}`);
+    else p.ca = text;
+  }));
+  if (problems.length) throw new ConfigError(problems);
+}

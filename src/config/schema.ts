@@ -62,6 +62,9 @@ const providerFields = {
   pricing: z.record(z.string(), price).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),
+  // a PEM file of CA certificates trusted for this provider besides the runtime's default store; read at config
+  // load and reload (loadTlsFiles). Verification itself cannot be turned off.
+  tls: z.strictObject({ ca_file: z.string().min(1) }).optional(),
 };
 
 const typeNames = Object.keys(PROVIDER_TYPES) as ProviderType[];
@@ -97,6 +100,8 @@ export const ConfigSchema = z
         body_timeout_seconds: z.number().positive().default(30),
         // keys + array items in one JSON request body, counted before it is parsed
         max_json_items: z.number().int().positive().default(100_000),
+        // client requests served at once (a stream until its last chunk); past it a new one gets 503 server_busy
+        max_connections: z.number().int().positive().default(10_000),
         trust_proxy: z.boolean().default(false),
         shutdown_timeout_seconds: z.number().min(0).default(30),
         watch_config: z.boolean().default(false),
@@ -207,6 +212,8 @@ export interface ProviderConfig extends Omit<RawProvider, "circuit_breaker" | "d
   endpoint: string;
   default_model: string;
   circuit_breaker: CircuitBreakerConfig;
+  /** the PEM text of tls.ca_file, read by loadTlsFiles (absent when parseConfig alone built the config) */
+  ca?: string;
 }
 
 export interface Config extends Omit<RawConfig, "providers" | "routing"> {

@@ -4,7 +4,7 @@ import type { z } from "zod";
 import { formatPath } from "../config/load.ts";
 import { auth } from "../middleware/auth.ts";
 import { idempotency } from "../middleware/idempotency.ts";
-import { observeRequests } from "../middleware/observe.ts";
+import { OPS_PATHS, observeRequests } from "../middleware/observe.ts";
 import { rateLimit } from "../middleware/rate-limit.ts";
 import type { Router } from "../routing/failover.ts";
 import type { RequestContext } from "../routing/records.ts";
@@ -312,6 +312,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   const obs = deps.observability;
   app.use("*", observeRequests(obs));
+  // server.max_connections: a request past it is turned away at once, before it takes an upstream connection and
+  // file descriptors the process may not have; connection: close frees its client connection too
+  app.use("*", async (c, next) => {
+    if (obs.inFlight <= c.get("router").config.server.max_connections || OPS_PATHS.has(c.req.path)) return next();
+    c.res = errorResponse(503, { message: "the server is at server.max_connections; retry shortly", type: "server_error", code: "server_busy" }, { connection: "close", "retry-after": "1" });
+  });
 
   // the in-memory state sizes itself from the config in force (it outlives any one request)
   let memory: StateBackend | undefined;

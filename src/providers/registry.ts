@@ -7,6 +7,7 @@ import { mock } from "./mock/index.ts";
 import { ollama } from "./ollama/index.ts";
 import { deepseek, openai, openaiCompatible } from "./openai/index.ts";
 import type { Adapter, ProviderKind, UpstreamFetch } from "./types.ts";
+import { globalFetch } from "./upstream.ts";
 
 export const PROVIDER_TYPES = {
   ollama,
@@ -21,5 +22,10 @@ export type ProviderType = keyof typeof PROVIDER_TYPES;
 
 /** `send`: the upstream client (default: the global fetch). */
 export function createAdapter(cfg: ProviderConfig, send?: UpstreamFetch): Adapter {
-  return PROVIDER_TYPES[cfg.type].create(cfg, send);
+  return PROVIDER_TYPES[cfg.type].create(cfg, cfg.ca ? withCa(send ?? globalFetch, cfg.ca) : send);
+}
+
+/** `send` with the provider's CA certificates on every request (UpstreamInit.ca). */
+function withCa(send: UpstreamFetch, ca: string): UpstreamFetch {
+  return (url, init, stream) => send(url, { ...init, ca }, stream);
 }

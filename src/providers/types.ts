@@ -174,6 +174,12 @@ export interface UpstreamInit {
    * a client that hands the body out as a stream leaves the bound to its reader (readBody).
    */
   maxBodyBytes: number;
+  /**
+   * PEM CA certificates (the provider's tls.ca_file) an https upstream's certificate may chain to, besides the
+   * runtime's default trust store. A client that cannot apply them (the global fetch) verifies against the
+   * default store alone, so the request fails rather than going unverified.
+   */
+  ca?: string;
 }
 
 /**

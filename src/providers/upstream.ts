@@ -145,10 +145,14 @@ export function bearerHeaders(config: Pick<ProviderConfig, "headers" | "api_key"
  * nothing to the router's client.
  */
 export function networkErrorText(e: unknown): string {
+  // Deno's fetch (and undici's) says only "fetch failed"; the reason, a certificate problem say, is in its cause
+  const cause = (e as Error)?.cause;
+  if ((e as Error)?.message === "fetch failed" && typeof (cause as Error)?.message === "string") e = cause;
   const m = (e as Error)?.message;
   if (typeof m !== "string") return String(e);
   return m
     .replace(/ fetching "[^"]*"/, "")
+    .replace(/^error sending request for url \([^)]*\): /, "")
     .replace(/\.? *(For more information, pass `verbose: true`.*|Is the computer able to access the url\?)$/s, "")
     .trim() || "network error";
 }

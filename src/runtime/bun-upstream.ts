@@ -9,12 +9,33 @@
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
 // carries more requests per second at saturation than sockets driven from JS.
 // See docs/decisions/0001-socket-http1-client.md.
+import { rootCertificates } from "node:tls";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
 /** The upstream client for the Bun entrypoint: streams over Bun.connect sockets (socketUpstreamFetch). */
 export function bunUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  return socketUpstreamFetch(env, bunConnect, true);
+  return socketUpstreamFetch(env, bunConnect, true, bunFetch);
+}
+
+/**
+ * Bun's fetch, redirects not followed (see globalFetch). A provider's CA certificates (UpstreamInit.ca) go in
+ * `tls.ca`, which replaces Bun's bundled roots: they are added to them, so the file only ever adds trust.
+ */
+const bunFetch: UpstreamFetch = (url, init) =>
+  fetch(url, {
+    method: init.method,
+    headers: init.headers,
+    body: init.body,
+    signal: init.signal,
+    redirect: "manual",
+    tls: init.ca ? { ca: caList(init.ca) } : undefined,
+  });
+
+let lastCa: { pem: string; list: string[] } | undefined; // one array per CA file, not one per request
+function caList(pem: string): string[] {
+  if (lastCa?.pem !== pem) lastCa = { pem, list: [...rootCertificates, pem] };
+  return lastCa.list;
 }
 
 /** A Bun.connect socket as a Transport; the socket's handlers (shared) reach it through socket.data. */

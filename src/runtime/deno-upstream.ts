@@ -15,7 +15,38 @@ import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Trans
 
 /** The upstream client for the Deno entrypoint: every request over Deno.connect sockets (socketUpstreamFetch). */
 export function denoUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  return socketUpstreamFetch(env, denoConnect, false);
+  return socketUpstreamFetch(env, denoConnect, false, denoFetch);
+}
+
+/**
+ * Deno's fetch, redirects not followed (see globalFetch). A provider's CA certificates (UpstreamInit.ca) go in an
+ * HttpClient of their own, which trusts them besides the default roots.
+ */
+const denoFetch: UpstreamFetch = (url, init) =>
+  fetch(url, {
+    method: init.method,
+    headers: init.headers,
+    body: init.body,
+    signal: init.signal,
+    redirect: "manual",
+    ...(init.ca ? { client: clientFor(init.ca) } : undefined),
+  } as RequestInit);
+
+/** Clients kept, one per distinct CA text: the config names a few; a changed file after a reload makes another. */
+const MAX_CLIENTS = 16;
+const clients = new Map<string, HttpClient>();
+function clientFor(pem: string): HttpClient {
+  let c = clients.get(pem);
+  if (!c) {
+    if (clients.size >= MAX_CLIENTS) {
+      const [oldest, old] = clients.entries().next().value!;
+      clients.delete(oldest);
+      old.close(); // requests already sent on it keep their connections
+    }
+    c = Deno.createHttpClient({ caCerts: [pem] });
+    clients.set(pem, c);
+  }
+  return c;
 }
 
 /** What the socket client uses of Deno's API (typed here: the Bun-typed tsc pass checks this file too). */
@@ -29,6 +60,10 @@ interface DenoNet {
     unref(): void;
   }>;
   unrefTimer(id: number): void;
+  createHttpClient(o: { caCerts: string[] }): HttpClient;
+}
+interface HttpClient {
+  close(): void;
 }
 const Deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
 

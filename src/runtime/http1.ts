@@ -4,7 +4,7 @@
 // only: each entrypoint supplies its sockets as a Transport.
 import { concatBytes } from "../bytes.ts";
 import { type ChunkReader, DIRECT_CHUNKS } from "../providers/event-streams.ts";
-import { ERROR_BODY_BYTES, globalFetch, UpstreamBodyTooLarge } from "../providers/upstream.ts";
+import { ERROR_BODY_BYTES, UpstreamBodyTooLarge } from "../providers/upstream.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
 /** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */
@@ -302,17 +302,18 @@ const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 
 /**
  * An entrypoint's upstream client: requests to plain-http upstreams over its sockets (`connect`), every stream
- * or, with `streamsOnly` false, every request; the rest through the global fetch. Everything goes through fetch
- * when an HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY, the sockets do not) or
- * FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first request, after main() has loaded .env.
+ * or, with `streamsOnly` false, every request; the rest through `fetch`, the runtime's fetch applying
+ * UpstreamInit.ca. Everything goes through fetch when an HTTP proxy is configured (fetch honours HTTP_PROXY /
+ * ALL_PROXY / NO_PROXY, the sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first
+ * request, after main() has loaded .env.
  */
-export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, streamsOnly: boolean): UpstreamFetch {
+export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, streamsOnly: boolean, fetch: UpstreamFetch): UpstreamFetch {
   let pool: Http1Pool | null | undefined; // null: fetch only
   return (url, init, stream) => {
     if (pool === undefined) {
       pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
     }
-    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return globalFetch(url, init, stream);
+    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return fetch(url, init, stream);
     return pool.request(endpointOf(url), init, stream);
   };
 }

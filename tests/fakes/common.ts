@@ -1,6 +1,7 @@
 // A small HTTP server for fake providers, with fault injection shared by every wire protocol:
 // a status to answer with, a delay before answering, a hang, a stream cut mid-way.
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 
 export interface Fault {
@@ -44,12 +45,17 @@ export class FakeServer {
   fault: Fault | null = null;
   /** requests whose upstream connection was closed by the client before the answer ended */
   aborted = 0;
-  #server: http.Server;
+  /** TLS handshakes completed (an https fake): how many connections the client opened */
+  tlsConnections = 0;
+  #server: http.Server | https.Server;
   #sockets = new Set<import("node:net").Socket>();
+  #tls: boolean;
   port = 0;
 
-  constructor(handle: Handle) {
-    this.#server = http.createServer(async (req, res) => {
+  /** `tls`: serve https with this key and certificate (PEM; tests/helpers/tls.ts makes them) */
+  constructor(handle: Handle, tls?: { key: string; cert: string }) {
+    this.#tls = !!tls;
+    const listener: http.RequestListener = async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       const text = Buffer.concat(chunks).toString("utf8");
@@ -99,7 +105,9 @@ export class FakeServer {
         };
       };
       await handle(rec, res, stream);
-    });
+    };
+    this.#server = tls ? https.createServer(tls, listener) : http.createServer(listener);
+    this.#server.on("secureConnection", () => void this.tlsConnections++);
     this.#server.on("connection", (s) => {
       this.#sockets.add(s);
       s.on("close", () => this.#sockets.delete(s));
@@ -123,7 +131,7 @@ export class FakeServer {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.#tls ? "https" : "http"}://127.0.0.1:${this.port}`;
   }
 
   reset(): void {

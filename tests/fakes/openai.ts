@@ -18,6 +18,8 @@ export interface OpenAIFakeOptions {
   streamError?: unknown;
   /** number the completion ids (chatcmpl-fake-1, -2, ...), so two answers can be told apart */
   idPerRequest?: boolean;
+  /** serve https with this key and certificate (tests/helpers/tls.ts) */
+  tls?: { key: string; cert: string };
 }
 
 export function splitText(s: string, n: number): string[] {
@@ -91,6 +93,6 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
     if (u && req.body?.stream_options?.include_usage && !(await send([], { usage: u }))) return;
     if (!(await w.write("data: [DONE]\n\n"))) return;
     w.end();
-  });
+  }, opts.tls);
   return fake.start();
 }
