@@ -82,6 +82,8 @@ class ProtocolError extends TypeError {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
+/** A header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const latin1 = new TextDecoder("latin1");
 
 /** Status and headers of a response (names lower-cased; repeated headers joined with ", ", as fetch). */
@@ -145,6 +147,8 @@ class ResponseParser {
             this.#pending = buf.slice(pos);
             return;
           }
+          // the bound holds however the head arrived: in one read, or pieced together above
+          if (this.#state === State.Head && end - pos > MAX_HEAD_BYTES) throw new ProtocolError("response head too large");
           const line = buf.subarray(pos, end);
           pos = end;
           if (this.#state === State.Head) {
@@ -203,9 +207,11 @@ class ResponseParser {
     const head = new Head(status);
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i];
+      if (line === "" || line === "\r") continue; // the blank end line
+      // a line that is not `name: value` (no colon, space before it, a folded line) is refused, as fetch does
       const colon = line.indexOf(":");
-      if (colon <= 0) continue; // the blank end line
-      const name = line.slice(0, colon).trim().toLowerCase();
+      if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw new ProtocolError("malformed header line");
+      const name = line.slice(0, colon).toLowerCase();
       const value = line.slice(colon + 1).trim();
       const prev = head.headers.get(name);
       head.headers.set(name, prev === undefined ? value : `${prev}, ${value}`);
