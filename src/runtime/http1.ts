@@ -1,3 +1,4 @@
+// Why: fetch allocates a lot per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
 // HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams;
 // deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
