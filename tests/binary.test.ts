@@ -14,7 +14,7 @@ import zlib from "node:zlib";
 import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
-import { openaiChunk, pour, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
+import { openaiChunk, pour, startScriptedFake, streamHead, type Script, type ScriptedFake } from "./fakes/scripted.ts";
 import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
 import { makeTestCa, type TestCa } from "./helpers/tls.ts";
 import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
@@ -55,7 +55,7 @@ function ensureBinary(): void {
 }
 
 describe("the compiled binary, alone in an empty folder", () => {
-  let dir: string, bin: string, a: FakeServer, flood: ScriptedFake, r: RouterProcess, client: OpenAI;
+  let dir: string, bin: string, a: FakeServer, flood: ScriptedFake, held: ScriptedFake, heldTls: ScriptedFake, ca: TestCa, r: RouterProcess, client: OpenAI;
   before(async () => {
     ensureBinary();
     dir = tempDir("fr-binary-");
@@ -69,12 +69,17 @@ describe("the compiled binary, alone in an empty folder", () => {
       res.write(openaiChunk("before the flood") + 'data: {"choices":[{"index":0,"delta":{"content":"');
       return pour(res, "x".repeat(65536), 32 * 1024 * 1024);
     });
+    held = await startScriptedFake(holdUntil(0).script);
+    ca = makeTestCa();
+    heldTls = await startScriptedFake(holdUntil(0).script, ca);
     writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }
 providers:
   - { name: dead, type: openai_compatible, endpoint: "${await refusedUrl()}/v1", default_model: m }
   - { name: a, type: openai_compatible, endpoint: "${a.url}/v1", default_model: a-model, models: [a-model, gpt-4o-mini] }
   - { name: backup, type: mock, reply: "answer from the backup mock" }
   - { name: flood, type: openai_compatible, endpoint: "${flood.url}/v1", default_model: m }
+  - { name: held, type: openai_compatible, endpoint: "${held.url}/v1", default_model: m }
+  - { name: heldtls, type: openai_compatible, endpoint: "${heldTls.url}/v1", default_model: m, tls: { ca_file: "${ca.caFile}" } }
 routing: { fallback_chain: [dead, a, backup] }
 `);
     r = await startProcess([], { cwd: dir, cmd: [bin] });
@@ -84,7 +89,10 @@ routing: { fallback_chain: [dead, a, backup] }
     await r?.stop();
     await a?.stop();
     await flood?.stop();
+    await held?.stop();
+    await heldTls?.stop();
     if (dir) rmTemp(dir);
+    if (ca) rmTemp(ca.dir);
   });
   beforeEach(() => a.reset());
 
@@ -199,23 +207,31 @@ routing: { fallback_chain: [dead, a, backup] }
     assert.match(bad.stderr, /unhealthy/);
   });
 
-  it("holds more than 256 upstream requests at once (Bun's default fetch cap is lifted at start)", async () => {
-    // Started without BUN_CONFIG_MAX_HTTP_REQUESTS (startProcess drops it), so the binary re-executes itself with
-    // it set. The upstream holds every request; with the cap, no more than 256 would ever reach it. Raw sockets
-    // on the client side: this test runner's own fetch may be capped at 256 too.
-    const n = 300;
-    a.fault = { hang: true };
-    const socks = Array.from({ length: n }, () => rawPost(r.port, "/v1/chat/completions", { model: "a-model", messages: [{ role: "user", content: "hi" }] }));
-    try {
-      await waitFor(() => a.requests.length >= n, `${n} requests at the upstream at once`, 20000).catch((e) => {
-        throw new Error(`${e.message}; ${a.requests.length} arrived`);
-      });
-    } finally {
-      for (const s of socks) s.destroy(); // the router aborts the upstream requests
-    }
-    await waitFor(() => a.aborted >= n, "the upstream requests to be aborted");
-    assert.ok(!r.output().includes("concurrent upstream requests"), "no startup warning about the cap");
-  });
+  // Started without BUN_CONFIG_MAX_HTTP_REQUESTS (startProcess drops it), so the binary re-executes itself with
+  // it set. Each upstream holds every stream until all have started; with Bun's fetch cap, no more than 256
+  // would ever reach it and none would end. Raw sockets on the client side: this test runner's own fetch may be
+  // capped at 256 too.
+  for (const [name, path] of [["a plain-http upstream (the socket client)", "held"], ["an https upstream (fetch, where Bun's cap applies)", "heldtls"]] as const) {
+    it(`carries ${STREAMS} concurrent streams to ${name}, with no environment variable set`, async () => {
+      const fake = path === "held" ? held : heldTls;
+      const gate = holdUntil(STREAMS);
+      fake.script = gate.script;
+      const socks = Array.from({ length: STREAMS }, () => rawPost(r.port, "/v1/chat/completions", { model: `${path}/m`, stream: true, messages: [{ role: "user", content: "hi" }] }));
+      const answered = Promise.all(socks.map(readAll));
+      try {
+        await waitFor(() => gate.peak() >= STREAMS, `${STREAMS} streams open at the upstream at once`, 60000).catch((e) => {
+          throw new Error(`${e.message}; at most ${gate.peak()} were`);
+        });
+        const answers = await answered;
+        assert.equal(gate.done(), STREAMS);
+        answers.forEach((a, i) => assert.ok(a.startsWith("HTTP/1.1 200") && a.includes("held") && a.includes("[DONE]"), `stream ${i}: ${a.slice(0, 200)}`));
+      } finally {
+        gate.release();
+        for (const s of socks) s.destroy();
+      }
+      assert.ok(!r.output().includes("concurrent upstream requests"), "no startup warning about the cap");
+    });
+  }
 
   it("reloads on SIGHUP and stops cleanly on SIGTERM", async () => {
     writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }\nproviders:\n  - { name: backup, type: mock, reply: "reloaded" }\n`);
@@ -314,6 +330,41 @@ routing: { fallback_chain: [mover, a] }
 });
 
 /** One HTTP/1.1 POST on its own connection, left open (destroy the socket to go away). */
+/** More than Bun's default cap of 256 concurrent fetch requests, with a wide margin. */
+const STREAMS = 1000;
+
+/**
+ * A script that starts every stream (status and headers) and holds it until `n` are open at once, then ends
+ * them all; `peak`: the most open at once, `done`: streams ended.
+ */
+function holdUntil(n: number): { script: Script; peak(): number; done(): number; release(): void } {
+  let open = 0, peak = 0, done = 0;
+  let release!: () => void;
+  const all = new Promise<void>((r) => (release = r));
+  return {
+    async script(res) {
+      open++;
+      peak = Math.max(peak, open);
+      if (open >= n) release();
+      streamHead(res);
+      await all;
+      res.end(openaiChunk("held") + "data: [DONE]\n\n", () => void done++);
+      open--;
+    },
+    peak: () => peak,
+    done: () => done,
+    release,
+  };
+}
+
+/** Everything a raw socket receives until it closes. */
+function readAll(sock: net.Socket): Promise<string> {
+  let text = "";
+  sock.setEncoding("utf8");
+  sock.on("data", (d) => void (text += d));
+  return new Promise((resolve) => sock.once("close", () => resolve(text)));
+}
+
 function rawPost(port: number, path: string, body: unknown): net.Socket {
   const json = JSON.stringify(body);
   const sock = net.connect(port, "127.0.0.1", () => {

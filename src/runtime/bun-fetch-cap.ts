@@ -1,3 +1,4 @@
+// Why: a bare binary must carry more than Bun's 256 concurrent fetches with no variable set (docs/decisions/0003).
 // Lifts Bun's cap on concurrent fetch() calls before the router starts.
 //
 // Bun's fetch holds at most 256 upstream requests at once unless BUN_CONFIG_MAX_HTTP_REQUESTS is set, and it reads

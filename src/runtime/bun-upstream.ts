@@ -1,3 +1,4 @@
+// Why: Bun's fetch allocates 256 KB per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
 // The Bun entrypoint's upstream client: streamed requests to plain-http upstreams go over Bun.connect sockets
 // (HTTP/1.1, http1.ts); everything else through Bun's fetch (non-streaming requests, https upstreams, and every
 // request when an HTTP proxy is configured).
@@ -8,7 +9,6 @@
 // the chunks without a stream reader (DIRECT_CHUNKS).
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
 // carries more requests per second at saturation than sockets driven from JS.
-// See docs/decisions/0001-socket-http1-client.md.
 import { rootCertificates } from "node:tls";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";

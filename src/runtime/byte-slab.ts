@@ -1,3 +1,4 @@
+// Why: on Deno every ArrayBuffer is work for each young GC, and a stream would need two per chunk (docs/decisions/0004).
 // Stream chunk bytes cut from shared slabs (the Deno entrypoint's socket reads and SSE chunks). Web-standard only.
 const encoder = new TextEncoder();
 

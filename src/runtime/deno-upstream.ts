@@ -1,3 +1,4 @@
+// Why: Deno's fetch keeps each request's objects alive into the young GCs, which then pause longer (docs/decisions/0002).
 // The Deno entrypoint's upstream client. Requests to plain-http upstreams, streamed or not, go over
 // Deno.connect sockets (HTTP/1.1, http1.ts); everything else through Deno's fetch.
 //

@@ -1,3 +1,4 @@
+// Why: fetch allocates a lot per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
 // HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams;
 // deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
@@ -82,6 +83,8 @@ class ProtocolError extends TypeError {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
+/** A header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const latin1 = new TextDecoder("latin1");
 
 /** Status and headers of a response (names lower-cased; repeated headers joined with ", ", as fetch). */
@@ -145,6 +148,8 @@ class ResponseParser {
             this.#pending = buf.slice(pos);
             return;
           }
+          // the bound holds however the head arrived: in one read, or pieced together above
+          if (this.#state === State.Head && end - pos > MAX_HEAD_BYTES) throw new ProtocolError("response head too large");
           const line = buf.subarray(pos, end);
           pos = end;
           if (this.#state === State.Head) {
@@ -203,9 +208,11 @@ class ResponseParser {
     const head = new Head(status);
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i];
+      if (line === "" || line === "\r") continue; // the blank end line
+      // a line that is not `name: value` (no colon, space before it, a folded line) is refused, as fetch does
       const colon = line.indexOf(":");
-      if (colon <= 0) continue; // the blank end line
-      const name = line.slice(0, colon).trim().toLowerCase();
+      if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw new ProtocolError("malformed header line");
+      const name = line.slice(0, colon).toLowerCase();
       const value = line.slice(colon + 1).trim();
       const prev = head.headers.get(name);
       head.headers.set(name, prev === undefined ? value : `${prev}, ${value}`);

@@ -8,8 +8,9 @@ export type Script = (res: http.ServerResponse, req: RecordedRequest) => Promise
 /** `script` may be replaced between requests. */
 export type ScriptedFake = FakeServer & { script: Script };
 
-export async function startScriptedFake(script: Script): Promise<ScriptedFake> {
-  const fake = new FakeServer((req, res) => fake.script(res, req)) as ScriptedFake;
+/** `tls`: serve https (see FakeServer). */
+export async function startScriptedFake(script: Script, tls?: { key: string; cert: string }): Promise<ScriptedFake> {
+  const fake = new FakeServer((req, res) => fake.script(res, req), tls) as ScriptedFake;
   fake.script = script;
   return fake.start();
 }

@@ -1,3 +1,4 @@
+// Why shared buffers and a list: 10,000 cached answers as objects would weigh on every GC (docs/decisions/0008, 0009).
 // The in-memory idempotency store: LRU by max entries and total bytes, TTL per entry, and in-flight locks whose
 // waiters are woken by a promise (src/state/types.ts has the interface).
 import type { IdempotencyStore, LockResult, StoredResponse } from "../types.ts";
