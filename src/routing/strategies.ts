@@ -32,12 +32,12 @@ export interface TokenEstimate {
 /** Output tokens assumed for the cost estimate when the request sets no max_tokens. */
 export const DEFAULT_OUTPUT_TOKENS = 512;
 
-/** The request's input tokens estimated from its text, and its output tokens from max_tokens (or a default). */
-export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextRequest): TokenEstimate {
+/** The request's input tokens estimated from its text, and its output tokens from max_tokens (or `defaultOutput`). */
+export function estimateRequestTokens(kind: ApiKind, body: ChatRequest | TextRequest, defaultOutput = DEFAULT_OUTPUT_TOKENS): TokenEstimate {
   // the same prompt estimate as the usage recorded when a provider reports none (providers/tokens.ts)
   const input = estimatePromptTokens(kind, body);
   const max = (body as ChatRequest).max_completion_tokens ?? body.max_tokens;
-  return { input, output: typeof max === "number" && max > 0 ? max : DEFAULT_OUTPUT_TOKENS };
+  return { input, output: typeof max === "number" && max > 0 ? max : defaultOutput };
 }
 
 /** Estimated USD cost of a request on a candidate; Infinity when the provider has no price for the model. */
