@@ -125,6 +125,11 @@ export const ConfigSchema = z
         max_cost_per_request_usd: z.number().nonnegative().optional(),
         // output tokens the cost estimates assume when a request sets no max_tokens / max_completion_tokens
         default_max_output_tokens: z.number().int().positive().default(512),
+        // strategy cost: providers meeting this on their recent window first, cheapest first (docs/routing.md)
+        sla: z.strictObject({
+          max_p95_latency_ms: z.number().positive().optional(),
+          min_success_rate: z.number().min(0).max(1).optional(),
+        }).optional(),
       })
       .prefault({}),
     circuit_breaker: CircuitBreakerSchema.prefault({}),

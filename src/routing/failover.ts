@@ -71,6 +71,7 @@ export class Router implements AttemptEnv {
       state: (n) => this.#breakerOf.get(n)?.state,
       latency: (n) => this.health.latency(n),
       successRate: (n) => this.health.successRate(n),
+      window: (n) => this.health.window(n),
     });
   }
 
