@@ -242,6 +242,38 @@ budgets:
     assert.equal((await none.json()).error.code, "budget_exceeded");
   });
 
+  it("a key's budget too low for the first provider's estimate is served by a cheaper one that fits", async () => {
+    const a = await fake(), b = await fake({ usage: { prompt_tokens: 1, completion_tokens: 1 } });
+    r = await startRouter(yaml(a, b, `${AUTH_YAML}
+budgets:
+  list:
+    - { name: team-a-daily, scope: { key: team-a }, limit_usd: 5, period: day }
+`, { bPrice: 0.1 }));
+    // a: 11 USD worst case, over the 5 left; b: 1.1
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(10), auth);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-router-provider"), "b");
+    assert.equal(a.requests.length, 0);
+    assert.ok(Math.abs((await budgetsOf())["team-a-daily"].spent_usd - 0.2) < 1e-9);
+  });
+
+  it("budgets.on_backend_failure: closed answers 503 while the state backend is disconnected; open serves", async () => {
+    const a = await fake(), b = await fake();
+    const budgets = (mode: string) => `
+budgets:
+  on_backend_failure: ${mode}
+  list: [{ name: all, limit_usd: 100, period: day }]
+`;
+    r = await startRouter(yaml(a, b, budgets("closed")), {}, { stateUp: () => false });
+    const closed = await postJson(`${r.url}/v1/chat/completions`, chat(10));
+    assert.equal(closed.status, 503);
+    assert.equal((await closed.json()).error.code, "state_backend_unavailable");
+    assert.equal(a.requests.length, 0);
+    await r.stop();
+    r = await startRouter(yaml(a, b, budgets("open")), {}, { stateUp: () => false });
+    assert.equal((await postJson(`${r.url}/v1/chat/completions`, chat(10))).status, 200);
+  });
+
   it("/admin/budgets, /stats and the metrics show the fakes' usage; a reset sets the spend back to 0", async () => {
     const a = await fake(), b = await fake();
     r = await startRouter(yaml(a, b, `${AUTH_YAML}

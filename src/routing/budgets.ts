@@ -102,8 +102,8 @@ function applies(b: BudgetConfig, keyName: string | undefined, cand: Candidate):
   return true;
 }
 
-/** A budget that refuses a request as a whole (its key's, or everything's) rather than one provider. */
-export const requestWide = (b: BudgetConfig) => b.scope.provider === undefined && b.scope.model === undefined;
+/** A budget of the request as a whole (its key's, or everything's) rather than of one provider or model. */
+const requestWide = (b: BudgetConfig) => b.scope.provider === undefined && b.scope.model === undefined;
 
 interface Held {
   budget: BudgetConfig;
@@ -258,16 +258,21 @@ function attemptCost(a: AttemptRecord, cand: Candidate, kind: ApiKind, body: Cha
   return 0;
 }
 
-/** Whether one attempt may go: its hold, a reason to skip the provider, or an answer for the whole request. */
+/** A budget that refused a reservation, and when its period ends. */
+export interface Refusal {
+  budget: BudgetConfig;
+  resetsAt: string | null;
+}
+
+/** Whether one attempt may go: its hold, or why the provider is skipped. */
 export type Admission =
   | { go: true; hold?: Hold }
   | { go: false; skip: "cost_ceiling"; cost: number; ceiling: number }
-  | { go: false; skip: "budget"; refused: { budget: BudgetConfig; resetsAt: string | null } }
-  | { go: false; answer: ErrorOutcome };
+  | { go: false; skip: "budget"; refused: Refusal };
 
 /**
- * The ceiling check, then the reservations, for one attempt of `cand`. A budget of the request as a whole (its key's,
- * or everything's) that is spent answers 402; a provider's or model's budget skips the provider.
+ * The ceiling check, then the reservations, for one attempt of `cand`. A budget that refuses skips the provider,
+ * whatever its scope: a cheaper provider may still fit a key's budget that a dearer one's estimate does not.
  */
 export async function admit(budgets: Budgets, run: RequestRun, cand: Candidate, tokens: TokenEstimate, checkCeiling: boolean): Promise<Admission> {
   const cost = worstCaseCost(cand, tokens);
@@ -278,12 +283,16 @@ export async function admit(budgets: Budgets, run: RequestRun, cand: Candidate, 
   if (!budgets.list.length) return { go: true };
   const r = await budgets.reserve(run.ctx.keyName, cand, cost, run.kind, run.body);
   if (r.ok) return { go: true, hold: r.hold };
-  const refused = { budget: r.budget, resetsAt: r.resetsAt };
-  return requestWide(r.budget) ? { go: false, answer: budgetSpent(refused) } : { go: false, skip: "budget", refused };
+  return { go: false, skip: "budget", refused: { budget: r.budget, resetsAt: r.resetsAt } };
+}
+
+/** The refusal a 402 names: the request's own budget (its key's, or everything's) before a provider's or model's. */
+export function worseRefusal(a: Refusal | undefined, b: Refusal): Refusal {
+  return a && requestWide(a.budget) ? a : b;
 }
 
 /** 402, not 429: the OpenAI SDKs retry a 429 on their own, in vain here. */
-export function budgetSpent(r: { budget: BudgetConfig; resetsAt: string | null }): ErrorOutcome {
+export function budgetSpent(r: Refusal): ErrorOutcome {
   const when = r.resetsAt ? `it resets at ${r.resetsAt}` : "it does not reset (period: total)";
   return errorOutcome(402, {
     message: `budget "${r.budget.name}" is spent (limit ${r.budget.limit_usd} USD per ${r.budget.period}); ${when}`,

@@ -8,7 +8,7 @@ import { sleep } from "../sleep.ts";
 import { MemorySpendStore } from "../state/memory/spend.ts";
 import type { SpendStore } from "../state/types.ts";
 import { attempt, type AttemptEnv } from "./attempt.ts";
-import { admit, budgetSpent, Budgets, ceilingExceeded, worstCaseTokens } from "./budgets.ts";
+import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
 import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
@@ -133,7 +133,7 @@ export class Router implements AttemptEnv {
     let failedOtherwise = false;
     // spend control (routing/budgets.ts): the cheapest estimate over its ceiling, the last budget that refused
     let overCeiling: { cost: number; ceiling: number } | undefined;
-    let budgetRefused: Parameters<typeof budgetSpent>[0] | undefined;
+    let budgetRefused: Refusal | undefined;
     if (this.budgets.list.length && this.config.budgets.on_backend_failure === "closed" && !this.#stateUp()) {
       run.finish(503);
       return errorOutcome(503, { message: "the state backend that keeps the budgets is unreachable (budgets.on_backend_failure: closed)", type: "server_error", code: "state_backend_unavailable" });
@@ -147,13 +147,9 @@ export class Router implements AttemptEnv {
       }
       const adm = await admit(this.budgets, run, cand, tokens, true);
       if (!adm.go) {
-        if ("answer" in adm) {
-          run.finish(adm.answer.status);
-          return adm.answer;
-        }
         if (adm.skip === "cost_ceiling") {
           if (!overCeiling || adm.cost < overCeiling.cost) overCeiling = { cost: adm.cost, ceiling: adm.ceiling };
-        } else budgetRefused = adm.refused;
+        } else budgetRefused = worseRefusal(budgetRefused, adm.refused);
         run.record({ provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0, reason: adm.skip });
         continue;
       }
@@ -196,13 +192,7 @@ export class Router implements AttemptEnv {
           break providers;
         }
         const again = await admit(this.budgets, run, cand, tokens, false);
-        if (!again.go) {
-          if ("answer" in again) {
-            run.finish(again.answer.status);
-            return again.answer;
-          }
-          break;
-        }
+        if (!again.go) break;
         hold = again.hold;
         const next = breaker.acquire();
         if (!next) {
