@@ -125,22 +125,13 @@ export type Reserved =
 /** The budgets of one config over the shared spend counters. */
 export class Budgets {
   readonly list: BudgetConfig[];
-  /** budgets whose soft limit or limit was seen crossed in their current period (name -> period id), for the log once */
-  readonly #told: Map<string, string>;
+  /** the period id in which each budget's event (name + kind) was last told, so each is told once per period */
+  readonly #told = new Map<string, string>();
+  /** the last spend a networked store answered, for /metrics and /stats, which do not wait for it */
+  readonly #lastSpent = new Map<string, number>();
 
-  constructor(
-    readonly config: Config,
-    readonly store: SpendStore,
-    readonly clock: () => number,
-    readonly onEvent: (e: BudgetEvent) => void,
-    told = new Map<string, string>(),
-  ) {
+  constructor(readonly config: Config, readonly store: SpendStore, readonly clock: () => number, readonly onEvent: (e: BudgetEvent) => void) {
     this.list = config.budgets.list;
-    this.#told = told;
-  }
-
-  get told(): Map<string, string> {
-    return this.#told;
   }
 
   #key(b: BudgetConfig): string {
@@ -241,8 +232,6 @@ export class Budgets {
     }
     return out;
   }
-
-  readonly #lastSpent = new Map<string, number>();
 }
 
 /**
