@@ -247,6 +247,8 @@ function attemptCost(a: AttemptRecord, cand: Candidate, kind: ApiKind, body: Cha
   return 0;
 }
 
+const GO: Admission = { go: true };
+
 /** A budget that refused a reservation, and when its period ends. */
 export interface Refusal {
   budget: BudgetConfig;
@@ -263,16 +265,17 @@ export type Admission =
  * The ceiling check, then the reservations, for one attempt of `cand`. A budget that refuses skips the provider,
  * whatever its scope: a cheaper provider may still fit a key's budget that a dearer one's estimate does not.
  */
-export async function admit(budgets: Budgets, run: RequestRun, cand: Candidate, tokens: TokenEstimate, checkCeiling: boolean): Promise<Admission> {
+export function admit(budgets: Budgets, run: RequestRun, cand: Candidate, tokens: TokenEstimate, checkCeiling: boolean): MaybePromise<Admission> {
   const cost = worstCaseCost(cand, tokens);
   if (checkCeiling) {
     const ceiling = ceilingFor(budgets.config, cand.provider, cand.model, run.ctx.maxCostUsd);
     if (cost > ceiling) return { go: false, skip: "cost_ceiling", cost, ceiling };
   }
-  if (!budgets.list.length) return { go: true };
-  const r = await budgets.reserve(run.ctx.keyName, cand, cost, run.kind, run.body);
-  if (r.ok) return { go: true, hold: r.hold };
-  return { go: false, skip: "budget", refused: { budget: r.budget, resetsAt: r.resetsAt } };
+  // without budgets, no promise: a request does not go through the microtask queue for nothing
+  if (!budgets.list.length) return GO;
+  return budgets.reserve(run.ctx.keyName, cand, cost, run.kind, run.body).then((r): Admission =>
+    r.ok ? { go: true, hold: r.hold } : { go: false, skip: "budget", refused: { budget: r.budget, resetsAt: r.resetsAt } }
+  );
 }
 
 /** The refusal a 402 names: the request's own budget (its key's, or everything's) before a provider's or model's. */

@@ -6,7 +6,7 @@ import { CLIENT_CLOSED } from "../errors.ts";
 import type { Adapter, ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import { sleep } from "../sleep.ts";
 import { MemorySpendStore } from "../state/memory/spend.ts";
-import type { SpendStore } from "../state/types.ts";
+import { isPromise, type SpendStore } from "../state/types.ts";
 import { attempt, type AttemptEnv } from "./attempt.ts";
 import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
 import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
@@ -145,7 +145,8 @@ export class Router implements AttemptEnv {
         timedOut = true;
         break;
       }
-      const adm = await admit(this.budgets, run, cand, tokens, true);
+      const pending = admit(this.budgets, run, cand, tokens, true);
+      const adm = isPromise(pending) ? await pending : pending;
       if (!adm.go) {
         if (adm.skip === "cost_ceiling") {
           if (!overCeiling || adm.cost < overCeiling.cost) overCeiling = { cost: adm.cost, ceiling: adm.ceiling };
