@@ -144,7 +144,7 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     path,
     config,
     load: (p) => loadConfigFile(platform, p),
-    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, upstreamFetch: platform.upstreamFetch }),
+    build: (cfg) => buildRouter(cfg, observability.hooksFor(cfg), { ...routing, spend: state.spend, stateUp: () => state.status().connected, upstreamFetch: platform.upstreamFetch }),
     stat: (p) => platform.stat(p),
     logger,
   });

@@ -60,6 +60,8 @@ const providerFields = {
     })
     .optional(),
   pricing: z.record(z.string(), price).optional(),
+  // the most one request may cost on this provider (worst case, before the call), as one figure or by model like pricing
+  max_cost_per_request_usd: z.union([z.number().nonnegative(), z.record(z.string(), z.number().nonnegative())]).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),
   // a PEM file of CA certificates trusted for this provider besides the runtime's default store; read at config
@@ -124,6 +126,15 @@ export const ConfigSchema = z
         stream_max_event_bytes: z.number().int().positive().default(1024 * 1024),
         // a Retry-After longer than this is not waited for (max_retries): the request moves to the next provider
         max_retry_after_seconds: z.number().min(0).default(10),
+        // a provider whose worst-case estimate for a request is over this is skipped (docs/routing.md)
+        max_cost_per_request_usd: z.number().nonnegative().optional(),
+        // output tokens the cost estimates assume when a request sets no max_tokens / max_completion_tokens
+        default_max_output_tokens: z.number().int().positive().default(512),
+        // strategy cost: providers meeting this on their recent window first, cheapest first (docs/routing.md)
+        sla: z.strictObject({
+          max_p95_latency_ms: z.number().positive().optional(),
+          min_success_rate: z.number().min(0).max(1).optional(),
+        }).optional(),
       })
       .prefault({}),
     circuit_breaker: CircuitBreakerSchema.prefault({}),
@@ -170,6 +181,22 @@ export const ConfigSchema = z
           .prefault({}),
       })
       .prefault({}),
+    // spend limits per period (src/routing/budgets.ts, docs/routing.md)
+    budgets: z
+      .strictObject({
+        // with the Redis backend unreachable: serve on this replica's own counters (open) or answer 503 (closed)
+        on_backend_failure: z.enum(["open", "closed"]).default("open"),
+        list: z.array(z.strictObject({
+          name: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, "1 to 100 letters, digits, '_', '-' or '.'"),
+          // {} is everything; the keys that are set must all match
+          scope: z.strictObject({ key: z.string().min(1).optional(), provider: z.string().min(1).optional(), model: z.string().min(1).optional() }).default({}),
+          limit_usd: z.number().nonnegative(),
+          period: z.enum(["minute", "hour", "day", "week", "month", "total"]),
+          soft_limit_percent: z.number().gt(0).max(100).optional(),
+          max_reservation_usd: z.number().positive().optional(),
+        })).default([]),
+      })
+      .prefault({}),
     logging: z
       .strictObject({
         level: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
@@ -199,6 +226,14 @@ export const ConfigSchema = z
     const chain = cfg.routing.fallback_chain ?? [];
     const dup = chain.find((n, i) => chain.indexOf(n) !== i);
     if (dup) ctx.addIssue({ code: "custom", path: ["routing", "fallback_chain"], message: `provider "${dup}" listed twice` });
+    const budgetNames = new Set<string>();
+    cfg.budgets.list.forEach((b, i) => {
+      if (budgetNames.has(b.name)) ctx.addIssue({ code: "custom", path: ["budgets", "list", i, "name"], message: `duplicate budget name "${b.name}"` });
+      budgetNames.add(b.name);
+      if (b.scope.provider !== undefined && !seen.has(b.scope.provider)) {
+        ctx.addIssue({ code: "custom", path: ["budgets", "list", i, "scope", "provider"], message: `unknown provider "${b.scope.provider}"` });
+      }
+    });
     if (cfg.auth.enabled && cfg.auth.api_keys.length === 0) {
       ctx.addIssue({ code: "custom", path: ["auth", "api_keys"], message: "auth is enabled but no api_keys are set" });
     }

@@ -63,10 +63,14 @@ const ROUTE_METHODS: Record<string, string> = {
   "/admin/reload": "POST",
   [DASHBOARD_PATH]: "GET",
   "/admin/state": "GET",
+  "/admin/budgets": "GET",
   "/admin/events": "GET",
 };
 
+const MAX_COST_HEADER = "x-router-max-cost-usd";
+
 const ADMIN_RESET_RE = /^\/admin\/circuit\/[^/]+\/reset$/;
+const BUDGET_RESET_RE = /^\/admin\/budgets\/[^/]+\/reset$/;
 
 let idCounter = 0;
 const idPrefix = crypto.randomUUID().slice(0, 8);
@@ -334,6 +338,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.use("*", auth());
   app.use("*", rateLimit(limiter));
 
+  // a client's own cost ceiling for one request (docs/routing.md): a malformed one is refused, not ignored
+  app.use("/v1/*", async (c, next) => {
+    const v = c.req.header(MAX_COST_HEADER);
+    if (v !== undefined && !(/^\s*[0-9.eE+-]+\s*$/.test(v) && Number(v) >= 0)) {
+      return errorResponse(400, { message: `the ${MAX_COST_HEADER} header must be a non-negative number of USD`, type: "invalid_request_error", param: MAX_COST_HEADER, code: "invalid_header" });
+    }
+    await next();
+  });
+
   const idem = idempotency(store);
   /**
    * The request goes to the router, which reports it to the observers when it ends. `translatedPath`: the
@@ -341,7 +354,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
    */
   const routed = (c: Context<Env>, translatedPath?: string): RequestContext => {
     c.set("routed", true);
-    return { requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath };
+    const maxCost = c.req.header(MAX_COST_HEADER);
+    return {
+      requestId: c.get("requestId"), signal: c.req.raw.signal, keyName: c.get("keyName"), onUsage: c.get("onUsage"), path: translatedPath,
+      maxCostUsd: maxCost === undefined ? undefined : Number(maxCost),
+    };
   };
 
   app.post("/v1/chat/completions", validJson(ChatRequestSchema, plainChatRequest), idem, async (c) =>
@@ -398,6 +415,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     });
   });
 
+  app.get("/admin/budgets", async (c) => c.json({ budgets: await c.get("router").budgets.report() }));
+  app.post("/admin/budgets/:name/reset", async (c) => {
+    const name = c.req.param("name");
+    if (!(await c.get("router").budgets.reset(name))) {
+      return errorResponse(404, { message: `unknown budget "${name.slice(0, 100)}"`, type: "invalid_request_error", param: "name", code: "budget_not_found" });
+    }
+    const report = (await c.get("router").budgets.report()).find((b) => b.name === name);
+    return c.json(report);
+  });
+
   app.get("/admin/state", (c) => dashboardState(c, events));
   app.get("/admin/events", () => dashboardEvents(events));
 
@@ -406,7 +433,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get("/metrics", (c) => new Response(obs.metricsText(c.get("router")), { headers: { "content-type": METRICS_CONTENT_TYPE } }));
 
   app.notFound((c: Context) => {
-    const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) ? "POST" : undefined);
+    const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) || BUDGET_RESET_RE.test(c.req.path) ? "POST" : undefined);
     if (allowed) {
       return errorResponse(405, { message: `method ${c.req.method} not allowed on ${c.req.path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
     }

@@ -74,7 +74,7 @@ export class Observability {
   readonly registry = new Registry();
   readonly logger?: Logger;
   inFlight = 0;
-  #scrape: { providers: readonly string[]; stateOf: StateOf } = { providers: [], stateOf: () => "closed" };
+  #scrape: { providers: readonly string[]; stateOf: StateOf; budgets: { name: string; spent: number; limit: number }[] } = { providers: [], stateOf: () => "closed", budgets: [] };
 
   readonly requestsTotal: Counter;
   readonly requestDuration: Histogram;
@@ -104,6 +104,9 @@ export class Observability {
       const { providers, stateOf } = this.#scrape;
       return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);
     }));
+    // budget names come from the config, so the label set is bounded
+    r.add(new Gauge("failover_router_budget_spent_usd", "Spend in US dollars of each budget in its current period.", ["budget"], () => this.#scrape.budgets.map((b) => [[b.name], b.spent] as [string[], number])));
+    r.add(new Gauge("failover_router_budget_limit_usd", "The limit in US dollars of each budget per period.", ["budget"], () => this.#scrape.budgets.map((b) => [[b.name], b.limit] as [string[], number])));
     r.add(new Gauge("failover_router_in_flight_requests", "Client requests being served (streams until their last chunk).", [], () => [[[], this.inFlight]]));
     r.add(new Gauge("failover_router_build_info", "Version, runtime and replica id of the running router (always 1).", ["version", "runtime", "replica"], () => [[[opts.version, opts.runtime, opts.replica?.() ?? ""], 1]]));
     const state = opts.state;
@@ -134,6 +137,10 @@ export class Observability {
       onRequest: (r) => {
         this.#request(r, prices, secrets);
         this.live.request(r, clean);
+      },
+      onBudget: (e) => {
+        const soft = e.event === "soft_limit";
+        this.logger?.log("warn", soft ? "budget soft limit crossed" : "budget spent", { budget: e.budget, spent_usd: e.spent, limit_usd: e.limit, resets_at: e.resets_at });
       },
     };
   }
@@ -227,12 +234,13 @@ export class Observability {
     // per replica: Prometheus (or whoever reads them) sums the replicas
     if (this.opts.replica) json.replica = this.opts.replica();
     if (this.opts.state) json.state = this.opts.state();
+    if (router.budgets.list.length) json.budgets = Object.fromEntries(router.budgets.spentNow().map((b) => [b.name, { spent_usd: b.spent, limit_usd: b.limit }]));
     return json;
   }
 
   /** The GET /metrics exposition for the router in force. */
   metricsText(router: Router, stateOf: StateOf = providerStateOf(router)): string {
-    this.#scrape = { providers: router.config.providers.map((p) => p.name), stateOf };
+    this.#scrape = { providers: router.config.providers.map((p) => p.name), stateOf, budgets: router.budgets.spentNow() };
     return this.registry.render();
   }
 }

@@ -124,6 +124,8 @@ export interface StatsJson {
   replica?: string;
   /** the state backend and whether it answers */
   state?: StateStatus;
+  /** each budget's spend in its current period and its limit (GET /admin/budgets has the details) */
+  budgets?: Record<string, { spent_usd: number; limit_usd: number }>;
   uptime_seconds: number;
   requests: { total: number; success: number; failed: number };
   providers: Record<string, {

@@ -5,7 +5,10 @@ import type { Config } from "../config/schema.ts";
 import { CLIENT_CLOSED } from "../errors.ts";
 import type { Adapter, ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import { sleep } from "../sleep.ts";
+import { MemorySpendStore } from "../state/memory/spend.ts";
+import { isPromise, type SpendStore } from "../state/types.ts";
 import { attempt, type AttemptEnv } from "./attempt.ts";
+import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
 import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
@@ -32,6 +35,12 @@ export interface RouterOptions {
   retryBaseMs?: number;
   /** largest retry backoff in ms (default 5000) */
   retryMaxBackoffMs?: number;
+  /** the budgets' spend counters: the state backend's, shared across reloads (default in memory, this Router's own) */
+  spend?: SpendStore;
+  /** wall clock in ms for budget periods (default Date.now) */
+  spendClock?: () => number;
+  /** whether the state backend is connected (budgets.on_backend_failure: closed answers 503 while it is not) */
+  stateUp?: () => boolean;
 }
 
 export class Router implements AttemptEnv {
@@ -40,6 +49,8 @@ export class Router implements AttemptEnv {
   readonly health: HealthTracker;
   readonly now: () => number;
   readonly planner: Planner;
+  readonly budgets: Budgets;
+  readonly #stateUp: () => boolean;
   /** this config's breakers, held by reference so a reload that drops a provider does not break requests in flight */
   readonly #breakerOf: Map<string, CircuitBreaker>;
   readonly #backoff: Backoff;
@@ -53,10 +64,14 @@ export class Router implements AttemptEnv {
     this.health.sync(config);
     this.#breakerOf = new Map(config.providers.map((p) => [p.name, this.breakers.get(p.name)!]));
     this.#backoff = new Backoff(opts.retryBaseMs ?? 200, opts.retryMaxBackoffMs ?? 5000, config.routing.max_retry_after_seconds, opts.random ?? Math.random);
+    const spendClock = opts.spendClock ?? Date.now;
+    this.budgets = new Budgets(config, opts.spend ?? new MemorySpendStore(spendClock), spendClock, (e) => this.hooks.onBudget?.(e));
+    this.#stateUp = opts.stateUp ?? (() => true);
     this.planner = new Planner(config, adapters, {
       state: (n) => this.#breakerOf.get(n)?.state,
       latency: (n) => this.health.latency(n),
       successRate: (n) => this.health.successRate(n),
+      window: (n) => this.health.window(n),
     });
   }
 
@@ -116,15 +131,33 @@ export class Router implements AttemptEnv {
 
     let firstUnsupported: ClassifiedFailure | undefined;
     let failedOtherwise = false;
+    // spend control (routing/budgets.ts): the cheapest estimate over its ceiling, the last budget that refused
+    let overCeiling: { cost: number; ceiling: number } | undefined;
+    let budgetRefused: Refusal | undefined;
+    if (this.budgets.list.length && this.config.budgets.on_backend_failure === "closed" && !this.#stateUp()) {
+      run.finish(503);
+      return errorOutcome(503, { message: "the state backend that keeps the budgets is unreachable (budgets.on_backend_failure: closed)", type: "server_error", code: "state_backend_unavailable" });
+    }
+    const tokens = worstCaseTokens(this.config, run.kind, run.body);
     providers: for (const cand of this.planner.order(run.kind, run.body)) {
       if (tried >= maxProviders) break;
       if (run.deadlineHit || run.deadline - this.now() <= 0) {
         timedOut = true;
         break;
       }
+      const pending = admit(this.budgets, run, cand, tokens, true);
+      const adm = isPromise(pending) ? await pending : pending;
+      if (!adm.go) {
+        if (adm.skip === "cost_ceiling") {
+          if (!overCeiling || adm.cost < overCeiling.cost) overCeiling = { cost: adm.cost, ceiling: adm.ceiling };
+        } else budgetRefused = worseRefusal(budgetRefused, adm.refused);
+        run.record({ provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0, reason: adm.skip });
+        continue;
+      }
       const breaker = this.#breakerOf.get(cand.provider.name)!;
       let permit = breaker.acquire();
       if (!permit) {
+        adm.hold?.release();
         // open, or every half-open probe slot taken: skip without a network call
         skipped++;
         soonestMs = Math.min(soonestMs, breaker.retryInMs());
@@ -135,7 +168,9 @@ export class Router implements AttemptEnv {
         continue;
       }
       tried++;
+      let hold = adm.hold;
       for (let n = 0; ; n++) {
+        if (hold) run.holds.set(cand.provider.name, hold);
         const r = await attempt(this, run, cand, breaker, permit);
         if (!("cls" in r)) return r;
         if (r.cls === "unsupported") firstUnsupported ??= r;
@@ -157,12 +192,26 @@ export class Router implements AttemptEnv {
           timedOut = true;
           break providers;
         }
+        const again = await admit(this.budgets, run, cand, tokens, false);
+        if (!again.go) break;
+        hold = again.hold;
         const next = breaker.acquire();
-        if (!next) break; // the breaker opened meanwhile (or another request holds the probe)
+        if (!next) {
+          hold?.release();
+          break; // the breaker opened meanwhile (or another request holds the probe)
+        }
         permit = next;
       }
     }
 
+    if (run.sent === 0 && !timedOut && !skipped && budgetRefused) {
+      run.finish(402);
+      return budgetSpent(budgetRefused);
+    }
+    if (run.sent === 0 && !timedOut && !skipped && overCeiling) {
+      run.finish(400);
+      return ceilingExceeded(overCeiling);
+    }
     if (run.sent === 0 && skipped > 0 && !timedOut) {
       const retryAfter = Math.max(1, Math.ceil(soonestMs / 1000));
       run.finish(503);

@@ -10,18 +10,31 @@ export const LATENCY_STALE_MS = 5 * 60_000;
 /** The success rate covers the last WINDOW attempts that are at most WINDOW_MS old. */
 export const WINDOW = 50;
 export const WINDOW_MS = 5 * 60_000;
+/** The cost strategy's SLA judges a provider on at least this many recent attempts; with fewer it counts as meeting it. */
+export const SLA_MIN_SAMPLES = 5;
+
+/** A provider's recent window as the SLA of the cost strategy reads it. */
+export interface WindowSummary {
+  /** attempts in the window */
+  samples: number;
+  successRate: number;
+  /** nearest-rank p95 of the successes' latency (ms), 0 without a success */
+  p95: number;
+}
 
 class ProviderHealth {
   ewma: number | undefined;
   lastLatencyAt = 0;
   readonly at = new Float64Array(WINDOW);
   readonly ok = new Uint8Array(WINDOW);
+  readonly ms = new Float64Array(WINDOW);
   size = 0;
   next = 0;
 
-  push(t: number, ok: boolean): void {
+  push(t: number, ok: boolean, latencyMs = 0): void {
     this.at[this.next] = t;
     this.ok[this.next] = ok ? 1 : 0;
+    this.ms[this.next] = latencyMs;
     this.next = (this.next + 1) % WINDOW;
     if (this.size < WINDOW) this.size++;
   }
@@ -54,7 +67,7 @@ export class HealthTracker {
     const fresh = h.ewma === undefined || t - h.lastLatencyAt > LATENCY_STALE_MS;
     h.ewma = fresh ? latencyMs : h.ewma! + LATENCY_ALPHA * (latencyMs - h.ewma!);
     h.lastLatencyAt = t;
-    h.push(t, true);
+    h.push(t, true, latencyMs);
   }
 
   /** A failed attempt (the breaker's notion of failure: not client errors or client aborts). */
@@ -67,6 +80,23 @@ export class HealthTracker {
     const h = this.#providers.get(name);
     if (!h || h.ewma === undefined || this.now() - h.lastLatencyAt > LATENCY_STALE_MS) return undefined;
     return h.ewma;
+  }
+
+  /** The recent window's success rate and latency p95, or undefined with fewer than SLA_MIN_SAMPLES attempts in it. */
+  window(name: string): WindowSummary | undefined {
+    const h = this.#providers.get(name);
+    if (!h) return undefined;
+    const since = this.now() - WINDOW_MS;
+    const lat: number[] = [];
+    let n = 0;
+    for (let i = 0; i < h.size; i++) {
+      if (h.at[i] < since) continue;
+      n++;
+      if (h.ok[i]) lat.push(h.ms[i]);
+    }
+    if (n < SLA_MIN_SAMPLES) return undefined;
+    lat.sort((a, b) => a - b);
+    return { samples: n, successRate: lat.length / n, p95: lat.length ? lat[Math.ceil(0.95 * lat.length) - 1] : 0 };
   }
 
   /** Successes / attempts over the recent window, or undefined when there is no recent attempt. */

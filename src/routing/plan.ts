@@ -45,6 +45,6 @@ export class Planner {
 
   /** The candidates of one request in the order the configured strategy tries them. */
   order(kind: ApiKind, body: ChatRequest | TextRequest): Candidate[] {
-    return orderCandidates(this.config.routing.strategy, this.candidates(body.model), this.signals, () => estimateRequestTokens(kind, body));
+    return orderCandidates(this.config.routing.strategy, this.candidates(body.model), this.signals, () => estimateRequestTokens(kind, body, this.config.routing.default_max_output_tokens), this.config.routing.sla);
   }
 }

@@ -1,6 +1,7 @@
 // What the routing loop reports: one record per upstream attempt and one per request, handed to the observers
 // (RouterHooks: stats, metrics, the request log), and the per-request run that keeps them.
 import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/types.ts";
+import type { BudgetEvent, Hold } from "./budgets.ts";
 
 export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error";
 
@@ -39,6 +40,8 @@ export interface RouterHooks {
   onAttemptStart?(provider: string): void;
   onAttempt?(a: AttemptRecord): void;
   onRequest?(r: RequestRecord): void;
+  /** a budget's soft limit was crossed, or it ran out (once per budget and period) */
+  onBudget?(e: BudgetEvent): void;
 }
 
 export interface RequestContext {
@@ -51,6 +54,8 @@ export interface RequestContext {
   onUsage?(u: Usage): void;
   /** the client-facing path, copied into the RequestRecord, when it is not the endpoint's own */
   path?: string;
+  /** the client's own cost ceiling for this request (x-router-max-cost-usd): it can only lower the configured one */
+  maxCostUsd?: number;
 }
 
 /** One request through the routing loop: what it asks for, its deadline, its attempts so far, and their reports. */
@@ -63,6 +68,8 @@ export class RequestRun {
   sent = 0;
   /** an attempt was cut short by the request deadline (timers may fire a hair early, so do not rely on now()) */
   deadlineHit = false;
+  /** the budget reservations of the attempts in flight, by provider, settled with their records (routing/budgets.ts) */
+  readonly holds = new Map<string, Hold>();
 
   constructor(
     readonly kind: ApiKind,
@@ -81,6 +88,11 @@ export class RequestRun {
 
   /** Keeps one attempt's record and tells the observers. */
   record(a: AttemptRecord): AttemptRecord {
+    const hold = a.outcome === "skipped" ? undefined : this.holds.get(a.provider);
+    if (hold) {
+      this.holds.delete(a.provider);
+      hold.settle(a);
+    }
     this.attempts.push(a);
     this.hooks.onAttempt?.(a);
     return a;
