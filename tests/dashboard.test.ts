@@ -126,7 +126,7 @@ describe("dashboard over HTTP", () => {
     for (const p of s.providers) {
       assert.equal(p.breaker.state, "closed");
       assert.equal(p.breaker.retry_in_ms, null);
-      assert.equal(p.budgets, null, "no budgets are made up");
+      assert.deepEqual(p.budgets, [], "no budget configured, none shown");
       assert.equal(p.latency_history.length, 30);
     }
     assert.equal(s.config.strategy, "priority");
@@ -135,6 +135,39 @@ describe("dashboard over HTTP", () => {
     assert.equal(s.shared_state, null, "no shared-state backend");
     assert.equal(s.replica_id, `127.0.0.1:${new URL(r.url).port}`);
     assert.deepEqual(s.failovers, []);
+    assert.deepEqual(s.budgets, []);
+  });
+
+  it("budgets: a provider's card shows its budget's spend, the snapshot every budget, and a crossed soft limit is an event", async () => {
+    const priced = config(`${AUTH}
+budgets:
+  list:
+    - { name: alpha-daily, scope: { provider: alpha }, limit_usd: 600, period: day, soft_limit_percent: 0.1 }
+    - { name: everything, limit_usd: 1000000, period: month }`).replace(
+      "{ name: alpha, type: mock, default_model: m }",
+      `{ name: alpha, type: mock, default_model: m, pricing: { "*": { input: 1000000, output: 1000000 } } }`,
+    );
+    r = await startRouter(priced);
+    const ev = await openEvents(r.url, bearer(ADMIN));
+    await ev.next("snapshot");
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(), bearer(CLIENT));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-router-provider"), "alpha");
+    await res.arrayBuffer();
+    const soft = await ev.next("budget_soft_limit", (d) => d.budget === "alpha-daily");
+    assert.equal(soft.data.limit, 600);
+    assert.ok(soft.data.spent > 0.6, `spent ${soft.data.spent} is past 0.1% of 600`);
+
+    const s = await (await fetch(`${r.url}/admin/state`, { headers: bearer(ADMIN) })).json();
+    const report = await (await fetch(`${r.url}/admin/budgets`, { headers: bearer(ADMIN) })).json();
+    const spent = (name: string) => (report.budgets ?? report).find((b: any) => b.name === name).spent_usd;
+    const card = (name: string) => s.providers.find((p: any) => p.name === name);
+    assert.deepEqual(card("alpha").budgets, [{ name: "alpha-daily", spent_usd: spent("alpha-daily"), limit_usd: 600 }]);
+    assert.ok(spent("alpha-daily") > 0);
+    assert.deepEqual(card("beta").budgets, []);
+    assert.deepEqual(s.budgets.map((b: any) => b.name), ["alpha-daily", "everything"]);
+    assert.equal(s.budgets[1].spent_usd, spent("everything"));
+    await ev.close();
   });
 
   it("traffic shows in the snapshot: requests/s, error rate, latency, tokens, failovers with the request id and reason", async () => {

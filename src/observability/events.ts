@@ -15,8 +15,8 @@ import { concatBytes, encoder } from "../bytes.ts";
 import type { BreakerState } from "../routing/breaker.ts";
 import { dashboardState, type DashboardState, type SnapshotSources } from "./snapshot.ts";
 
-/** Event names of the stream (the `event:` field); budget_* arrive with spend budgets. */
-export type DashboardEvent = "snapshot" | "breaker" | "failover" | "config" | "reload_error" | "shutdown";
+/** Event names of the stream (the `event:` field). */
+export type DashboardEvent = "snapshot" | "breaker" | "failover" | "config" | "reload_error" | "shutdown" | "budget_soft_limit" | "budget_exhausted";
 
 export const TICK_MS = 1000;
 /** bytes queued for one subscriber before it is dropped (a few dozen snapshots of a large config) */
@@ -58,6 +58,7 @@ export class EventHub {
     this.#opts = opts;
     const live = opts.observability.live;
     live.onFailover = (f) => this.#publish("failover", f);
+    live.onBudget = (e) => this.#publish(e.event === "soft_limit" ? "budget_soft_limit" : "budget_exhausted", e);
     live.onAttempt = () => {
       if (this.#subs.size === 0 || this.#checkQueued) return;
       this.#checkQueued = true;

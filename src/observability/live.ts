@@ -1,6 +1,7 @@
 // What the dashboard shows of each provider's recent activity: one-second buckets over the last minutes
 // (requests, errors, latency, tokens, cost), the attempts in flight, and the latest failovers. Recording is O(1)
 // with fixed memory per provider and needs no timer: a bucket is recycled when its second comes round again.
+import type { BudgetEvent } from "../routing/budgets.ts";
 import type { AttemptRecord, RequestRecord } from "../routing/records.ts";
 
 /** Seconds of history kept per provider (the latency sparkline covers them all). */
@@ -69,6 +70,8 @@ export class LiveStats {
   onFailover?: (f: FailoverEvent) => void;
   /** called after each attempt that reached a provider (its breaker may have moved) */
   onAttempt?: (provider: string) => void;
+  /** called when a budget crosses its soft limit or runs out (the dashboard's event hub) */
+  onBudget?: (e: BudgetEvent) => void;
 
   constructor(readonly now: () => number = Date.now) {}
 

@@ -141,6 +141,7 @@ export class Observability {
       onBudget: (e) => {
         const soft = e.event === "soft_limit";
         this.logger?.log("warn", soft ? "budget soft limit crossed" : "budget spent", { budget: e.budget, spent_usd: e.spent, limit_usd: e.limit, resets_at: e.resets_at });
+        this.live.onBudget?.(e);
       },
     };
   }

@@ -24,8 +24,15 @@ export interface ProviderState extends LiveSummary {
   };
   latency_ms: Pick<Percentiles, "p50" | "p95">;
   ttfb_ms: Pick<Percentiles, "p50" | "p95">;
-  /** spend budgets of this provider; null until budgets exist (no budget data is made up) */
-  budgets: null;
+  /** the spend budgets scoped to this provider (`scope: { provider }`), in config order */
+  budgets: BudgetBar[];
+}
+
+/** One budget's bar: spend in its current period against its limit. */
+export interface BudgetBar {
+  name: string;
+  spent_usd: number;
+  limit_usd: number;
 }
 
 export interface DashboardState {
@@ -41,6 +48,8 @@ export interface DashboardState {
   providers: ProviderState[];
   /** the latest failovers, newest first */
   failovers: FailoverEvent[];
+  /** every budget of the config (provider-scoped ones are on their provider's card too) */
+  budgets: BudgetBar[];
 }
 
 export interface SnapshotSources {
@@ -73,6 +82,8 @@ export function dashboardState(src: SnapshotSources): DashboardState {
   const config = router.config;
   const chain = config.routing.fallback_chain;
   const breakers = router.breakerSnapshots();
+  const scopes = new Map(config.budgets.list.map((b) => [b.name, b.scope.provider]));
+  const bars = router.budgets.spentNow().map((b) => ({ name: b.name, spent_usd: b.spent, limit_usd: b.limit, provider: scopes.get(b.name) }));
   const clock = router.breakers.now();
   const statsNow = obs.stats.now();
   const byName = new Map(config.providers.map((p) => [p.name, p]));
@@ -98,7 +109,7 @@ export function dashboardState(src: SnapshotSources): DashboardState {
       ...obs.live.summary(name),
       latency_ms: { p50: round2(lat.p50), p95: round2(lat.p95) },
       ttfb_ms: { p50: round2(ttfb.p50), p95: round2(ttfb.p95) },
-      budgets: null,
+      budgets: bars.filter((b) => b.provider === name).map(({ name, spent_usd, limit_usd }) => ({ name, spent_usd, limit_usd })),
     });
   }
   const health = src.configHealth?.() ?? { loaded_at: new Date(obs.stats.startedAt).toISOString(), last_reload_error: null };
@@ -110,5 +121,6 @@ export function dashboardState(src: SnapshotSources): DashboardState {
     in_flight: obs.inFlight,
     providers,
     failovers: obs.live.failovers(),
+    budgets: bars.map(({ name, spent_usd, limit_usd }) => ({ name, spent_usd, limit_usd })),
   };
 }
