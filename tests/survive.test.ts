@@ -71,4 +71,72 @@ routing: { fallback_chain: [a, b] }
       assert.equal(a.requests.length, 2);
     });
   });
+
+  describe("a complete stream without data: [DONE]", () => {
+    let s: ScriptedFake;
+    before(async () => {
+      s = await startScriptedFake(() => {});
+    });
+    after(async () => {
+      await s.stop();
+    });
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      `data: ${JSON.stringify({ id: "chatcmpl-s", object: "chat.completion.chunk", created: 1700000000, model: "m", choices, ...extra })}\n\n`;
+    const start = async () => {
+      r = await startRouter(`
+providers:
+  - { name: s, type: openai_compatible, endpoint: ${s.url}/v1, default_model: m, timeout_seconds: 5 }
+  - { name: b, type: openai, endpoint: ${b.url}/v1, default_model: m, timeout_seconds: 5 }
+routing: { fallback_chain: [s, b] }
+circuit_breaker: { failure_threshold: 100 }
+`);
+    };
+    const breakerS = async () => (await (await fetch(`${r!.url}/health`)).json()).providers.s;
+
+    it("is a success with the upstream's usage, ends with [DONE], and closes the breaker's count", async () => {
+      await start();
+      // one failure first, so that the success has a count to close
+      s.script = (res) => {
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "boom" } }));
+      };
+      const first = await postJson(`${r!.url}/v1/chat/completions`, chat());
+      assert.equal(first.headers.get("x-router-provider"), "b");
+      await first.text();
+      assert.equal((await breakerS()).consecutive_failures, 1);
+
+      s.script = (res) => {
+        streamHead(res);
+        res.write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]));
+        for (const w of ["Hello", ", ", "world"]) res.write(chunk([{ index: 0, delta: { content: w }, finish_reason: null }]));
+        res.write(chunk([{ index: 0, delta: {}, finish_reason: "stop" }]));
+        res.write(chunk([], { usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 } }));
+        res.end(); // no [DONE]
+      };
+      const res = await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true, stream_options: { include_usage: true } }));
+      assert.equal(res.headers.get("x-router-provider"), "s");
+      const events = await readSse(res);
+      assert.equal(events.at(-1), "[DONE]");
+      assert.ok(!events.some((e) => e?.error), "no error event");
+      assert.equal(events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), "Hello, world");
+      assert.deepEqual(events.at(-2).usage, { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 });
+      assert.equal((await breakerS()).consecutive_failures, 0, "a success closes the count");
+      const log = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+      assert.equal(log.status, 200);
+      assert.deepEqual(log.tokens, { input: 5, output: 3 });
+    });
+
+    it("a body that closes before any finish_reason is still a broken stream", async () => {
+      await start();
+      s.script = (res) => {
+        streamHead(res);
+        for (const w of ["Hello", ", ", "world"]) res.write(chunk([{ index: 0, delta: { content: w }, finish_reason: null }]));
+        res.end();
+      };
+      const res = await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true }));
+      const events = await readSse(res);
+      assert.equal(events.at(-1).error.code, "upstream_stream_error");
+      assert.equal((await breakerS()).consecutive_failures, 1);
+    });
+  });
 });

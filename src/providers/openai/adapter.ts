@@ -68,7 +68,7 @@ class Passthrough implements StreamEvents {
   // (docs/decisions/0014-finished-streams-let-go.md)
   #sse: SseReader | null;
   readonly #out: StreamEvent[] = [];
-  readonly #seen = { usage: false, chars: 0 };
+  readonly #seen: Seen = { usage: false, chars: 0, finished: false };
 
   constructor(
     body: ReadableStream<Uint8Array>,
@@ -104,13 +104,17 @@ class Passthrough implements StreamEvents {
     const out = this.#out;
     out.length = 0;
     try {
-      if (events === null) throw new UpstreamStreamError("upstream stream ended before [DONE]");
+      if (events === null) {
+        // a body that closes cleanly after the finish_reason (and the usage) is complete without its [DONE];
+        // one that closes before is a broken stream
+        if (!this.#seen.finished) throw new UpstreamStreamError("upstream stream ended before [DONE]");
+        this.#end(out);
+        return out;
+      }
       for (let i = 0; i < events.length; i++) {
         const data = events[i].data;
         if (data === "[DONE]") {
-          const seen = this.#seen;
-          if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
-          this.#release(true); // anything after [DONE] is not read
+          this.#end(out);
           return out;
         }
         out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));
@@ -122,13 +126,27 @@ class Passthrough implements StreamEvents {
     return out;
   };
 
+  /** The end of the stream: the estimated usage when the upstream reported none, and the upstream let go. */
+  #end(out: StreamEvent[]): void {
+    const seen = this.#seen;
+    if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
+    this.#release(true); // anything after [DONE] is not read
+  }
+
   readonly #broke = (e: unknown): never => {
     this.#release();
     throw e;
   };
 }
 
-function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: { usage: boolean; chars: number }): StreamEvent {
+/** What a stream has shown so far: a usage report, the characters generated, a finish_reason. */
+interface Seen {
+  usage: boolean;
+  chars: number;
+  finished: boolean;
+}
+
+function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: Seen): StreamEvent {
   let chunk: any;
   try {
     chunk = JSON.parse(data);
@@ -146,6 +164,7 @@ function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, see
   const choice = chunk.choices?.[0];
   let content = false;
   if (choice) {
+    if (choice.finish_reason) seen.finished = true;
     if (kind === "text") {
       if (typeof choice.text === "string") seen.chars += choice.text.length;
       content = !!choice.finish_reason || (typeof choice.text === "string" && choice.text.length > 0);
