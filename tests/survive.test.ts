@@ -3,8 +3,9 @@
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startOpenAIFake } from "./fakes/openai.ts";
-import { startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
+import { openaiChunk, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
 import { sleep, type FakeServer } from "./fakes/common.ts";
+import { scrape, value } from "./helpers/metrics.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "gpt-test", messages: [{ role: "user", content: "hi" }], ...extra });
@@ -137,6 +138,62 @@ circuit_breaker: { failure_threshold: 100 }
       const events = await readSse(res);
       assert.equal(events.at(-1).error.code, "upstream_stream_error");
       assert.equal((await breakerS()).consecutive_failures, 1);
+    });
+  });
+
+  describe("malformed events in an otherwise good stream", () => {
+    let s: ScriptedFake;
+    before(async () => {
+      s = await startScriptedFake(() => {});
+    });
+    after(async () => {
+      await s.stop();
+    });
+    /** 60 content events ("t0 ".."t59 "), with the events at `bad` positions (0-based) replaced by invalid JSON. */
+    const script = (bad: number[]) => (res: import("node:http").ServerResponse) => {
+      streamHead(res);
+      for (let i = 0; i < 60; i++) res.write(bad.includes(i) ? `data: {"choices": [{"delta": {"content": "lost\n\n` : openaiChunk(`t${i} `));
+      res.write(`data: ${JSON.stringify({ id: "chatcmpl-s", object: "chat.completion.chunk", created: 1700000000, model: "m", choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`);
+      res.end("data: [DONE]\n\n");
+    };
+    const start = async () => {
+      r = await startRouter(`
+providers:
+  - { name: s, type: openai_compatible, endpoint: ${s.url}/v1, default_model: m, timeout_seconds: 5 }
+routing: { fallback_chain: [s] }
+circuit_breaker: { failure_threshold: 100 }
+`);
+    };
+    const expected = (bad: number[]) => Array.from({ length: 60 }, (_, i) => (bad.includes(i) ? "" : `t${i} `)).join("");
+
+    it("skips the tenth event when it is invalid JSON: the rest of the text arrives, logged once and counted", async () => {
+      await start();
+      s.script = script([9]);
+      const res = await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true }));
+      const events = await readSse(res);
+      assert.equal(events.at(-1), "[DONE]");
+      assert.ok(!events.some((e) => e?.error), "no error event");
+      assert.equal(events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), expected([9]));
+      const warn = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "malformed stream event skipped");
+      assert.equal(warn.length, 1);
+      assert.equal(warn[0].provider, "s");
+      assert.equal(value(await scrape(r!.url), "failover_router_malformed_events_total", { provider: "s" }), 1);
+      assert.equal((await (await fetch(`${r!.url}/health`)).json()).providers.s.consecutive_failures, 0);
+    });
+
+    it("up to routing.max_malformed_events are skipped and logged once; one more fails the stream", async () => {
+      await start();
+      s.script = script([9, 20, 30]);
+      let events = await readSse(await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true })));
+      assert.equal(events.at(-1), "[DONE]");
+      assert.equal(events.slice(0, -1).map((e) => e.choices[0]?.delta?.content ?? "").join(""), expected([9, 20, 30]));
+      assert.equal(r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "malformed stream event skipped").length, 1, "once per stream");
+
+      s.script = script([9, 20, 30, 40]);
+      events = await readSse(await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true })));
+      assert.equal(events.at(-1).error.code, "upstream_stream_error");
+      assert.match(events.at(-1).error.message, /max_malformed_events/);
+      assert.equal(value(await scrape(r!.url), "failover_router_malformed_events_total", { provider: "s" }), 7);
     });
   });
 });

@@ -117,6 +117,8 @@ export const ConfigSchema = z
         stream_max_duration_seconds: z.number().positive().max(86400).default(600),
         // one SSE event's data (or one line of it, or one NDJSON line) read from an upstream stream (docs/security.md)
         stream_max_event_bytes: z.number().int().positive().default(1024 * 1024),
+        // events of one stream that are not valid JSON, each skipped; one more fails the stream (docs/security.md)
+        max_malformed_events: z.number().int().min(0).default(3),
         // a Retry-After longer than this is not waited for (max_retries): the request moves to the next provider
         max_retry_after_seconds: z.number().min(0).default(10),
       })

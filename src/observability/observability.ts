@@ -85,6 +85,7 @@ export class Observability {
   readonly cost: Counter;
   readonly estimatedUsage: Counter;
   readonly failovers: Counter;
+  readonly malformedEvents: Counter;
 
   constructor(readonly opts: ObservabilityOptions) {
     this.stats = new Stats(opts.now);
@@ -100,6 +101,7 @@ export class Observability {
     this.cost = r.add(new Counter("failover_router_cost_usd_total", "Cost in US dollars from the provider's pricing table, by provider and model.", ["provider", "model"]));
     this.estimatedUsage = r.add(new Counter("failover_router_estimated_usage_total", "Successful attempts whose token usage was estimated (the provider reported none).", ["provider"]));
     this.failovers = r.add(new Counter("failover_router_failovers_total", "Requests that left this provider for the next one in the chain after a failed attempt.", ["provider"]));
+    this.malformedEvents = r.add(new Counter("failover_router_malformed_events_total", "Upstream stream events that were not valid JSON and were skipped (routing.max_malformed_events).", ["provider"]));
     r.add(new Gauge("failover_router_circuit_state", "Circuit breaker state per provider: 0 closed, 1 open, 2 half_open.", ["provider"], () => {
       const { providers, stateOf } = this.#scrape;
       return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);
@@ -126,11 +128,17 @@ export class Observability {
     this.live.sync(config.providers.map((p) => p.name));
     for (const p of config.providers) {
       this.failovers.touch([p.name]);
+      this.malformedEvents.touch([p.name]);
       for (const o of ["success", "error", "timeout"]) this.upstreamRequests.touch([p.name, o]);
     }
     return {
       onAttemptStart: (p) => this.live.attemptStarted(p),
       onAttempt: (a) => this.#attempt(a, prices, modelLabel(a.model)),
+      onMalformedEvent: (provider, requestId, first) => {
+        this.malformedEvents.inc([provider]);
+        // once per stream: a stream of bad events must not flood the log
+        if (first) this.logger?.log("warn", "malformed stream event skipped", { request_id: requestId, provider });
+      },
       onRequest: (r) => {
         this.#request(r, prices, secrets);
         this.live.request(r, clean);

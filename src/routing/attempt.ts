@@ -4,6 +4,7 @@
 import type { Config } from "../config/schema.ts";
 import { CLIENT_CLOSED } from "../errors.ts";
 import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/tokens.ts";
 import { shortError, type CircuitBreaker, type Permit } from "./breaker.ts";
 import { classifyFailure, failureSummary, streamFailure, timeoutReason, type ClassifiedFailure } from "./failures.ts";
@@ -73,6 +74,8 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
 
   run.sent++;
   run.hooks.onAttemptStart?.(cand.provider.name);
+  let malformed = 0;
+  const maxMalformed = config.routing.max_malformed_events;
   const opts = {
     model: cand.model,
     stream: run.stream,
@@ -80,6 +83,11 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     signal: ac.signal,
     maxEventBytes: config.routing.stream_max_event_bytes,
     maxBodyBytes: config.server.max_upstream_body_bytes,
+    // one bad event in a good stream is skipped, not worth the tokens after it; a stream of them is broken
+    malformedEvent: () => {
+      run.hooks.onMalformedEvent?.(cand.provider.name, ctx.requestId, ++malformed === 1);
+      if (malformed > maxMalformed) throw new UpstreamStreamError(`upstream sent more than ${maxMalformed} stream events that are not JSON (routing.max_malformed_events)`);
+    },
   };
   const res = run.kind === "chat" ? await cand.adapter.chat(run.body as ChatRequest, opts) : await cand.adapter.text(run.body as TextRequest, opts);
 

@@ -38,6 +38,8 @@ export interface RouterHooks {
   /** an attempt is about to be sent to this provider (its onAttempt follows when it ends) */
   onAttemptStart?(provider: string): void;
   onAttempt?(a: AttemptRecord): void;
+  /** a stream event from this provider was not valid JSON and was skipped; `first`: the stream's first such event */
+  onMalformedEvent?(provider: string, requestId: string, first: boolean): void;
   onRequest?(r: RequestRecord): void;
 }
 

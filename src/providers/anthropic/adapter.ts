@@ -2,7 +2,7 @@
 // requests into Messages requests, and Messages responses / event streams back into OpenAI completions and
 // chunks. Legacy text completions go through the same path as a one-message chat.
 import type { ProviderConfig } from "../../config/schema.ts";
-import { sseEvents } from "../event-streams.ts";
+import { skipMalformed, sseEvents } from "../event-streams.ts";
 import { type FinishReason, generatorEvents, OpenAIShaper, randomId, stopList, textToChat } from "../openai-shapes.ts";
 import { tokenUsage } from "../tokens.ts";
 import type {
@@ -356,7 +356,8 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
     try {
       msg = JSON.parse(ev.data);
     } catch {
-      throw new UpstreamStreamError("upstream sent an event that is not JSON");
+      skipMalformed(opts.malformedEvent, "upstream sent an event that is not JSON");
+      continue;
     }
     switch (msg?.type ?? ev.event) {
       case "message_start": {

@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../../config/schema.ts";
-import { type SseEvent, SseReader } from "../event-streams.ts";
+import { type SseEvent, SseReader, skipMalformed } from "../event-streams.ts";
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
@@ -39,7 +39,7 @@ export class OpenAIAdapter implements Adapter {
     if (opts.stream) {
       const sse = sseBody(res);
       if (!(sse instanceof ReadableStream)) return sse;
-      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
+      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest), opts.malformedEvent) };
     }
     const read = await bodyJson(res, opts);
     if ("kind" in read) return read; // an UpstreamFailure
@@ -76,6 +76,7 @@ class Passthrough implements StreamEvents {
     readonly includeUsage: boolean,
     maxEventBytes: number,
     readonly promptTokens: () => number,
+    readonly malformedEvent: (() => void) | undefined,
   ) {
     this.#sse = new SseReader(body, maxEventBytes);
   }
@@ -117,7 +118,9 @@ class Passthrough implements StreamEvents {
           this.#end(out);
           return out;
         }
-        out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));
+        const ev = toEvent(data, this.kind, this.includeUsage, this.#seen);
+        if (ev) out.push(ev);
+        else skipMalformed(this.malformedEvent, "upstream sent an SSE event that is not JSON");
       }
     } catch (e) {
       this.#release();
@@ -146,12 +149,13 @@ interface Seen {
   finished: boolean;
 }
 
-function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: Seen): StreamEvent {
+/** One upstream event as a StreamEvent; null when it is not JSON. */
+function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: Seen): StreamEvent | null {
   let chunk: any;
   try {
     chunk = JSON.parse(data);
   } catch {
-    throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
+    return null;
   }
   if (chunk?.error) {
     const e = chunk.error;
