@@ -2,6 +2,9 @@
 // chunk, through HTTP against fake upstreams that misbehave on purpose.
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { startAnthropicFake } from "./fakes/anthropic.ts";
+import { startOllamaFake } from "./fakes/ollama.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { openaiChunk, startScriptedFake, streamHead, type ScriptedFake } from "./fakes/scripted.ts";
 import { sleep, type FakeServer } from "./fakes/common.ts";
@@ -196,4 +199,73 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(value(await scrape(r!.url), "failover_router_malformed_events_total", { provider: "s" }), 7);
     });
   });
+});
+
+describe("the usage chunk, for every provider type", () => {
+  let legacy: FakeServer, real: ScriptedFake, anth: FakeServer, oll: FakeServer;
+  let r: RunningRouter;
+  before(async () => {
+    // an OpenAI-compatible server that ignores stream_options (older vLLM, llama.cpp, LM Studio): no usage at all
+    legacy = await startOpenAIFake({ reply: "legacy reply", usage: null });
+    // the real OpenAI API: `"usage": null` on every chunk and the usage chunk, when stream_options asks
+    real = await startScriptedFake((res, req) => {
+      const asked = req.body?.stream_options?.include_usage === true;
+      const send = (choices: unknown[], usage?: unknown) =>
+        res.write(`data: ${JSON.stringify({ id: "chatcmpl-r", object: "chat.completion.chunk", created: 1700000000, model: "m", choices, ...(asked ? { usage: usage ?? null } : {}) })}\n\n`);
+      streamHead(res);
+      send([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]);
+      send([{ index: 0, delta: { content: "real reply" }, finish_reason: null }]);
+      send([{ index: 0, delta: {}, finish_reason: "stop" }]);
+      if (asked) send([], { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 });
+      res.end("data: [DONE]\n\n");
+    });
+    anth = await startAnthropicFake();
+    oll = await startOllamaFake();
+    r = await startRouter(`
+providers:
+  - { name: legacy, type: openai_compatible, endpoint: ${legacy.url}/v1, default_model: m }
+  - { name: real, type: openai, endpoint: ${real.url}/v1, default_model: m }
+  - { name: anth, type: anthropic, endpoint: "${anth.url}", api_key: k, default_model: m }
+  - { name: oll, type: ollama, endpoint: ${oll.url}, default_model: llama3 }
+  - { name: mock, type: mock }
+`);
+  });
+  after(async () => {
+    await r.stop();
+    for (const f of [legacy, real, anth, oll]) await f.stop();
+  });
+
+  for (const p of ["legacy", "real", "anth", "oll", "mock"]) {
+    const model = p === "oll" ? "oll/llama3" : `${p}/m`;
+    it(`${p}: with include_usage, a final chunk with choices [] and usage, "usage": null on the others (raw SSE and the openai SDK)`, async () => {
+      const body = chat({ model, stream: true, stream_options: { include_usage: true } });
+      const events = await readSse(await postJson(`${r.url}/v1/chat/completions`, body));
+      assert.equal(events.at(-1), "[DONE]");
+      const chunks = events.slice(0, -1);
+      const last = chunks.at(-1);
+      assert.deepEqual(last.choices, []);
+      assert.equal(last.object, "chat.completion.chunk");
+      assert.equal(typeof last.id, "string");
+      for (const k of ["prompt_tokens", "completion_tokens", "total_tokens"]) assert.ok(Number.isInteger(last.usage[k]) && last.usage[k] >= 0, `${k}: ${JSON.stringify(last.usage)}`);
+      assert.ok(!("estimated" in last.usage));
+      for (const c of chunks.slice(0, -1)) assert.equal(c.usage, null, JSON.stringify(c));
+
+      const client = new OpenAI({ baseURL: `${r.url}/v1`, apiKey: "k", maxRetries: 0 });
+      const stream = await client.chat.completions.create({ model, messages: [{ role: "user", content: "hi" }], stream: true, stream_options: { include_usage: true } });
+      const seen: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+      for await (const c of stream) seen.push(c);
+      assert.ok(seen.length > 1);
+      assert.deepEqual(seen.at(-1)!.choices, []);
+      assert.ok(seen.at(-1)!.usage!.total_tokens > 0);
+    });
+
+    it(`${p}: without include_usage, no chunk carries a usage field`, async () => {
+      const events = await readSse(await postJson(`${r.url}/v1/chat/completions`, chat({ model, stream: true })));
+      assert.equal(events.at(-1), "[DONE]");
+      for (const c of events.slice(0, -1)) {
+        assert.ok(!("usage" in c), JSON.stringify(c));
+        assert.ok(c.choices.length > 0);
+      }
+    });
+  }
 });

@@ -345,7 +345,7 @@ function fromMessage(json: any, kind: Kind, fallbackModel: string): UpstreamResu
 
 async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts: CallOptions): AsyncGenerator<StreamEvent, void, undefined> {
   let shaper: OpenAIShaper | undefined;
-  const sh = () => (shaper ??= new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model));
+  const sh = () => (shaper ??= new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model, opts.includeUsage));
   const tokens = new TokenCount();
   let finish: FinishReason = null;
   /** content block index -> OpenAI tool call index */
@@ -366,6 +366,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
           kind,
           typeof m.id === "string" && m.id ? m.id : randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"),
           typeof m.model === "string" && m.model ? m.model : opts.model,
+          opts.includeUsage,
         );
         tokens.add(m.usage);
         if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };

@@ -82,7 +82,7 @@ export class OllamaAdapter implements Adapter {
       res.body?.cancel().catch(() => {});
       return protocolFailure(`ollama answered with ${ctype || "no content type"}, not JSON`);
     }
-    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
+    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model, opts.includeUsage);
     if (opts.stream) {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptTokens)) };

@@ -132,7 +132,12 @@ class Passthrough implements StreamEvents {
   /** The end of the stream: the estimated usage when the upstream reported none, and the upstream let go. */
   #end(out: StreamEvent[]): void {
     const seen = this.#seen;
-    if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
+    if (!seen.usage) {
+      // an upstream that ignores stream_options (older vLLM, llama.cpp, LM Studio) sends no usage chunk: the
+      // client that asked for one gets it with the estimate
+      const usage = tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true);
+      out.push({ data: this.includeUsage ? usageChunk(seen, this.kind, usage) : null, content: false, usage });
+    }
     this.#release(true); // anything after [DONE] is not read
   }
 
@@ -142,14 +147,28 @@ class Passthrough implements StreamEvents {
   };
 }
 
-/** What a stream has shown so far: a usage report, the characters generated, a finish_reason. */
+/** What a stream has shown so far: a usage report, the characters generated, a finish_reason, its first chunk. */
 interface Seen {
   usage: boolean;
   chars: number;
   finished: boolean;
+  /** the first chunk's id, created and model, for a usage chunk of the router's own */
+  head?: { id: unknown; created: unknown; model: unknown };
 }
 
-/** One upstream event as a StreamEvent; null when it is not JSON. */
+/** The usage chunk the OpenAI spec ends a stream with (`choices: []`), in the stream's own id and model. */
+function usageChunk(seen: Seen, kind: "chat" | "text", usage: Usage): string {
+  const { estimated: _e, ...u } = usage;
+  const h = seen.head;
+  return JSON.stringify({
+    id: h?.id ?? "", object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+    created: h?.created ?? Math.floor(Date.now() / 1000), model: h?.model ?? "", choices: [], usage: u,
+  });
+}
+
+const USAGE_NULL = ',"usage":null}';
+
+/** One upstream event as a StreamEvent; null when it is not a JSON object. */
 function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: Seen): StreamEvent | null {
   let chunk: any;
   try {
@@ -157,14 +176,27 @@ function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, see
   } catch {
     return null;
   }
-  if (chunk?.error) {
+  if (!chunk || typeof chunk !== "object") return null;
+  if (chunk.error) {
     const e = chunk.error;
     // strings only: anything else (an object, say) would reach the client's error event without being redacted
     const str = (v: unknown, otherwise: string) => (typeof v === "string" && v ? v : otherwise);
     throw new UpstreamStreamError(typeof e === "string" ? e : str(e.message, "upstream stream error"), str(e.code, "upstream_stream_error"), str(e.type, "upstream_error"));
   }
+  seen.head ??= { id: chunk.id, created: chunk.created, model: chunk.model };
   const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
   if (usage) seen.usage = true;
+  else if (chunk.usage === undefined && includeUsage && data.endsWith("}")) data = data.slice(0, -1) + USAGE_NULL;
+  else if (chunk.usage === null && !includeUsage) {
+    // the spec's `"usage": null` on every chunk but the usage chunk is for a client that asked for usage (an
+    // upstream that ignores stream_options leaves it out); the router always asks upstream, so for a client that
+    // did not, it is cut out as written when it is the last key of compact JSON (OpenAI's), else re-serialised
+    if (data.endsWith(USAGE_NULL)) data = data.slice(0, -USAGE_NULL.length) + "}";
+    else {
+      delete chunk.usage;
+      data = JSON.stringify(chunk);
+    }
+  }
   const choice = chunk.choices?.[0];
   let content = false;
   if (choice) {
