@@ -9,8 +9,9 @@ import { attempt, type AttemptEnv } from "./attempt.ts";
 import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
+import { hedgedAttempt, Hedger, type Started } from "./hedge.ts";
 import { errorOutcome, type Outcome } from "./outcome.ts";
-import { Planner } from "./plan.ts";
+import { type Candidate, Planner } from "./plan.ts";
 import { RequestRun, type AttemptRecord, type RequestContext, type RouterHooks } from "./records.ts";
 import { Backoff, sameProviderRetryable } from "./retry.ts";
 
@@ -40,6 +41,8 @@ export class Router implements AttemptEnv {
   readonly health: HealthTracker;
   readonly now: () => number;
   readonly planner: Planner;
+  /** routing.hedge, when enabled */
+  readonly hedger: Hedger | undefined;
   /** this config's breakers, held by reference so a reload that drops a provider does not break requests in flight */
   readonly #breakerOf: Map<string, CircuitBreaker>;
   readonly #backoff: Backoff;
@@ -53,6 +56,7 @@ export class Router implements AttemptEnv {
     this.health.sync(config);
     this.#breakerOf = new Map(config.providers.map((p) => [p.name, this.breakers.get(p.name)!]));
     this.#backoff = new Backoff(opts.retryBaseMs ?? 200, opts.retryMaxBackoffMs ?? 5000, config.routing.max_retry_after_seconds, opts.random ?? Math.random);
+    this.hedger = config.routing.hedge.enabled ? new Hedger(config.routing.hedge, this.now) : undefined;
     this.planner = new Planner(config, adapters, {
       state: (n) => this.#breakerOf.get(n)?.state,
       latency: (n) => this.health.latency(n),
@@ -116,7 +120,14 @@ export class Router implements AttemptEnv {
 
     let firstUnsupported: ClassifiedFailure | undefined;
     let failedOtherwise = false;
-    providers: for (const cand of this.planner.order(run.kind, run.body)) {
+    const cands = this.planner.order(run.kind, run.body);
+    // routing.hedge: at most one hedge per request, sent to the next candidate that takes it (then not tried again)
+    this.hedger?.request();
+    let hedge = this.hedger?.applies(run) ? this.hedger : undefined;
+    let hedgedTo: Candidate | undefined;
+    providers: for (let i = 0; i < cands.length; i++) {
+      const cand = cands[i];
+      if (cand === hedgedTo) continue;
       if (tried >= maxProviders) break;
       if (run.deadlineHit || run.deadline - this.now() <= 0) {
         timedOut = true;
@@ -136,7 +147,23 @@ export class Router implements AttemptEnv {
       }
       tried++;
       for (let n = 0; ; n++) {
-        const r = await attempt(this, run, cand, breaker, permit);
+        let r;
+        if (hedge) {
+          const next = (): Started | undefined => {
+            if (tried >= maxProviders) return undefined;
+            for (let j = i + 1; j < cands.length; j++) {
+              const b = this.#breakerOf.get(cands[j].provider.name)!;
+              const p = b.acquire();
+              if (!p) continue; // the loop reports it as skipped when it gets there
+              tried++;
+              hedgedTo = cands[j];
+              return { cand: cands[j], breaker: b, permit: p };
+            }
+            return undefined;
+          };
+          r = await hedgedAttempt(this, hedge, run, { cand, breaker, permit }, next);
+          if (hedgedTo) hedge = undefined;
+        } else r = await attempt(this, run, cand, breaker, permit);
         if (!("cls" in r)) return r;
         if (r.cls === "unsupported") firstUnsupported ??= r;
         else failedOtherwise = true;

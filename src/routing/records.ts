@@ -2,7 +2,7 @@
 // (RouterHooks: stats, metrics, the request log), and the per-request run that keeps them.
 import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/types.ts";
 
-export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error";
+export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error" | "hedge_lost";
 
 export interface AttemptRecord {
   provider: string;
@@ -38,6 +38,10 @@ export interface RouterHooks {
   /** an attempt is about to be sent to this provider (its onAttempt follows when it ends) */
   onAttemptStart?(provider: string): void;
   onAttempt?(a: AttemptRecord): void;
+  /** a hedge was sent to this provider (routing.hedge) */
+  onHedge?(provider: string): void;
+  /** the hedge sent to this provider answered first */
+  onHedgeWin?(provider: string): void;
   /** a stream event from this provider was not valid JSON and was skipped; `first`: the stream's first such event */
   onMalformedEvent?(provider: string, requestId: string, first: boolean): void;
   onRequest?(r: RequestRecord): void;
