@@ -84,17 +84,21 @@ export class Hedger {
     s.push(ms);
   }
 
-  /** Takes one hedge from the budget: false when the window's hedges would pass max_extra_percent of its requests. */
-  take(): boolean {
-    const i = this.#bucket();
+  /** Whether the budget has room for one more hedge: the window's hedges stay within max_extra_percent of its requests. */
+  allowed(): boolean {
+    const period = this.#bucketAt[this.#bucket()];
     let requests = 0, hedges = 0;
     for (let j = 0; j < BUCKETS; j++) {
+      if (this.#bucketAt[j] <= period - BUCKETS) continue; // a bucket not touched within the window
       requests += this.#requests[j];
       hedges += this.#hedges[j];
     }
-    if (hedges + 1 > (requests * this.config.max_extra_percent) / 100) return false;
-    this.#hedges[i]++;
-    return true;
+    return hedges + 1 <= (requests * this.config.max_extra_percent) / 100;
+  }
+
+  /** A hedge was sent: it counts against the budget. */
+  spent(): void {
+    this.#hedges[this.#bucket()]++;
   }
 
   /** The current bucket, emptied when its period is new. */
@@ -147,8 +151,9 @@ export async function hedgedAttempt(env: AttemptEnv, hedger: Hedger, run: Reques
     return r;
   };
   if (early !== null) return won(early, first, t0);
-  const second = hedger.take() ? next() : undefined;
+  const second = hedger.allowed() ? next() : undefined;
   if (!second) return won(await pa, first, t0);
+  hedger.spent();
 
   run.hooks.onHedge?.(second.cand.provider.name);
   const t1 = env.now();
