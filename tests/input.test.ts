@@ -232,7 +232,7 @@ async function startBadUpstream(): Promise<FakeServer & { mode: Mode }> {
       case "sse-no-done":
         sse();
         res.write(chunk("Hel"));
-        res.end(chunk("", "stop")); // closes without [DONE]
+        res.end(chunk("lo")); // closes without a finish_reason or [DONE] (after a finish_reason it is complete: survive.test.ts)
         return;
       case "headers": {
         const h = {

@@ -274,10 +274,12 @@ describe("upstream client: streams", () => {
 
   it("a stream over a kept-alive connection the upstream closed while idle answers first time", () => idleClosedConnections(true));
 
-  it("a kept-alive connection that closes as the next request arrives is retried once on a new connection", async () => {
+  it("a kept-alive connection reset after the request reached the upstream is one attempt of its own: in the log, the breaker, max_retries", async () => {
     const served = new WeakSet<Socket>();
+    let received = 0;
     const up = await server((req, res) => {
-      // the second request on a connection finds it closing (a keep-alive timeout racing the request)
+      received++;
+      // the second request on a connection is reset once the upstream has read it (it saw the request)
       if (served.has(req.socket)) return void req.socket.destroy();
       served.add(req.socket);
       req.resume();
@@ -286,16 +288,65 @@ describe("upstream client: streams", () => {
         res.end(sseChunk("fresh") + SSE_END);
       });
     });
-    const r = await routerFor(up.url);
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m, max_retries: 1 }
+circuit_breaker: { failure_threshold: 100 }
+`, {}, { retryBaseMs: 10 });
     try {
+      const attempts: string[] = [];
       for (let i = 0; i < 3; i++) {
         const res = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
         assert.equal(res.status, 200, `stream ${i}`);
+        attempts.push(res.headers.get("x-router-attempts")!);
         assert.equal(contentOf(await readSse(res)), "fresh", `stream ${i}`);
       }
-      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0);
+      // the first stream opens the connection; each later one finds it kept alive, is reset, and is retried by the
+      // failover loop (max_retries) on a new connection
+      assert.deepEqual(attempts, ["1", "2", "2"]);
+      const logged = r.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").flatMap((l) => l.attempts);
+      assert.equal(logged.length, received, "every request the upstream saw is an attempt in the log");
+      assert.equal(logged.filter((a: any) => a.outcome === "error").length, 2);
+      const stats = (await (await fetch(`${r.url}/stats`)).json()).providers.a;
+      assert.equal(stats.requests, received);
+      assert.equal(stats.failures, 2);
+      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 0, "each reset was followed by a success");
     } finally {
       await r.stop();
+      await up.stop();
+    }
+  });
+
+  it("a reset connection reaches the breaker: without retries it fails over and counts as a failure", async () => {
+    const served = new WeakSet<Socket>();
+    const up = await server((req, res) => {
+      if (served.has(req.socket)) return void req.socket.destroy();
+      served.add(req.socket);
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(sseChunk("fresh") + SSE_END);
+      });
+    });
+    const b = await startOpenAIFake({ reply: "B here" });
+    const r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+  - { name: b, type: openai_compatible, endpoint: "${b.url}/v1", default_model: m }
+circuit_breaker: { failure_threshold: 100 }
+`);
+    try {
+      const first = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(first.headers.get("x-router-provider"), "a");
+      await readSse(first);
+      const second = await postJson(`${r.url}/v1/chat/completions`, { ...chat(), stream: true });
+      assert.equal(second.headers.get("x-router-provider"), "b");
+      assert.equal(second.headers.get("x-router-attempts"), "2");
+      assert.equal(contentOf(await readSse(second)), "B here");
+      assert.equal(r.state.breakers.get("a")?.snapshot().consecutive_failures, 1);
+    } finally {
+      await r.stop();
+      await b.stop();
       await up.stop();
     }
   });

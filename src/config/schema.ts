@@ -52,6 +52,8 @@ const providerFields = {
   models: z.array(z.string().min(1)).optional(),
   model_map: z.record(z.string(), z.string().min(1)).optional(),
   timeout_seconds: z.number().positive().default(30),
+  // streams: the longest wait from the request to the first content token (default: timeout_seconds)
+  first_token_timeout_seconds: z.number().positive().optional(),
   headers: z.record(z.string(), z.string().refine((v) => !/[\r\n\0]/.test(v), "a header value cannot contain line breaks or NUL"))
     .superRefine((headers, ctx) => {
       for (const name of Object.keys(headers)) {
@@ -124,6 +126,20 @@ export const ConfigSchema = z
         stream_max_duration_seconds: z.number().positive().max(86400).default(600),
         // one SSE event's data (or one line of it, or one NDJSON line) read from an upstream stream (docs/security.md)
         stream_max_event_bytes: z.number().int().positive().default(1024 * 1024),
+        // events of one stream that are not valid JSON, each skipped; one more fails the stream (docs/security.md)
+        max_malformed_events: z.number().int().min(0).default(3),
+        // hedged requests: a second provider starts when the first is slow to its first token (docs/routing.md)
+        hedge: z
+          .strictObject({
+            enabled: z.boolean().default(false),
+            // "auto": the provider's rolling p95 time to first token (at least 500 ms; 2000 ms until 20 samples)
+            after_ms: z.union([z.literal("auto"), z.number().int().positive()]).default("auto"),
+            // hedges at most this percentage of the requests of a rolling minute
+            max_extra_percent: z.number().min(0).max(100).default(5),
+            // a request with tools may act twice (two tool calls): hedged only when allowed
+            with_tools: z.boolean().default(false),
+          })
+          .prefault({}),
         // a Retry-After longer than this is not waited for (max_retries): the request moves to the next provider
         max_retry_after_seconds: z.number().min(0).default(10),
         // a provider whose worst-case estimate for a request is over this is skipped (docs/routing.md)

@@ -51,7 +51,7 @@ export const ENDPOINT_PATH: Record<ApiKind, string> = { chat: "/v1/chat/completi
 /** endpoint label values besides the two routed ones; any other path is labelled "other" */
 const KNOWN_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"]);
 const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
-const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped"];
+const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped", "hedge_lost"];
 
 /** Every model name a config mentions; any other model is labelled "other" in metrics. */
 export function configModels(config: Pick<Config, "providers">): Set<string> {
@@ -85,6 +85,9 @@ export class Observability {
   readonly cost: Counter;
   readonly estimatedUsage: Counter;
   readonly failovers: Counter;
+  readonly malformedEvents: Counter;
+  readonly hedges: Counter;
+  readonly hedgeWins: Counter;
 
   constructor(readonly opts: ObservabilityOptions) {
     this.stats = new Stats(opts.now);
@@ -93,13 +96,16 @@ export class Observability {
     const r = this.registry;
     this.requestsTotal = r.add(new Counter("failover_router_requests_total", "Client requests by endpoint and final HTTP status.", ["endpoint", "status"]));
     this.requestDuration = r.add(new Histogram("failover_router_request_duration_seconds", "Client request duration in seconds, failovers included (streams: until the last chunk).", ["endpoint"]));
-    this.upstreamRequests = r.add(new Counter("failover_router_upstream_requests_total", "Upstream attempts by provider and outcome (success, error, timeout, client_error, skipped).", ["provider", "outcome"]));
+    this.upstreamRequests = r.add(new Counter("failover_router_upstream_requests_total", "Upstream attempts by provider and outcome (success, error, timeout, client_error, skipped, hedge_lost).", ["provider", "outcome"]));
     this.upstreamLatency = r.add(new Histogram("failover_router_upstream_latency_seconds", "Upstream attempt duration in seconds (streams: until the last chunk).", ["provider"]));
     this.upstreamTtfb = r.add(new Histogram("failover_router_upstream_ttfb_seconds", "Streamed attempts: seconds until the first content chunk.", ["provider"]));
     this.tokens = r.add(new Counter("failover_router_tokens_total", "Tokens by provider, model (\"other\" for a model not in config) and direction (input, output).", ["provider", "model", "direction"]));
     this.cost = r.add(new Counter("failover_router_cost_usd_total", "Cost in US dollars from the provider's pricing table, by provider and model.", ["provider", "model"]));
     this.estimatedUsage = r.add(new Counter("failover_router_estimated_usage_total", "Successful attempts whose token usage was estimated (the provider reported none).", ["provider"]));
     this.failovers = r.add(new Counter("failover_router_failovers_total", "Requests that left this provider for the next one in the chain after a failed attempt.", ["provider"]));
+    this.malformedEvents = r.add(new Counter("failover_router_malformed_events_total", "Upstream stream events that were not valid JSON and were skipped (routing.max_malformed_events).", ["provider"]));
+    this.hedges = r.add(new Counter("failover_router_hedges_total", "Hedged attempts sent to this provider because the request's attempt was slow to its first token (routing.hedge).", ["provider"]));
+    this.hedgeWins = r.add(new Counter("failover_router_hedge_wins_total", "Hedged attempts sent to this provider that answered first.", ["provider"]));
     r.add(new Gauge("failover_router_circuit_state", "Circuit breaker state per provider: 0 closed, 1 open, 2 half_open.", ["provider"], () => {
       const { providers, stateOf } = this.#scrape;
       return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);
@@ -129,11 +135,21 @@ export class Observability {
     this.live.sync(config.providers.map((p) => p.name));
     for (const p of config.providers) {
       this.failovers.touch([p.name]);
+      this.malformedEvents.touch([p.name]);
+      this.hedges.touch([p.name]);
+      this.hedgeWins.touch([p.name]);
       for (const o of ["success", "error", "timeout"]) this.upstreamRequests.touch([p.name, o]);
     }
     return {
       onAttemptStart: (p) => this.live.attemptStarted(p),
       onAttempt: (a) => this.#attempt(a, prices, modelLabel(a.model)),
+      onHedge: (provider) => this.hedges.inc([provider]),
+      onHedgeWin: (provider) => this.hedgeWins.inc([provider]),
+      onMalformedEvent: (provider, requestId, first) => {
+        this.malformedEvents.inc([provider]);
+        // once per stream: a stream of bad events must not flood the log
+        if (first) this.logger?.log("warn", "malformed stream event skipped", { request_id: requestId, provider });
+      },
       onRequest: (r) => {
         this.#request(r, prices, secrets);
         this.live.request(r, clean);

@@ -184,7 +184,7 @@ export class Stats {
     p.requests++;
     if (a.outcome === "success") p.successes++;
     else if (a.outcome === "client_error") p.client_errors++;
-    else p.failures++;
+    else if (a.outcome !== "hedge_lost") p.failures++; // the provider did not fail: the other attempt was first
     const now = this.now();
     p.latency.add(a.latency_ms, now);
     if (a.ttfb_ms !== undefined) p.ttfb.add(a.ttfb_ms, now);

@@ -64,6 +64,12 @@ export function chunkReader(body: ReadableStream<Uint8Array>): ChunkReader {
   };
 }
 
+/** Skips a stream event that is not valid JSON (CallOptions.malformedEvent), or fails the stream with `message`. */
+export function skipMalformed(malformedEvent: (() => void) | undefined, message: string): void {
+  if (!malformedEvent) throw new UpstreamStreamError(message);
+  malformedEvent();
+}
+
 const STREAM_DECODE: TextDecodeOptions = { stream: true };
 const NO_BYTES = new Uint8Array(0);
 

@@ -47,18 +47,20 @@ export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter" |
  */
 export class OpenAIShaper {
   readonly created = Math.floor(Date.now() / 1000);
-  constructor(readonly kind: "chat" | "text", readonly id: string, readonly model: string) {}
+  /** `includeUsage`: the client asked for the usage chunk, so (per the OpenAI spec) every other chunk says `"usage": null` */
+  constructor(readonly kind: "chat" | "text", readonly id: string, readonly model: string, readonly includeUsage = false) {}
 
   chunk(delta: Record<string, unknown>, finish: FinishReason = null): string {
+    const usage = this.includeUsage ? null : undefined;
     if (this.kind === "text") {
       return JSON.stringify({
         id: this.id, object: "text_completion", created: this.created, model: this.model,
-        choices: [{ index: 0, text: typeof delta.content === "string" ? delta.content : "", logprobs: null, finish_reason: finish }],
+        choices: [{ index: 0, text: typeof delta.content === "string" ? delta.content : "", logprobs: null, finish_reason: finish }], usage,
       });
     }
     return JSON.stringify({
       id: this.id, object: "chat.completion.chunk", created: this.created, model: this.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage,
     });
   }
 

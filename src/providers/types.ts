@@ -140,6 +140,12 @@ export interface CallOptions {
   maxEventBytes: number;
   /** the largest non-streamed answer body read (server.max_upstream_body_bytes) */
   maxBodyBytes: number;
+  /**
+   * A stream event (SSE data, NDJSON line) that is not valid JSON is skipped and reported here; it throws
+   * (UpstreamStreamError) once the stream has had too many (routing.max_malformed_events). Without it, such an
+   * event fails the stream.
+   */
+  malformedEvent?(): void;
 }
 
 export interface Adapter {

@@ -4,6 +4,7 @@
 import type { Config } from "../config/schema.ts";
 import { CLIENT_CLOSED } from "../errors.ts";
 import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/tokens.ts";
 import { shortError, type CircuitBreaker, type Permit } from "./breaker.ts";
 import { classifyFailure, failureSummary, streamFailure, timeoutReason, type ClassifiedFailure } from "./failures.ts";
@@ -20,6 +21,15 @@ export interface AttemptEnv {
   readonly now: () => number;
 }
 
+/**
+ * An attempt's place in a hedge (src/routing/hedge.ts): `signal` fires when the other attempt has claimed the
+ * request; `claim()` takes it for this one (false when the other was first).
+ */
+export interface RaceSlot {
+  readonly signal: AbortSignal;
+  claim(): boolean;
+}
+
 /** Breaker and health accounting of one attempt. */
 function settle(env: AttemptEnv, cand: Candidate, breaker: CircuitBreaker, permit: Permit, verdict: "success" | "failure" | "neutral", latencyMs: number, f?: UpstreamFailure): void {
   if (verdict === "success") {
@@ -33,25 +43,45 @@ function settle(env: AttemptEnv, cand: Candidate, breaker: CircuitBreaker, permi
   }
 }
 
-export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit): Promise<Outcome | ClassifiedFailure> {
+export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit, slot?: RaceSlot): Promise<Outcome | ClassifiedFailure> {
   const { ctx } = run;
   const { config, now } = env;
-  const remaining = run.deadline - now();
   const ac = new AbortController();
   const onClientAbort = () => ac.abort(ctx.signal?.reason);
   ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
   if (ctx.signal?.aborted) ac.abort(ctx.signal.reason);
-  const providerMs = cand.provider.timeout_seconds * 1000;
-  const timer = setTimeout(() => {
-    if (remaining < providerMs) run.deadlineHit = true;
-    ac.abort(timeoutReason());
-  }, Math.min(providerMs, remaining));
+  const onLost = () => ac.abort(slot!.signal.reason);
+  slot?.signal.addEventListener("abort", onLost, { once: true });
+  const detach = () => {
+    ctx.signal?.removeEventListener("abort", onClientAbort);
+    slot?.signal.removeEventListener("abort", onLost);
+  };
   const ta = now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  /** Bounds the attempt to `ms` from its start, or to the request deadline when that comes first. */
+  const bound = (ms: number) => {
+    clearTimeout(timer);
+    const left = ms - (now() - ta), remaining = run.deadline - now();
+    timer = setTimeout(() => {
+      if (remaining < left) run.deadlineHit = true;
+      ac.abort(timeoutReason());
+    }, Math.max(0, Math.min(left, remaining)));
+  };
+  bound(cand.provider.timeout_seconds * 1000);
   const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) =>
     run.record({ provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: now() - ta, ...extra });
+  /** The other attempt of the hedge answered: this one ends without a verdict on its provider. */
+  const lose = (): ClassifiedFailure => {
+    detach();
+    settle(env, cand, breaker, permit, "neutral", 0);
+    record("hedge_lost", 0, { reason: "the other attempt of the hedge answered first" });
+    return { ok: false, status: 0, kind: "aborted", message: "hedge lost", cls: "hedge_lost" };
+  };
   const fail = (f: UpstreamFailure): Outcome | ClassifiedFailure => {
-    ctx.signal?.removeEventListener("abort", onClientAbort);
     const cls = classifyFailure(f);
+    // an answer to the client (its error, its going away) is the race's too: only one attempt gives it
+    if (slot && (slot.signal.aborted || ((cls === "client" || cls === "aborted") && !slot.claim()))) return lose();
+    detach();
     // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
     const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
     settle(env, cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
@@ -73,6 +103,8 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
 
   run.sent++;
   run.hooks.onAttemptStart?.(cand.provider.name);
+  let malformed = 0;
+  const maxMalformed = config.routing.max_malformed_events;
   const opts = {
     model: cand.model,
     stream: run.stream,
@@ -80,6 +112,11 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     signal: ac.signal,
     maxEventBytes: config.routing.stream_max_event_bytes,
     maxBodyBytes: config.server.max_upstream_body_bytes,
+    // one bad event in a good stream is skipped, not worth the tokens after it; a stream of them is broken
+    malformedEvent: () => {
+      run.hooks.onMalformedEvent?.(cand.provider.name, ctx.requestId, ++malformed === 1);
+      if (malformed > maxMalformed) throw new UpstreamStreamError(`upstream sent more than ${maxMalformed} stream events that are not JSON (routing.max_malformed_events)`);
+    },
   };
   const res = run.kind === "chat" ? await cand.adapter.chat(run.body as ChatRequest, opts) : await cand.adapter.text(run.body as TextRequest, opts);
 
@@ -90,7 +127,8 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
 
   if (!res.stream) {
     clearTimeout(timer);
-    ctx.signal?.removeEventListener("abort", onClientAbort);
+    if (slot && !slot.claim()) return lose();
+    detach();
     const usage = res.usage ?? estimateUsage(run.kind, run.body, res.body);
     const a = record("success", 200, { usage });
     settle(env, cand, breaker, permit, "success", a.latency_ms);
@@ -98,7 +136,8 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     return { type: "json", body: res.body, provider: cand.provider.name, attempts: run.sent };
   }
 
-  // Stream: read ahead until the first content event.
+  // Stream: read ahead until the first content event, within first_token_timeout_seconds.
+  if (cand.provider.first_token_timeout_seconds !== undefined) bound(cand.provider.first_token_timeout_seconds * 1000);
   const pending: StreamEvent[] = [];
   let usage: Usage | undefined;
   let failure: UpstreamFailure | undefined;
@@ -122,6 +161,10 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   }
   clearTimeout(timer);
   if (failure) return fail(failure);
+  if (slot && !slot.claim()) {
+    res.events.cancel();
+    return lose();
+  }
   // Committed: the breaker and health verdict waits for the end of the stream.
   const ttfb = now() - ta;
   const done: StreamDone = (end, u0, reason) => {
@@ -133,7 +176,6 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     });
     run.finish(status, { provider: cand.provider.name, model: res.model, usage: u });
   };
-  const detach = () => ctx.signal?.removeEventListener("abort", onClientAbort);
   const { stream_idle_timeout_seconds: idleS, stream_max_duration_seconds: maxS } = config.routing;
   const events = new EventPipe(res.events, pending, ended, usage, ac, detach, done, idleS * 1000, maxS);
   return { type: "stream", events, provider: cand.provider.name, attempts: run.sent };

@@ -12,8 +12,9 @@ import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTo
 import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
+import { hedgedAttempt, Hedger, type Started } from "./hedge.ts";
 import { errorOutcome, type Outcome } from "./outcome.ts";
-import { Planner } from "./plan.ts";
+import { type Candidate, Planner } from "./plan.ts";
 import { RequestRun, type AttemptRecord, type RequestContext, type RouterHooks } from "./records.ts";
 import { Backoff, sameProviderRetryable } from "./retry.ts";
 
@@ -51,6 +52,8 @@ export class Router implements AttemptEnv {
   readonly planner: Planner;
   readonly budgets: Budgets;
   readonly #stateUp: () => boolean;
+  /** routing.hedge, when enabled */
+  readonly hedger: Hedger | undefined;
   /** this config's breakers, held by reference so a reload that drops a provider does not break requests in flight */
   readonly #breakerOf: Map<string, CircuitBreaker>;
   readonly #backoff: Backoff;
@@ -67,6 +70,7 @@ export class Router implements AttemptEnv {
     const spendClock = opts.spendClock ?? Date.now;
     this.budgets = new Budgets(config, opts.spend ?? new MemorySpendStore(spendClock), spendClock, (e) => this.hooks.onBudget?.(e));
     this.#stateUp = opts.stateUp ?? (() => true);
+    this.hedger = config.routing.hedge.enabled ? new Hedger(config.routing.hedge, this.now) : undefined;
     this.planner = new Planner(config, adapters, {
       state: (n) => this.#breakerOf.get(n)?.state,
       latency: (n) => this.health.latency(n),
@@ -139,7 +143,14 @@ export class Router implements AttemptEnv {
       return errorOutcome(503, { message: "the state backend that keeps the budgets is unreachable (budgets.on_backend_failure: closed)", type: "server_error", code: "state_backend_unavailable" });
     }
     const tokens = worstCaseTokens(this.config, run.kind, run.body);
-    providers: for (const cand of this.planner.order(run.kind, run.body)) {
+    const cands = this.planner.order(run.kind, run.body);
+    // routing.hedge: at most one hedge per request, sent to the next candidate that takes it (then not tried again)
+    this.hedger?.request();
+    let hedge = this.hedger?.applies(run) ? this.hedger : undefined;
+    let hedgedTo: Candidate | undefined;
+    providers: for (let i = 0; i < cands.length; i++) {
+      const cand = cands[i];
+      if (cand === hedgedTo) continue;
       if (tried >= maxProviders) break;
       if (run.deadlineHit || run.deadline - this.now() <= 0) {
         timedOut = true;
@@ -171,7 +182,31 @@ export class Router implements AttemptEnv {
       let hold = adm.hold;
       for (let n = 0; ; n++) {
         if (hold) run.holds.set(cand.provider.name, hold);
-        const r = await attempt(this, run, cand, breaker, permit);
+        let r;
+        if (hedge) {
+          // the hedge goes to the next candidate that is admitted (ceiling, budgets) and whose breaker lets it
+          const next = async (): Promise<Started | undefined> => {
+            for (let j = i + 1; j < cands.length && tried < maxProviders; j++) {
+              const c = cands[j];
+              const pending = admit(this.budgets, run, c, tokens, true);
+              const adm = isPromise(pending) ? await pending : pending;
+              if (!adm.go) continue; // the loop reports it as skipped when it gets there
+              const b = this.#breakerOf.get(c.provider.name)!;
+              const p = b.acquire();
+              if (!p) {
+                adm.hold?.release();
+                continue;
+              }
+              if (adm.hold) run.holds.set(c.provider.name, adm.hold);
+              tried++;
+              hedgedTo = c;
+              return { cand: c, breaker: b, permit: p };
+            }
+            return undefined;
+          };
+          r = await hedgedAttempt(this, hedge, run, { cand, breaker, permit }, next);
+          if (hedgedTo) hedge = undefined;
+        } else r = await attempt(this, run, cand, breaker, permit);
         if (!("cls" in r)) return r;
         if (r.cls === "unsupported") firstUnsupported ??= r;
         else failedOtherwise = true;

@@ -10,7 +10,8 @@ export type FailureClass =
   | "context" // context window exceeded: try the next provider, not a breaker failure
   | "unsupported" // this provider's protocol cannot express the request (nothing sent): next provider, not a failure
   | "retryable" // connection error, timeout, 5xx, 408, 429, 401, 403, other 4xx: next provider
-  | "aborted"; // the client went away
+  | "aborted" // the client went away
+  | "hedge_lost"; // the other attempt of a hedge answered first (src/routing/hedge.ts)
 
 /** A failure the loop goes on from, with its class. */
 export type ClassifiedFailure = UpstreamFailure & { cls: FailureClass };

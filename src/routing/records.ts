@@ -3,7 +3,7 @@
 import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/types.ts";
 import type { BudgetEvent, Hold } from "./budgets.ts";
 
-export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error";
+export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error" | "hedge_lost";
 
 export interface AttemptRecord {
   provider: string;
@@ -39,6 +39,12 @@ export interface RouterHooks {
   /** an attempt is about to be sent to this provider (its onAttempt follows when it ends) */
   onAttemptStart?(provider: string): void;
   onAttempt?(a: AttemptRecord): void;
+  /** a hedge was sent to this provider (routing.hedge) */
+  onHedge?(provider: string): void;
+  /** the hedge sent to this provider answered first */
+  onHedgeWin?(provider: string): void;
+  /** a stream event from this provider was not valid JSON and was skipped; `first`: the stream's first such event */
+  onMalformedEvent?(provider: string, requestId: string, first: boolean): void;
   onRequest?(r: RequestRecord): void;
   /** a budget's soft limit was crossed, or it ran out (once per budget and period) */
   onBudget?(e: BudgetEvent): void;

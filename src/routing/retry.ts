@@ -1,9 +1,13 @@
 // Retries on the same provider: which failures are worth one, and how long to wait before it.
 import type { UpstreamFailure } from "../providers/types.ts";
 
-/** Failures worth retrying on the same provider (401/403 and other 4xx are not: they will not change). */
+/**
+ * Failures worth retrying on the same provider: errors that answer (5xx, 408, 429, a reset, an invalid answer).
+ * Not 401/403 and other 4xx: they will not change; and not a timeout: a silent provider stays silent, so the
+ * next provider gets the time a retry would wait for.
+ */
 export function sameProviderRetryable(f: UpstreamFailure): boolean {
-  if (f.kind !== "http") return f.kind !== "aborted";
+  if (f.kind !== "http") return f.kind !== "aborted" && f.kind !== "timeout";
   return f.status >= 500 || f.status === 408 || f.status === 429;
 }
 

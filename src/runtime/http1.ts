@@ -119,7 +119,7 @@ class ResponseParser {
 
   constructor(readonly sink: ResponseSink) {}
 
-  /** Whether any byte of the response has arrived (a reused connection that closes before is safe to retry). */
+  /** Whether any byte of the response has arrived. */
   get started(): boolean {
     return this.#started;
   }
@@ -427,7 +427,7 @@ class Http1Pool {
       }
       const res = await new Exchange(this, conn, signal, stream, init.maxBodyBytes).send(bytes);
       if (res) return res;
-      fresh = true; // the kept-alive connection had gone stale: once more on a new one
+      fresh = true; // the kept-alive connection had closed while idle, before the request went out: a new one
     }
   }
 
@@ -516,6 +516,7 @@ class Exchange implements ResponseSink, ChunkReader {
   #bodyEnd: { error: unknown } | null = null; // error null: complete
   #settled = false; // the response promise resolved or rejected
   #finished = false; // the exchange is over (complete, failed or cancelled)
+  #written = false; // the request went out on the connection: the upstream may have seen it
   #resolve!: (v: UpstreamResponse | null) => void;
   #reject!: (e: unknown) => void;
   #head: Head | null = null; // not streamed: the head, until the body is complete
@@ -528,7 +529,7 @@ class Exchange implements ResponseSink, ChunkReader {
     this.#stream = stream;
   }
 
-  /** Writes the request; resolves with the response, or null when the connection was stale (retry). */
+  /** Writes the request; resolves with the response, or null when the connection had closed before it (retry). */
   send(bytes: Uint8Array): Promise<UpstreamResponse | null> {
     const conn = this.conn;
     conn.exchange = this;
@@ -538,7 +539,10 @@ class Exchange implements ResponseSink, ChunkReader {
     });
     this.signal.addEventListener("abort", this, { once: true });
     if (conn.isClosed) this.closed();
-    else conn.transport!.write(bytes);
+    else {
+      this.#written = true;
+      conn.transport!.write(bytes);
+    }
     return p;
   }
 
@@ -553,12 +557,15 @@ class Exchange implements ResponseSink, ChunkReader {
   /** The socket closed. */
   closed(): void {
     if (this.#finished) return;
-    if (!this.#parser.started && this.conn.reused && !this.signal.aborted) {
+    if (!this.#written && this.conn.reused && !this.signal.aborted) {
       this.#end();
       this.#settled = true;
-      this.#resolve(null); // a stale keep-alive connection: the request never reached the upstream
+      this.#resolve(null); // a kept-alive connection that closed while idle: the request never left
       return;
     }
+    // A connection that closes once the request went out is a failed attempt, whatever it carried before: the
+    // upstream may have seen (and billed) the request, so the failover loop decides on another one and the
+    // request log, the breaker and the stats count it (not a silent second request here).
     try {
       this.#parser.eof();
     } catch (e) {

@@ -91,7 +91,7 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
   const obsHooks = observability.hooksFor(config);
   const hooks: RouterHooks = extra
     ? {
-      onAttemptStart: obsHooks.onAttemptStart,
+      ...obsHooks,
       onAttempt: (a) => (obsHooks.onAttempt?.(a), extra.onAttempt?.(a)),
       onRequest: (r) => (obsHooks.onRequest?.(r), extra.onRequest?.(r)),
     }

@@ -2,7 +2,7 @@
 // requests into Messages requests, and Messages responses / event streams back into OpenAI completions and
 // chunks. Legacy text completions go through the same path as a one-message chat.
 import type { ProviderConfig } from "../../config/schema.ts";
-import { sseEvents } from "../event-streams.ts";
+import { skipMalformed, sseEvents } from "../event-streams.ts";
 import { type FinishReason, generatorEvents, OpenAIShaper, randomId, stopList, textToChat } from "../openai-shapes.ts";
 import { tokenUsage } from "../tokens.ts";
 import type {
@@ -345,7 +345,7 @@ function fromMessage(json: any, kind: Kind, fallbackModel: string): UpstreamResu
 
 async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts: CallOptions): AsyncGenerator<StreamEvent, void, undefined> {
   let shaper: OpenAIShaper | undefined;
-  const sh = () => (shaper ??= new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model));
+  const sh = () => (shaper ??= new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model, opts.includeUsage));
   const tokens = new TokenCount();
   let finish: FinishReason = null;
   /** content block index -> OpenAI tool call index */
@@ -356,7 +356,8 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
     try {
       msg = JSON.parse(ev.data);
     } catch {
-      throw new UpstreamStreamError("upstream sent an event that is not JSON");
+      skipMalformed(opts.malformedEvent, "upstream sent an event that is not JSON");
+      continue;
     }
     switch (msg?.type ?? ev.event) {
       case "message_start": {
@@ -365,6 +366,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
           kind,
           typeof m.id === "string" && m.id ? m.id : randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"),
           typeof m.model === "string" && m.model ? m.model : opts.model,
+          opts.includeUsage,
         );
         tokens.add(m.usage);
         if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };

@@ -28,7 +28,7 @@ export class MockAdapter implements Adapter {
     }
     const reply = this.config.reply ?? `Hello from ${this.config.name}, the mock provider.`;
     const usage = tokenUsage(estimatePromptTokens(kind, req), estimateTokens(reply.length));
-    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
+    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model, opts.includeUsage);
     if (!opts.stream) return { ok: true, stream: false, body: shaper.response(reply, "stop", usage), usage, model: opts.model };
     async function* events(): AsyncGenerator<StreamEvent, void, undefined> {
       if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };

@@ -3,7 +3,7 @@
 // JSON object per line, the last with done:true and the token counts) are translated back into OpenAI responses
 // and chunks as they arrive.
 import type { ProviderConfig } from "../../config/schema.ts";
-import { lines } from "../event-streams.ts";
+import { lines, skipMalformed } from "../event-streams.ts";
 import { type FinishReason, generatorEvents, OpenAIShaper, promptOf, randomId, stopList } from "../openai-shapes.ts";
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatMessage, ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, UpstreamResult, Usage } from "../types.ts";
@@ -82,7 +82,7 @@ export class OllamaAdapter implements Adapter {
       res.body?.cancel().catch(() => {});
       return protocolFailure(`ollama answered with ${ctype || "no content type"}, not JSON`);
     }
-    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model);
+    const shaper = new OpenAIShaper(kind, randomId(kind === "chat" ? "chatcmpl-" : "cmpl-"), opts.model, opts.includeUsage);
     if (opts.stream) {
       if (!res.body) return protocolFailure("ollama answered a stream request with an empty body");
       return { ok: true, stream: true, model: opts.model, events: generatorEvents(translateStream(res.body, kind, shaper, opts, promptTokens)) };
@@ -247,7 +247,8 @@ async function* translateStream(
     try {
       obj = JSON.parse(line);
     } catch {
-      throw new UpstreamStreamError("ollama sent a stream line that is not JSON");
+      skipMalformed(opts.malformedEvent, "ollama sent a stream line that is not JSON");
+      continue;
     }
     if (!obj || typeof obj !== "object") throw new UpstreamStreamError("ollama sent a stream line that is not a JSON object");
     if (obj.error !== undefined) {

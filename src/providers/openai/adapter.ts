@@ -2,7 +2,7 @@
 // Together, LM Studio, ...). Bodies pass through with the model swapped; SSE is forwarded chunk by chunk,
 // parsing each chunk only to learn whether it carries content and usage.
 import type { ProviderConfig } from "../../config/schema.ts";
-import { type SseEvent, SseReader } from "../event-streams.ts";
+import { type SseEvent, SseReader, skipMalformed } from "../event-streams.ts";
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatRequest, StreamEvent, StreamEvents, TextRequest, UpstreamFetch, UpstreamResult, Usage } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
@@ -39,7 +39,7 @@ export class OpenAIAdapter implements Adapter {
     if (opts.stream) {
       const sse = sseBody(res);
       if (!(sse instanceof ReadableStream)) return sse;
-      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest)) };
+      return { ok: true, stream: true, model: opts.model, events: new Passthrough(sse, kind, opts.includeUsage, opts.maxEventBytes, () => estimatePromptTokens(kind, req as ChatRequest), opts.malformedEvent) };
     }
     const read = await bodyJson(res, opts);
     if ("kind" in read) return read; // an UpstreamFailure
@@ -68,7 +68,7 @@ class Passthrough implements StreamEvents {
   // (docs/decisions/0014-finished-streams-let-go.md)
   #sse: SseReader | null;
   readonly #out: StreamEvent[] = [];
-  readonly #seen = { usage: false, chars: 0 };
+  readonly #seen: Seen = { usage: false, chars: 0, finished: false };
 
   constructor(
     body: ReadableStream<Uint8Array>,
@@ -76,6 +76,7 @@ class Passthrough implements StreamEvents {
     readonly includeUsage: boolean,
     maxEventBytes: number,
     readonly promptTokens: () => number,
+    readonly malformedEvent: (() => void) | undefined,
   ) {
     this.#sse = new SseReader(body, maxEventBytes);
   }
@@ -104,16 +105,22 @@ class Passthrough implements StreamEvents {
     const out = this.#out;
     out.length = 0;
     try {
-      if (events === null) throw new UpstreamStreamError("upstream stream ended before [DONE]");
+      if (events === null) {
+        // a body that closes cleanly after the finish_reason (and the usage) is complete without its [DONE];
+        // one that closes before is a broken stream
+        if (!this.#seen.finished) throw new UpstreamStreamError("upstream stream ended before [DONE]");
+        this.#end(out);
+        return out;
+      }
       for (let i = 0; i < events.length; i++) {
         const data = events[i].data;
         if (data === "[DONE]") {
-          const seen = this.#seen;
-          if (!seen.usage) out.push({ data: null, content: false, usage: tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true) });
-          this.#release(true); // anything after [DONE] is not read
+          this.#end(out);
           return out;
         }
-        out.push(toEvent(data, this.kind, this.includeUsage, this.#seen));
+        const ev = toEvent(data, this.kind, this.includeUsage, this.#seen);
+        if (ev) out.push(ev);
+        else skipMalformed(this.malformedEvent, "upstream sent an SSE event that is not JSON");
       }
     } catch (e) {
       this.#release();
@@ -122,30 +129,78 @@ class Passthrough implements StreamEvents {
     return out;
   };
 
+  /** The end of the stream: the estimated usage when the upstream reported none, and the upstream let go. */
+  #end(out: StreamEvent[]): void {
+    const seen = this.#seen;
+    if (!seen.usage) {
+      // an upstream that ignores stream_options (older vLLM, llama.cpp, LM Studio) sends no usage chunk: the
+      // client that asked for one gets it with the estimate
+      const usage = tokenUsage(this.promptTokens(), estimateTokens(seen.chars), true);
+      out.push({ data: this.includeUsage ? usageChunk(seen, this.kind, usage) : null, content: false, usage });
+    }
+    this.#release(true); // anything after [DONE] is not read
+  }
+
   readonly #broke = (e: unknown): never => {
     this.#release();
     throw e;
   };
 }
 
-function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: { usage: boolean; chars: number }): StreamEvent {
+/** What a stream has shown so far: a usage report, the characters generated, a finish_reason, its first chunk. */
+interface Seen {
+  usage: boolean;
+  chars: number;
+  finished: boolean;
+  /** the first chunk's id, created and model, for a usage chunk of the router's own */
+  head?: { id: unknown; created: unknown; model: unknown };
+}
+
+/** The usage chunk the OpenAI spec ends a stream with (`choices: []`), in the stream's own id and model. */
+function usageChunk(seen: Seen, kind: "chat" | "text", usage: Usage): string {
+  const { estimated: _e, ...u } = usage;
+  const h = seen.head;
+  return JSON.stringify({
+    id: h?.id ?? "", object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
+    created: h?.created ?? Math.floor(Date.now() / 1000), model: h?.model ?? "", choices: [], usage: u,
+  });
+}
+
+const USAGE_NULL = ',"usage":null}';
+
+/** One upstream event as a StreamEvent; null when it is not a JSON object. */
+function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, seen: Seen): StreamEvent | null {
   let chunk: any;
   try {
     chunk = JSON.parse(data);
   } catch {
-    throw new UpstreamStreamError("upstream sent an SSE event that is not JSON");
+    return null;
   }
-  if (chunk?.error) {
+  if (!chunk || typeof chunk !== "object") return null;
+  if (chunk.error) {
     const e = chunk.error;
     // strings only: anything else (an object, say) would reach the client's error event without being redacted
     const str = (v: unknown, otherwise: string) => (typeof v === "string" && v ? v : otherwise);
     throw new UpstreamStreamError(typeof e === "string" ? e : str(e.message, "upstream stream error"), str(e.code, "upstream_stream_error"), str(e.type, "upstream_error"));
   }
+  seen.head ??= { id: chunk.id, created: chunk.created, model: chunk.model };
   const usage = chunk.usage ? readUsage(chunk.usage) : undefined;
   if (usage) seen.usage = true;
+  else if (chunk.usage === undefined && includeUsage && data.endsWith("}")) data = data.slice(0, -1) + USAGE_NULL;
+  else if (chunk.usage === null && !includeUsage) {
+    // the spec's `"usage": null` on every chunk but the usage chunk is for a client that asked for usage (an
+    // upstream that ignores stream_options leaves it out); the router always asks upstream, so for a client that
+    // did not, it is cut out as written when it is the last key of compact JSON (OpenAI's), else re-serialised
+    if (data.endsWith(USAGE_NULL)) data = data.slice(0, -USAGE_NULL.length) + "}";
+    else {
+      delete chunk.usage;
+      data = JSON.stringify(chunk);
+    }
+  }
   const choice = chunk.choices?.[0];
   let content = false;
   if (choice) {
+    if (choice.finish_reason) seen.finished = true;
     if (kind === "text") {
       if (typeof choice.text === "string") seen.chars += choice.text.length;
       content = !!choice.finish_reason || (typeof choice.text === "string" && choice.text.length > 0);
