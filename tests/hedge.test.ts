@@ -100,6 +100,44 @@ routing: { fallback_chain: [a, b], hedge: ${hedge} }
     assert.equal(value(await scrape(r!.url), "failover_router_hedges_total", { provider: "b" }), 0);
   });
 
+  it("a hedge is admitted like any attempt: reserved on its provider's budget and settled, never sent over its cost ceiling", async () => {
+    const priced = `, pricing: { "*": { input: 1000000, output: 1000000 } }`;
+    await start("{ enabled: true, after_ms: 300, max_extra_percent: 100 }");
+    await r!.stop();
+    b.reset();
+    a.script = slowFirstToken(20_000);
+    r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: ${a.url}/v1, default_model: m, timeout_seconds: 30 }
+  - { name: b, type: openai_compatible, endpoint: ${b.url}/v1, default_model: m, timeout_seconds: 30${priced} }
+routing: { fallback_chain: [a, b], hedge: { enabled: true, after_ms: 300, max_extra_percent: 100 } }
+budgets: { list: [{ name: b-daily, scope: { provider: b }, limit_usd: 100000, period: day }] }
+`);
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(res.headers.get("x-router-provider"), "b");
+    await readSse(res);
+    const budgets = await (await fetch(`${r.url}/admin/budgets`)).json();
+    const bDaily = (budgets.budgets ?? budgets).find((x: any) => x.name === "b-daily");
+    assert.ok(bDaily.spent_usd > 0, "the hedge's answer is charged to b's budget");
+    assert.equal(bDaily.reserved_usd, 0, "and its reservation settled");
+    await r.stop();
+
+    // b's worst case ($1 a token) is over a 1-cent ceiling: no hedge goes to it, a's slow answer comes
+    a.reset();
+    b.reset();
+    a.script = slowFirstToken(800);
+    r = await startRouter(`
+providers:
+  - { name: a, type: openai_compatible, endpoint: ${a.url}/v1, default_model: m, timeout_seconds: 30 }
+  - { name: b, type: openai_compatible, endpoint: ${b.url}/v1, default_model: m, timeout_seconds: 30${priced}, max_cost_per_request_usd: 0.01 }
+routing: { fallback_chain: [a, b], hedge: { enabled: true, after_ms: 200, max_extra_percent: 100 } }
+`);
+    const slow = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(slow.headers.get("x-router-provider"), "a");
+    assert.equal(textOf(await readSse(slow)), "from the slow one");
+    assert.equal(b.requests.length, 0, "nothing was sent to the provider over its ceiling");
+  });
+
   it("the hedge budget caps the extra requests during a primary outage", async () => {
     await start("{ enabled: true, after_ms: 100, max_extra_percent: 20 }");
     a.script = slowFirstToken(1500);
