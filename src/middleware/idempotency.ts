@@ -252,13 +252,14 @@ export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> 
     const lockMs = lockTtlMs(all, body?.stream === true);
     while (true) {
       // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
-      let lock = store.begin(key, fingerprint, lockMs);
-      if (isPromise(lock)) lock = await lock;
-      if (lock.stored) return lock.stored.fingerprint === fingerprint ? replay(lock.stored) : reused();
-      if (lock.acquired) return serveAndStore(c, next, fingerprint, cfg, lock);
-      if (lock.fingerprint !== fingerprint) return reused();
+      // one call: the stored response, or else the key's lock
+      let found = store.begin(key, fingerprint, lockMs);
+      if (isPromise(found)) found = await found;
+      if (found.stored) return found.stored.fingerprint === fingerprint ? replay(found.stored) : reused();
+      if (found.acquired) return serveAndStore(c, next, fingerprint, cfg, found);
+      if (found.fingerprint !== fingerprint) return reused();
       // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
-      if (!(await waitFor(lock.released, c.req.raw.signal, lockMs))) {
+      if (!(await waitFor(found.released, c.req.raw.signal, lockMs))) {
         return errorResponse(499, CLIENT_CLOSED);
       }
     }
