@@ -387,7 +387,7 @@ idempotency: { enabled: false }
         calls.push("begin");
         const r = inner.begin(k, f);
         if (!r.acquired) return later(r);
-        return later({ ...r, putAndRelease: (v, ttl) => (calls.push(`putAndRelease:${v.status}:${ttl}`), later(r.putAndRelease(v, ttl))) });
+        return later({ ...r, putAndRelease: (v, ttl) => (calls.push(`putAndRelease:${v.status}:${ttl}`), later(undefined).then(() => r.putAndRelease(v, ttl))) });
       },
     };
     const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\n`, {}, { deps: { idempotencyStore: store } });
