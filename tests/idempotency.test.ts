@@ -374,7 +374,7 @@ idempotency: { enabled: false }
     }
   });
 
-  it("works with another backend behind the get/put/lock interface", async () => {
+  it("works with another backend behind the IdempotencyStore interface", async () => {
     const calls: string[] = [];
     const inner = new MemoryIdempotencyStore({ maxEntries: () => 10 });
     // answers with promises, as a networked backend would (the in-memory store answers synchronously)
@@ -383,13 +383,19 @@ idempotency: { enabled: false }
       get: (k) => (calls.push("get"), later(inner.get(k))),
       put: (k, v, ttl) => (calls.push(`put:${v.status}:${ttl}`), later(inner.put(k, v, ttl))),
       lock: (k, f) => (calls.push("lock"), later(inner.lock(k, f))),
+      begin: (k, f) => {
+        calls.push("begin");
+        const r = inner.begin(k, f);
+        if (!r.acquired) return later(r);
+        return later({ ...r, putAndRelease: (v, ttl) => (calls.push(`putAndRelease:${v.status}:${ttl}`), later(undefined).then(() => r.putAndRelease(v, ttl))) });
+      },
     };
     const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\n`, {}, { deps: { idempotencyStore: store } });
     try {
       await call(r.url, chat(), { "idempotency-key": "custom" });
       const res = await call(r.url, chat(), { "idempotency-key": "custom" });
       assert.equal(res.headers.get("idempotent-replayed"), "true");
-      assert.deepEqual(calls, ["get", "lock", "put:200:3600000", "get"]);
+      assert.deepEqual(calls, ["begin", "putAndRelease:200:3600000", "begin"], "one call before the answer, one after");
       assert.equal(inner.inFlight, 0, "lock released");
       // concurrent duplicates of a stream through the asynchronous interface: one upstream call, the same events
       fake.reset();

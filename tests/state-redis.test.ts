@@ -41,6 +41,21 @@ if (redisServerBin()) {
     breakerContract("redis", (now) => open(now, (s) => s.breakers));
     spendContract("redis", (now) => open(now, (s) => s.spend));
 
+    it("begin finds a record this replica kept locally while Redis was down, and leaves no lock behind", async () => {
+      const h = await open(() => Date.now(), (s) => s.idempotency);
+      try {
+        const s = h.replica();
+        // what put() does while Redis is down
+        s.local.put("k", { fingerprint: "f", status: 201, headers: [], stream: false, chunks: [new Uint8Array([1])] }, 60_000);
+        const found = await s.begin("k", "f", 60_000);
+        assert.equal(found.stored?.status, 201);
+        // the release goes on the same connection, before the next command
+        assert.ok((await s.lock("k", "g", 60_000)).acquired, "the lock begin took in Redis is released");
+      } finally {
+        h.close?.();
+      }
+    });
+
     it("two key prefixes on one Redis do not see each other", async () => {
       const now = () => Date.now();
       const a = await open(now, (s) => s);

@@ -9,7 +9,7 @@ import { concatBytes, encoder } from "../bytes.ts";
 import type { AppEnv, ResponseTap } from "../http/context.ts";
 import { DONE } from "../http/render.ts";
 import { sha256Hex } from "./sha256.ts";
-import { detach, isPromise, type IdempotencyStore, type MaybePromise, type StoredResponse } from "../state/types.ts";
+import { detach, isPromise, type IdempotencyStore, type LockResult, type MaybePromise, type StoredResponse } from "../state/types.ts";
 
 export const REPLAYED_HEADER = "idempotent-replayed";
 
@@ -158,13 +158,11 @@ class Transcript implements ResponseTap {
 async function serveAndStore(
   c: Context<AppEnv>,
   next: Next,
-  store: IdempotencyStore,
-  key: string,
   fingerprint: string,
   cfg: Config["idempotency"],
-  unlock: () => MaybePromise<void>,
+  lock: Extract<LockResult, { acquired: true }>,
 ): Promise<void> {
-  const release = () => detach(unlock);
+  const release = () => detach(lock.release);
   // offered to the renderer through the context (src/http/render.ts), which feeds it what it sends the client
   const transcript = new Transcript(cfg.max_response_bytes);
   c.set("responseTap", transcript);
@@ -188,16 +186,12 @@ async function serveAndStore(
   const put = (stream: boolean, chunks: Uint8Array[]): Promise<void> | undefined => {
     let p: MaybePromise<void>;
     try {
-      p = store.put(key, { fingerprint, status: res.status, headers, stream, chunks }, ttlMs);
+      p = lock.putAndRelease({ fingerprint, status: res.status, headers, stream, chunks }, ttlMs);
     } catch {
       release();
       return;
     }
-    if (!isPromise(p)) {
-      release();
-      return;
-    }
-    return p.catch(() => {}).finally(release);
+    if (isPromise(p)) return p.catch(release);
   };
 
   const stream = (res.headers.get("content-type") ?? "").startsWith("text/event-stream");
@@ -258,15 +252,14 @@ export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> 
     const lockMs = lockTtlMs(all, body?.stream === true);
     while (true) {
       // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
-      let hit = store.get(key);
-      if (isPromise(hit)) hit = await hit;
-      if (hit) return hit.fingerprint === fingerprint ? replay(hit) : reused();
-      let lock = store.lock(key, fingerprint, lockMs);
-      if (isPromise(lock)) lock = await lock;
-      if (lock.acquired) return serveAndStore(c, next, store, key, fingerprint, cfg, lock.release);
-      if (lock.fingerprint !== fingerprint) return reused();
+      // one call: the stored response, or else the key's lock
+      let found = store.begin(key, fingerprint, lockMs);
+      if (isPromise(found)) found = await found;
+      if (found.stored) return found.stored.fingerprint === fingerprint ? replay(found.stored) : reused();
+      if (found.acquired) return serveAndStore(c, next, fingerprint, cfg, found);
+      if (found.fingerprint !== fingerprint) return reused();
       // the same request is in flight: wait for it, then replay what it stored (or, if it failed, run)
-      if (!(await waitFor(lock.released, c.req.raw.signal, lockMs))) {
+      if (!(await waitFor(found.released, c.req.raw.signal, lockMs))) {
         return errorResponse(499, CLIENT_CLOSED);
       }
     }

@@ -78,12 +78,23 @@ export type LockResult =
    * this request owns the key until release() (called once its response is stored or given up, as a plain
    * function: no `this`) or until the lock's TTL
    */
-  | { acquired: true; release: () => MaybePromise<void> }
+  | {
+      acquired: true;
+      release: () => MaybePromise<void>;
+      /**
+       * put(key, value, ttlMs) then release(), in one call (one round trip on a networked backend): the way a
+       * holder ends with a response to keep. Like put(), the caller does not touch `value.chunks` afterwards.
+       */
+      putAndRelease: (value: StoredResponse, ttlMs: number) => MaybePromise<void>;
+    }
   /**
    * another request with the key is in flight (in this process or another): `fingerprint` is its fingerprint;
    * `released` settles when the holder releases the key or its lock expires (the caller bounds its wait by the TTL)
    */
   | { acquired: false; fingerprint: string; released: Promise<void> };
+
+/** What begin() finds: the response kept for the key, or else the key's lock as lock() answers. */
+export type BeginResult = { stored: StoredResponse; acquired?: undefined } | (LockResult & { stored?: undefined });
 
 export interface IdempotencyStore {
   get(key: string): MaybePromise<StoredResponse | undefined>;
@@ -98,6 +109,11 @@ export interface IdempotencyStore {
    * releases, e.g. a replica that died, blocks the key no longer), or reports who holds it.
    */
   lock(key: string, fingerprint: string, ttlMs?: number): MaybePromise<LockResult>;
+  /**
+   * get(key), and on a miss lock(key, fingerprint, ttlMs), in one call (one round trip on a networked backend):
+   * what a request with an idempotency key asks first.
+   */
+  begin(key: string, fingerprint: string, ttlMs?: number): MaybePromise<BeginResult>;
 }
 
 // ---- circuit-breaker openings shared between replicas ----

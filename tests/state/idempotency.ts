@@ -127,5 +127,69 @@ export function idempotencyContract(name: string, make: MakeBackend<IdempotencyS
       assert.equal(third.acquired, false, "still held by the new holder");
       assert.equal((third as Extract<LockResult, { acquired: false }>).fingerprint, "fp-2");
     });
+
+    it("begin: the stored response if there is one, else the lock, one holder per key on every replica", async () => {
+      const s = await open();
+      const first = await s.begin("k", "fp-1", 60_000);
+      assert.equal(first.stored, undefined);
+      assert.ok(first.acquired, "a miss takes the lock");
+      for (const r of [s, backend!.replica()]) {
+        const second = await r.begin("k", "fp-2", 60_000);
+        assert.equal(second.stored, undefined);
+        assert.ok(second.acquired === false && second.fingerprint === "fp-1", "held: the holder's fingerprint");
+      }
+      assert.ok((await s.lock("k", "fp-2", 60_000)).acquired === false, "begin's lock is the key's lock");
+      await s.put("other", response("other"), 60_000);
+      const hit = await backend!.replica().begin("other", "fp-3", 60_000);
+      assert.equal(hit.acquired, undefined);
+      assert.equal(bodyOf(hit.stored!), "other");
+      assert.equal(hit.stored!.fingerprint, response("").fingerprint);
+      assert.ok((await s.lock("other", "fp-3", 60_000)).acquired, "a hit takes no lock");
+      clock.advance(60_000);
+      assert.ok((await s.begin("other", "fp-3", 60_000)).acquired, "an expired response is a miss");
+    });
+
+    it("begin counts as a use of a stored response (least recently used out first)", async () => {
+      const s = await open({ maxEntries: 2, maxBytes: 1_000_000 });
+      for (const k of ["a", "b"]) await s.put(k, response(k), 60_000);
+      assert.ok((await s.begin("a", "fp", 60_000)).stored);
+      await s.put("c", response("c"), 60_000);
+      assert.equal(await s.get("b"), undefined);
+      assert.equal(bodyOf((await s.get("a"))!), "a");
+    });
+
+    it("putAndRelease stores the response, frees the key and wakes a waiter, who then finds the response", async () => {
+      const s = await open();
+      const holder = await s.begin("k", "fp", 60_000);
+      assert.ok(holder.acquired);
+      const waiting = await backend!.replica().begin("k", "fp", 60_000);
+      assert.ok(waiting.acquired === false);
+      assert.equal(await settlesWithin(waiting.released, 50), false, "not before the release");
+      await holder.putAndRelease(response("done", { status: 201 }), 1000);
+      assert.equal(await settlesWithin(waiting.released, 1000), true, "woken within 1 s of the release");
+      const after = await backend!.replica().begin("k", "fp", 60_000);
+      assert.equal(after.stored?.status, 201);
+      assert.equal(bodyOf(after.stored!), "done");
+      clock.advance(1000);
+      assert.equal(await s.get("k"), undefined, "kept for the given TTL");
+      const again = await s.lock("k", "fp", 60_000);
+      assert.ok(again.acquired, "the lock went with the put");
+      await again.putAndRelease(response("from lock()"), 60_000);
+      assert.equal(bodyOf((await s.get("k"))!), "from lock()", "lock()'s holder can end with putAndRelease too");
+      assert.ok((await s.lock("k", "fp", 60_000)).acquired);
+    });
+
+    it("a lapsed holder's late putAndRelease stores its response but does not free the new holder's lock", async () => {
+      const s = await open();
+      const stuck = await s.begin("k", "fp-1", 1000);
+      assert.ok(stuck.acquired);
+      clock.advance(1000);
+      const next = await backend!.replica().begin("k", "fp-2", 1000);
+      assert.ok(next.acquired, "lapsed: taken over");
+      await stuck.putAndRelease(response("late"), 60_000);
+      const third = await s.lock("k", "fp-3", 1000);
+      assert.ok(third.acquired === false && third.fingerprint === "fp-2", "still held by the new holder");
+      assert.equal(bodyOf((await s.get("k"))!), "late");
+    });
   });
 }

@@ -1,7 +1,7 @@
 // Why shared buffers and a list: 10,000 cached answers as objects would weigh on every GC (docs/decisions/0008, 0009).
 // The in-memory idempotency store: LRU by max entries and total bytes, TTL per entry, and in-flight locks whose
 // waiters are woken by a promise (src/state/types.ts has the interface).
-import type { IdempotencyStore, LockResult, StoredResponse } from "../types.ts";
+import type { BeginResult, IdempotencyStore, LockResult, StoredResponse } from "../types.ts";
 
 /** The bytes an entry is counted for against the store's byte bound: body, headers, fingerprint and 64 of bookkeeping. */
 export function storedSize(v: StoredResponse): number {
@@ -265,12 +265,25 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     held?.resolve?.(); // a lapsed holder: whoever waits on it tries again
     const lock: Lock = { fingerprint, expires: now + ttlMs };
     this.#locks.set(key, lock);
+    const release = () => {
+      if (this.#locks.get(key) === lock) this.#locks.delete(key);
+      lock.resolve?.();
+    };
     return {
       acquired: true,
-      release: () => {
-        if (this.#locks.get(key) === lock) this.#locks.delete(key);
-        lock.resolve?.();
+      release,
+      putAndRelease: (value, ttlMs) => {
+        try {
+          this.put(key, value, ttlMs);
+        } finally {
+          release();
+        }
       },
     };
+  }
+
+  begin(key: string, fingerprint: string, ttlMs = Infinity): BeginResult {
+    const stored = this.get(key);
+    return stored ? { stored } : this.lock(key, fingerprint, ttlMs);
   }
 }

@@ -78,12 +78,14 @@ redis.call('SET', KEYS[1], (tonumber(ARGV[2]) + tonumber(ARGV[3])) .. '|' .. ARG
 return 1
 `);
 
-/** KEYS[1] a permit or lock whose value ends with "|token"; ARGV[1] the token: deleted only if still that holder's. */
-export const RELEASE = new Script(`
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, -(#ARGV[1] + 1)) == '|' .. ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-`);
+/** Lua: deletes the permit or lock at `key`, whose value ends with "|token", only if it is still `token`'s. */
+export const releaseLua = (key: string, token: string) => `
+local held = redis.call('GET', ${key})
+if held and string.sub(held, -(#${token} + 1)) == '|' .. ${token} then redis.call('DEL', ${key}) end
+`;
+
+/** KEYS[1] a permit or lock; ARGV[1] the token. */
+export const RELEASE = new Script(releaseLua("KEYS[1]", "ARGV[1]") + "return 1");
 
 const decoder = new TextDecoder();
 const text = (b: unknown) => (b instanceof Uint8Array ? decoder.decode(b) : String(b));

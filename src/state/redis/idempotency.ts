@@ -1,14 +1,15 @@
 // Idempotency records and in-flight locks on Redis, so a retry that lands on another replica is replayed and a
 // duplicate waits for the replica serving the first. Records are kept within idempotency.max_entries and
 // max_total_bytes for the whole fleet, least recently used out first (a sorted set orders them). A waiter learns
-// that a lock went by polling it (a duplicate in flight is rare; a shared poll per key).
+// that a lock went by polling it (a duplicate in flight is rare; a shared poll per key). A request with a fresh key
+// makes two round trips: begin (a stored record, or else the lock, in one script) and putAndRelease.
 //
 // While Redis is down the replica's own memory store answers (src/state/memory/idempotency.ts); a record a
 // replica stored there during an outage is still found by that replica afterwards.
 import { MemoryIdempotencyStore } from "../memory/idempotency.ts";
 import { storedSize } from "../memory/idempotency.ts";
-import type { IdempotencyStore, LockResult, MaybePromise, StoredResponse } from "../types.ts";
-import { RELEASE } from "./breakers.ts";
+import { detach, type BeginResult, type IdempotencyStore, type LockResult, type MaybePromise, type StoredResponse } from "../types.ts";
+import { RELEASE, releaseLua } from "./breakers.ts";
 import { FAILED, Script, type RedisLink } from "./link.ts";
 
 /** How often a waiter asks whether the lock it waits on is gone. */
@@ -17,31 +18,35 @@ const WAIT_POLL_MS = 50;
 const DEFAULT_LOCK_MS = 3_600_000;
 
 /**
- * KEYS: record, lru (sorted set: member -> use order), sizes (hash), bytes (counter), seq (counter); ARGV: the
- * member (the idempotency key), now. A record is "<expires>\n<payload>": a hit moves to the most recently used end.
+ * KEYS: record, lru (sorted set: member -> use order), sizes (hash), bytes (counter), seq (counter); ARGV[1] the
+ * member (the idempotency key), ARGV[2] now. A record is "<expires>\n<payload>": `rec` is the live record (false when
+ * none), and a hit moves to the most recently used end.
  */
-const GET = new Script(`
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-local nl = string.find(v, '\\n', 1, true)
-if tonumber(string.sub(v, 1, nl - 1)) <= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  local s = redis.call('HGET', KEYS[3], ARGV[1])
-  if s then redis.call('DECRBY', KEYS[4], s) end
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return false
+const FIND = `
+local rec = redis.call('GET', KEYS[1])
+if rec then
+  local nl = string.find(rec, '\\n', 1, true)
+  if tonumber(string.sub(rec, 1, nl - 1)) <= tonumber(ARGV[2]) then
+    redis.call('DEL', KEYS[1])
+    local s = redis.call('HGET', KEYS[3], ARGV[1])
+    if s then redis.call('DECRBY', KEYS[4], s) end
+    redis.call('HDEL', KEYS[3], ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    rec = false
+  else
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[1])
+  end
 end
-redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[1])
-return v
-`);
+`;
+
+const GET = new Script(FIND + "return rec");
 
 /**
  * KEYS: record, lru, sizes, bytes, seq; ARGV: member, value, size, ttl ms, max entries, max bytes, record key
  * prefix. Replaces the member's record, then drops the least recently used (and those Redis already expired)
  * while over a bound.
  */
-const PUT = new Script(`
+const STORE = `
 local m, size = ARGV[1], tonumber(ARGV[3])
 local old = redis.call('HGET', KEYS[3], m)
 if old then
@@ -68,18 +73,35 @@ while true do
   redis.call('DEL', rec)
 end
 return 1
-`);
+`;
 
-/** KEYS[1] the lock; ARGV: fingerprint, token, now, ttl ms. The lock is "<expires>|<fingerprint>|<token>". */
-const LOCK = new Script(`
-local v = redis.call('GET', KEYS[1])
+const PUT = new Script(STORE);
+
+/** PUT's keys and arguments, then KEYS[6] the lock and ARGV[8] its holder's token: the lock is released first. */
+const PUT_AND_RELEASE = new Script(releaseLua("KEYS[6]", "ARGV[8]") + STORE);
+
+/**
+ * Lua: takes the lock at `lk` for fingerprint `fp` and `token` for `ttl` ms from `now`, answering {1}, or answers
+ * {0, holder's fingerprint} while another holds it. The lock is "<expires>|<fingerprint>|<token>".
+ */
+const TAKE_LOCK = `
+local v = redis.call('GET', lk)
 if v then
   local expires, fingerprint = string.match(v, '^([^|]*)|(.*)|[^|]*$')
-  if tonumber(expires) > tonumber(ARGV[3]) then return {0, fingerprint} end
+  if tonumber(expires) > now then return {0, fingerprint} end
 end
-redis.call('SET', KEYS[1], (tonumber(ARGV[3]) + tonumber(ARGV[4])) .. '|' .. ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[4])
+redis.call('SET', lk, (now + tonumber(ttl)) .. '|' .. fp .. '|' .. token, 'PX', ttl)
 return {1}
-`);
+`;
+
+/** KEYS[1] the lock; ARGV: fingerprint, token, now, ttl ms. */
+const LOCK = new Script(`local lk, fp, token, now, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]` + TAKE_LOCK);
+
+/** GET's keys and arguments, then KEYS[6] the lock, ARGV: fingerprint, token, ttl ms. A hit answers {2, record}. */
+const BEGIN = new Script(
+  FIND + `if rec then return {2, rec} end
+local lk, fp, token, now, ttl = KEYS[6], ARGV[3], ARGV[4], tonumber(ARGV[2]), ARGV[5]` + TAKE_LOCK,
+);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -117,28 +139,56 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   put(key: string, value: StoredResponse, ttlMs: number): MaybePromise<void> {
     if (!this.link.up) return this.local.put(key, value, ttlMs);
-    const ttl = Math.max(1, Math.ceil(ttlMs));
-    const args = [key, encode(value, this.opts.now() + ttlMs), String(storedSize(value)), String(ttl), String(Math.max(1, this.opts.maxEntries())), String(this.opts.maxBytes()), this.#k.record];
-    return this.link.eval(PUT, this.#keys(key), args).then((r) => {
+    return this.link.eval(PUT, this.#keys(key), this.#putArgs(key, value, ttlMs)).then((r) => {
       if (r === FAILED) this.local.put(key, value, ttlMs);
     });
+  }
+
+  #putArgs(key: string, value: StoredResponse, ttlMs: number): (string | Uint8Array)[] {
+    const ttl = Math.max(1, Math.ceil(ttlMs));
+    return [key, encode(value, this.opts.now() + ttlMs), String(storedSize(value)), String(ttl), String(Math.max(1, this.opts.maxEntries())), String(this.opts.maxBytes()), this.#k.record];
   }
 
   lock(key: string, fingerprint: string, ttlMs = DEFAULT_LOCK_MS): MaybePromise<LockResult> {
     if (!this.link.up) return this.local.lock(key, fingerprint, ttlMs);
     const lockKey = this.#k.lock + key;
     const token = crypto.randomUUID();
-    const ttl = String(Math.max(1, Math.ceil(Math.min(ttlMs, DEFAULT_LOCK_MS))));
-    return this.link.eval<[number, Uint8Array?]>(LOCK, [lockKey], [fingerprint, token, String(this.opts.now()), ttl]).then((r): LockResult => {
+    return this.link.eval<[number, Uint8Array?]>(LOCK, [lockKey], [fingerprint, token, String(this.opts.now()), lockTtl(ttlMs)]).then((r): LockResult => {
       if (r === FAILED || !Array.isArray(r)) return this.local.lock(key, fingerprint, ttlMs);
-      if (r[0] === 1) {
-        return {
-          acquired: true,
-          release: () => this.link.eval(RELEASE, [lockKey], [token]).then(() => {}),
-        };
-      }
-      return { acquired: false, fingerprint: decoder.decode(r[1]), released: this.#waitFor(key, lockKey) };
+      return this.#lockResult(r, key, lockKey, token);
     });
+  }
+
+  begin(key: string, fingerprint: string, ttlMs = DEFAULT_LOCK_MS): MaybePromise<BeginResult> {
+    if (!this.link.up) return this.local.begin(key, fingerprint, ttlMs);
+    const lockKey = this.#k.lock + key;
+    const token = crypto.randomUUID();
+    const args = [key, String(this.opts.now()), fingerprint, token, lockTtl(ttlMs)];
+    return this.link.eval<[number, Uint8Array?]>(BEGIN, [...this.#keys(key), lockKey], args).then((r): BeginResult => {
+      if (r === FAILED || !Array.isArray(r)) return this.local.begin(key, fingerprint, ttlMs);
+      if (r[0] === 2) return { stored: decode(r[1]!) };
+      const lock = this.#lockResult(r, key, lockKey, token);
+      // a record this replica kept while Redis was down, as get() finds it
+      const stored = this.local.get(key);
+      if (!stored) return lock;
+      if (lock.acquired) detach(lock.release);
+      return { stored };
+    });
+  }
+
+  /** The answer of LOCK or BEGIN's lock part as a LockResult. */
+  #lockResult(r: [number, Uint8Array?], key: string, lockKey: string, token: string): LockResult {
+    if (r[0] !== 1) return { acquired: false, fingerprint: decoder.decode(r[1]), released: this.#waitFor(key, lockKey) };
+    return {
+      acquired: true,
+      release: () => this.link.eval(RELEASE, [lockKey], [token]).then(() => {}),
+      putAndRelease: (value, ttlMs) => {
+        if (!this.link.up) return this.local.put(key, value, ttlMs);
+        return this.link.eval(PUT_AND_RELEASE, [...this.#keys(key), lockKey], [...this.#putArgs(key, value, ttlMs), token]).then((res) => {
+          if (res === FAILED) this.local.put(key, value, ttlMs);
+        });
+      },
+    };
   }
 
   /** Settles once the lock on `key` is gone, lapsed or taken over, or Redis cannot tell (the caller asks again). */
@@ -162,6 +212,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#waits.set(key, w);
     return w;
   }
+}
+
+/** The lock's TTL argument: whole ms, at least 1, at most DEFAULT_LOCK_MS. */
+function lockTtl(ttlMs: number): string {
+  return String(Math.max(1, Math.ceil(Math.min(ttlMs, DEFAULT_LOCK_MS))));
 }
 
 /** "<expires>\n" then the fingerprint, status, stream flag and headers as JSON (its length in 4 bytes first), then the body. */
