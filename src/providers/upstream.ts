@@ -3,15 +3,19 @@
 // UpstreamFailure. Web standards only.
 import { concatBytes } from "../bytes.ts";
 import type { ProviderConfig } from "../config/schema.ts";
-import type { CallOptions, UpstreamFailure, UpstreamFetch, UpstreamResponse } from "./types.ts";
+import type { CallOptions, UpstreamFailure, UpstreamFetch, UpstreamInit, UpstreamResponse } from "./types.ts";
 
 /**
  * The runtime's own fetch (looked up per call), the adapters' default client. Redirects are not followed: fetch
  * would send the provider's key, its custom headers and (307/308) the prompt to wherever the Location points,
  * an internal address included. The 3xx comes back as the response, and postJson makes it a failure.
  */
-export const globalFetch: UpstreamFetch = (url, init) =>
-  fetch(url, { method: init.method, headers: init.headers, body: init.body, signal: init.signal, redirect: "manual" });
+export const globalFetch: UpstreamFetch = (url, init) => fetch(url, fetchInit(init));
+
+/** The fetch options of an upstream request, redirects not followed; `extra`: a runtime's own options (its TLS). */
+export function fetchInit(init: UpstreamInit, extra?: object): RequestInit {
+  return { method: init.method, headers: init.headers, body: init.body, signal: init.signal, redirect: "manual", ...extra };
+}
 
 /**
  * POSTs JSON upstream through `send`; `opts.stream`: the answer will be read as a stream. Network errors,

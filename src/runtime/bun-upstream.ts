@@ -10,6 +10,7 @@
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
 // carries more requests per second at saturation than sockets driven from JS.
 import { rootCertificates } from "node:tls";
+import { fetchInit } from "../providers/upstream.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
@@ -22,15 +23,7 @@ export function bunUpstreamFetch(env: Record<string, string | undefined>): Upstr
  * Bun's fetch, redirects not followed (see globalFetch). A provider's CA certificates (UpstreamInit.ca) go in
  * `tls.ca`, which replaces Bun's bundled roots: they are added to them, so the file only ever adds trust.
  */
-const bunFetch: UpstreamFetch = (url, init) =>
-  fetch(url, {
-    method: init.method,
-    headers: init.headers,
-    body: init.body,
-    signal: init.signal,
-    redirect: "manual",
-    tls: init.ca ? { ca: caList(init.ca) } : undefined,
-  });
+const bunFetch: UpstreamFetch = (url, init) => fetch(url, fetchInit(init, init.ca ? { tls: { ca: caList(init.ca) } } : undefined));
 
 let lastCa: { pem: string; list: string[] } | undefined; // one array per CA file, not one per request
 function caList(pem: string): string[] {

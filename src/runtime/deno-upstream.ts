@@ -11,6 +11,7 @@
 // HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 // FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
 import { chunkBytes } from "./byte-slab.ts";
+import { fetchInit } from "../providers/upstream.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
@@ -23,15 +24,7 @@ export function denoUpstreamFetch(env: Record<string, string | undefined>): Upst
  * Deno's fetch, redirects not followed (see globalFetch). A provider's CA certificates (UpstreamInit.ca) go in an
  * HttpClient of their own, which trusts them besides the default roots.
  */
-const denoFetch: UpstreamFetch = (url, init) =>
-  fetch(url, {
-    method: init.method,
-    headers: init.headers,
-    body: init.body,
-    signal: init.signal,
-    redirect: "manual",
-    ...(init.ca ? { client: clientFor(init.ca) } : undefined),
-  } as RequestInit);
+const denoFetch: UpstreamFetch = (url, init) => fetch(url, fetchInit(init, init.ca ? { client: clientFor(init.ca) } : undefined));
 
 /** Clients kept, one per distinct CA text: the config names a few; a changed file after a reload makes another. */
 const MAX_CLIENTS = 16;
