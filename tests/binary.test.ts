@@ -15,7 +15,7 @@ import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { refusedUrl, type FakeServer } from "./fakes/common.ts";
 import { openaiChunk, pour, startScriptedFake, streamHead, type Script, type ScriptedFake } from "./fakes/scripted.ts";
-import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
+import { EDGE_CONFIG, edgeChecks } from "./helpers/edge.ts";
 import { makeTestCa, type TestCa } from "./helpers/tls.ts";
 import { ROOT, rmTemp, run, sseText, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 import { redisServerBin, startRedis } from "./helpers/redis.ts";
@@ -382,12 +382,7 @@ describe("the compiled binary at the client-facing edge (slow clients, Host, JSO
     const bin = join(dir, "failover-router");
     copyFileSync(BINARY, bin);
     chmodSync(bin, 0o755);
-    writeFile(join(dir, "config.yaml"), `server: ${EDGE_SERVER}
-providers:
-  - { name: fast, type: mock, reply: "hi" }
-  - { name: slow, type: mock, reply: "late", latency_ms: 6000 }
-routing: { fallback_chain: [fast, slow] }
-`);
+    writeFile(join(dir, "config.yaml"), EDGE_CONFIG);
     r = await startProcess([], { cwd: dir, cmd: [bin] });
   });
   after(async () => {

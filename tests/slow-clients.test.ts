@@ -2,19 +2,14 @@
 // src/main.deno.ts, each through its own server): tests/helpers/edge.ts has the checks and says what they cover.
 import { after, before, describe } from "node:test";
 import { join } from "node:path";
-import { EDGE_SERVER, edgeChecks } from "./helpers/edge.ts";
+import { EDGE_CONFIG, edgeChecks } from "./helpers/edge.ts";
 import { rmTemp, runtime, startProcess, tempDir, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 describe(`slow and oversized clients (the router as a ${runtime} process)`, () => {
   let dir: string, r: RouterProcess;
   before(async () => {
     dir = tempDir("fr-edge-");
-    writeFile(join(dir, "config.yaml"), `server: ${EDGE_SERVER}
-providers:
-  - { name: fast, type: mock, reply: "hi" }
-  - { name: slow, type: mock, reply: "late", latency_ms: 6000 }
-routing: { fallback_chain: [fast, slow] }
-`);
+    writeFile(join(dir, "config.yaml"), EDGE_CONFIG);
     r = await startProcess(["--config", join(dir, "config.yaml")], { cwd: dir });
   });
   after(async () => {

@@ -10,7 +10,14 @@ import { rawRequest } from "./raw.ts";
 import { runtime, type RouterProcess } from "./process.ts";
 
 /** The server block the edge checks need (small timeouts, so the tests are short). */
-export const EDGE_SERVER = "{ host: 127.0.0.1, port: 0, header_timeout_seconds: 2, body_timeout_seconds: 2 }";
+const EDGE_SERVER = "{ host: 127.0.0.1, port: 0, header_timeout_seconds: 2, body_timeout_seconds: 2 }";
+/** The config every run of the edge checks serves: 2 s header and body timeouts, a fast and a slow provider. */
+export const EDGE_CONFIG = `server: ${EDGE_SERVER}
+providers:
+  - { name: fast, type: mock, reply: "hi" }
+  - { name: slow, type: mock, reply: "late", latency_ms: 6000 }
+routing: { fallback_chain: [fast, slow] }
+`;
 const HEADER_S = 2, BODY_S = 2;
 /** slack for a loaded machine */
 const MARGIN_MS = 3000;
