@@ -247,7 +247,7 @@ routing: { fallback_chain: [dead, a, backup] }
 
 describe("the compiled binary, against hostile upstreams", () => {
   // the binary runs on Bun's upstream client: streams over its sockets, non-streaming requests through fetch
-  let dir: string, target: FakeServer, mover: FakeServer, a: FakeServer, hostile: http.Server, r: RouterProcess;
+  let dir: string, target: FakeServer, mover: FakeServer, a: FakeServer, cut: FakeServer, hostile: http.Server, r: RouterProcess;
   before(async () => {
     ensureBinary();
     dir = tempDir("fr-binary-hostile-");
@@ -255,6 +255,7 @@ describe("the compiled binary, against hostile upstreams", () => {
     mover = await startOpenAIFake();
     mover.fault = { status: 307, headers: { location: `${target.url}/v1/chat/completions` }, rawBody: "moved" };
     a = await startOpenAIFake({ reply: "answer from A" });
+    cut = await startOpenAIFake({ reply: "a stream that dies mid-way and is continued by prefill", chunks: 6, prefill: "continue" });
     // the model asked for picks the misbehaviour: an endless 200 body, or a gzip stream nobody asked for
     hostile = http.createServer((req, res) => {
       const parts: Buffer[] = [];
@@ -280,7 +281,8 @@ providers:
   - { name: mover, type: openai_compatible, endpoint: "${mover.url}/v1", api_key: sk-mover-secret, default_model: m }
   - { name: a, type: openai_compatible, endpoint: "${a.url}/v1", default_model: m }
   - { name: hostile, type: openai_compatible, endpoint: "${hostileUrl}", models: [endless, gzip] }
-routing: { fallback_chain: [mover, a] }
+  - { name: cut, type: openai_compatible, endpoint: "${cut.url}/v1", default_model: m, supports_prefill: true }
+routing: { fallback_chain: [mover, a], stream_recovery: true }
 `);
     r = await startProcess([], { cwd: dir, cmd: [BINARY] });
   });
@@ -288,7 +290,7 @@ routing: { fallback_chain: [mover, a] }
     await r?.stop();
     hostile?.closeAllConnections();
     hostile?.close();
-    for (const f of [target, mover, a]) await f?.stop();
+    for (const f of [target, mover, a, cut]) await f?.stop();
     if (dir) rmTemp(dir);
   });
 
@@ -326,6 +328,18 @@ routing: { fallback_chain: [mover, a] }
     });
     assert.equal(gz.status, 200);
     assert.deepEqual(sseText(await gz.text()), { text: "unzipped", done: true });
+  });
+
+  it("continues a stream cut mid-answer by prefill (routing.stream_recovery)", async () => {
+    cut.fault = { cutAfter: 3, chunkDelayMs: 10, times: 1 };
+    const res = await fetch(`${r.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "cut/m", stream: true, messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.deepEqual(sseText(await res.text()), { text: "a stream that dies mid-way and is continued by prefill", done: true });
+    assert.equal(cut.requests.length, 2);
+    assert.equal(cut.requests[1].body.continue_final_message, true);
   });
 });
 

@@ -227,6 +227,7 @@ providers:
       failover_router_cost_usd_total: "counter",
       failover_router_circuit_state: "gauge",
       failover_router_failovers_total: "counter",
+      failover_router_stream_recoveries_total: "counter",
       failover_router_in_flight_requests: "gauge",
       failover_router_build_info: "gauge",
     };

@@ -66,6 +66,8 @@ const providerFields = {
   max_cost_per_request_usd: z.union([z.number().nonnegative(), z.record(z.string(), z.number().nonnegative())]).optional(),
   max_retries: z.number().int().min(0).max(10).default(0),
   circuit_breaker: z.strictObject(breakerFields).partial().optional(),
+  // it continues a trailing assistant message (routing.stream_recovery continues a broken stream there; docs/routing.md)
+  supports_prefill: z.boolean().default(false),
   // a PEM file of CA certificates trusted for this provider besides the runtime's default store; read at config
   // load and reload (loadTlsFiles). Verification itself cannot be turned off.
   tls: z.strictObject({ ca_file: z.string().min(1) }).optional(),
@@ -140,6 +142,9 @@ export const ConfigSchema = z
             with_tools: z.boolean().default(false),
           })
           .prefault({}),
+        // a chat stream cut or stalled mid-answer is continued on a provider (prefill, or a verified restart) instead
+        // of ending with an error event (docs/routing.md, "Stream recovery")
+        stream_recovery: z.boolean().default(false),
         // a Retry-After longer than this is not waited for (max_retries): the request moves to the next provider
         max_retry_after_seconds: z.number().min(0).default(10),
         // a provider whose worst-case estimate for a request is over this is skipped (docs/routing.md)

@@ -146,6 +146,12 @@ export interface CallOptions {
    * event fails the stream.
    */
   malformedEvent?(): void;
+  /**
+   * The request's last message is an assistant message with text the client already has: the provider is to
+   * continue it (a prefill, in the provider's own terms) and stream only the continuation (stream recovery,
+   * src/routing/stream-recovery.ts; only for a provider whose config says supports_prefill).
+   */
+  prefill?: boolean;
 }
 
 export interface Adapter {

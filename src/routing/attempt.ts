@@ -1,9 +1,11 @@
 // One upstream attempt: the call under its timeout, its record, the breaker and health verdict, and what the
 // loop gets back: a final outcome (a success, a client error, the client gone) or a failure to go on from. A
 // stream is read ahead until its first content event (the commit point): a failure before it still fails over.
+// A recovery leg of a broken stream (src/routing/stream-recovery.ts) is an attempt too, that answers with the
+// leg rather than to the client.
 import type { Config } from "../config/schema.ts";
 import { CLIENT_CLOSED } from "../errors.ts";
-import type { ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
+import type { CallOptions, ChatRequest, StreamEvent, TextRequest, UpstreamFailure, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { estimateUsage } from "../providers/tokens.ts";
 import { shortError, type CircuitBreaker, type Permit } from "./breaker.ts";
@@ -12,7 +14,7 @@ import type { HealthTracker } from "./health.ts";
 import { errorOutcome, type Outcome } from "./outcome.ts";
 import type { Candidate } from "./plan.ts";
 import type { AttemptOutcome, AttemptRecord, RequestRun } from "./records.ts";
-import { EventPipe, type StreamDone } from "./stream-pipe.ts";
+import { EventPipe, type StreamEnd, type StreamLeg } from "./stream-pipe.ts";
 
 /** What an attempt needs from the Router. */
 export interface AttemptEnv {
@@ -30,6 +32,25 @@ export interface RaceSlot {
   claim(): boolean;
 }
 
+/** A recovery leg of a stream that broke (src/routing/stream-recovery.ts): what it sends, and what stops it. */
+export interface LegSpec {
+  body: ChatRequest;
+  /** the body ends with the text sent so far, to continue (CallOptions.prefill) */
+  prefill: boolean;
+  /** aborts the leg: the client's stream ended meanwhile */
+  signal: AbortSignal;
+}
+
+/** A recovery leg that reached its first content event: the leg, with what it read ahead. */
+export interface StartedLeg {
+  leg: StreamLeg;
+  pending: StreamEvent[];
+  ended: boolean;
+  usage: Usage | undefined;
+}
+
+const statusOf = (end: StreamEnd) => (end === "ok" ? 200 : end === "aborted" ? 499 : 502);
+
 /** Breaker and health accounting of one attempt. */
 function settle(env: AttemptEnv, cand: Candidate, breaker: CircuitBreaker, permit: Permit, verdict: "success" | "failure" | "neutral", latencyMs: number, f?: UpstreamFailure): void {
   if (verdict === "success") {
@@ -43,25 +64,31 @@ function settle(env: AttemptEnv, cand: Candidate, breaker: CircuitBreaker, permi
   }
 }
 
-export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit, slot?: RaceSlot): Promise<Outcome | ClassifiedFailure> {
+export function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit, slot?: RaceSlot): Promise<Outcome | ClassifiedFailure>;
+export function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit, slot: undefined, leg: LegSpec): Promise<StartedLeg | ClassifiedFailure>;
+export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate, breaker: CircuitBreaker, permit: Permit, slot?: RaceSlot, leg?: LegSpec): Promise<Outcome | StartedLeg | ClassifiedFailure> {
   const { ctx } = run;
   const { config, now } = env;
   const ac = new AbortController();
   const onClientAbort = () => ac.abort(ctx.signal?.reason);
   ctx.signal?.addEventListener("abort", onClientAbort, { once: true });
   if (ctx.signal?.aborted) ac.abort(ctx.signal.reason);
-  const onLost = () => ac.abort(slot!.signal.reason);
-  slot?.signal.addEventListener("abort", onLost, { once: true });
+  const stop = slot?.signal ?? leg?.signal;
+  const onStop = () => ac.abort(stop!.reason);
+  stop?.addEventListener("abort", onStop, { once: true });
+  if (leg?.signal.aborted) ac.abort(leg.signal.reason);
   const detach = () => {
     ctx.signal?.removeEventListener("abort", onClientAbort);
-    slot?.signal.removeEventListener("abort", onLost);
+    stop?.removeEventListener("abort", onStop);
   };
   const ta = now();
+  // a recovery leg comes after the request's deadline may have passed: the stream's own limits bound it
+  const deadline = leg ? Infinity : run.deadline;
   let timer: ReturnType<typeof setTimeout> | undefined;
   /** Bounds the attempt to `ms` from its start, or to the request deadline when that comes first. */
   const bound = (ms: number) => {
     clearTimeout(timer);
-    const left = ms - (now() - ta), remaining = run.deadline - now();
+    const left = ms - (now() - ta), remaining = deadline - now();
     timer = setTimeout(() => {
       if (remaining < left) run.deadlineHit = true;
       ac.abort(timeoutReason());
@@ -88,6 +115,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
       reason: cls === "client" ? f.message : shortError(f.message),
     });
+    if (leg) return { ...f, cls }; // the recovery goes on from it; the client's stream is not answered here
     if (cls === "aborted") {
       run.finish(499);
       return errorOutcome(499, CLIENT_CLOSED);
@@ -105,7 +133,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   run.hooks.onAttemptStart?.(cand.provider.name);
   let malformed = 0;
   const maxMalformed = config.routing.max_malformed_events;
-  const opts = {
+  const opts: CallOptions = {
     model: cand.model,
     stream: run.stream,
     includeUsage: run.includeUsage,
@@ -117,8 +145,9 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
       run.hooks.onMalformedEvent?.(cand.provider.name, ctx.requestId, ++malformed === 1);
       if (malformed > maxMalformed) throw new UpstreamStreamError(`upstream sent more than ${maxMalformed} stream events that are not JSON (routing.max_malformed_events)`);
     },
+    prefill: leg?.prefill,
   };
-  const res = run.kind === "chat" ? await cand.adapter.chat(run.body as ChatRequest, opts) : await cand.adapter.text(run.body as TextRequest, opts);
+  const res = leg ? await cand.adapter.chat(leg.body, opts) : run.kind === "chat" ? await cand.adapter.chat(run.body as ChatRequest, opts) : await cand.adapter.text(run.body as TextRequest, opts);
 
   if (!res.ok) {
     clearTimeout(timer);
@@ -136,15 +165,18 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     return { type: "json", body: res.body, provider: cand.provider.name, attempts: run.sent };
   }
 
-  // Stream: read ahead until the first content event, within first_token_timeout_seconds.
+  // Stream: read ahead until the first content event, within first_token_timeout_seconds. With
+  // routing.stream_recovery, the events are watched for what the client is sent, to continue from it.
   if (cand.provider.first_token_timeout_seconds !== undefined) bound(cand.provider.first_token_timeout_seconds * 1000);
+  const watched = leg ? undefined : run.recovery?.watch(cand, res.events);
+  const events = watched?.events ?? res.events;
   const pending: StreamEvent[] = [];
   let usage: Usage | undefined;
   let failure: UpstreamFailure | undefined;
   let ended = false;
   try {
     for (let content = false; !content;) {
-      const batch = await res.events.read();
+      const batch = await events.read();
       if (batch === null) {
         ended = true;
         break;
@@ -162,21 +194,27 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   clearTimeout(timer);
   if (failure) return fail(failure);
   if (slot && !slot.claim()) {
-    res.events.cancel();
+    events.cancel();
     return lose();
   }
-  // Committed: the breaker and health verdict waits for the end of the stream.
+  // Committed: the breaker and health verdict waits for the end of the stream (or of this leg of it).
   const ttfb = now() - ta;
-  const done: StreamDone = (end, u0, reason) => {
-    const u = end === "ok" ? u0 ?? estimateUsage(run.kind, run.body) : u0;
-    const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
-    record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
-    settle(env, cand, breaker, permit, end === "ok" ? "success" : end === "aborted" ? "neutral" : "failure", ttfb, {
-      ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed",
-    });
-    run.finish(status, { provider: cand.provider.name, model: res.model, usage: u });
+  let recorded: Usage | undefined;
+  const committed: StreamLeg = {
+    events,
+    ac,
+    detach,
+    end: (end, u0, reason) => {
+      const u = (recorded = end === "ok" ? u0 ?? estimateUsage(run.kind, run.body) : u0);
+      record(end === "ok" ? "success" : "error", statusOf(end), { ttfb_ms: ttfb, usage: u, reason });
+      // a restart that answers otherwise than the leg before it is no fault of its provider
+      const verdict = end === "ok" ? "success" : end === "aborted" || end === "diverged" ? "neutral" : "failure";
+      settle(env, cand, breaker, permit, verdict, ttfb, { ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed" });
+    },
+    finish: (end) => run.finish(statusOf(end), { provider: cand.provider.name, model: res.model, usage: recorded }),
   };
+  if (leg) return { leg: committed, pending, ended, usage };
   const { stream_idle_timeout_seconds: idleS, stream_max_duration_seconds: maxS } = config.routing;
-  const events = new EventPipe(res.events, pending, ended, usage, ac, detach, done, idleS * 1000, maxS);
-  return { type: "stream", events, provider: cand.provider.name, attempts: run.sent };
+  const pipe = new EventPipe(committed, pending, ended, usage, idleS * 1000, maxS, watched?.recover);
+  return { type: "stream", events: pipe, provider: cand.provider.name, attempts: run.sent };
 }

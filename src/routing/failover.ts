@@ -17,6 +17,8 @@ import { errorOutcome, type Outcome } from "./outcome.ts";
 import { type Candidate, Planner } from "./plan.ts";
 import { RequestRun, type AttemptRecord, type RequestContext, type RouterHooks } from "./records.ts";
 import { Backoff, sameProviderRetryable } from "./retry.ts";
+import { recoverable, StreamRecovery } from "./stream-recovery.ts";
+import type { TokenEstimate } from "./strategies.ts";
 
 export interface HealthReport {
   status: "ok" | "degraded" | "down";
@@ -126,6 +128,21 @@ export class Router implements AttemptEnv {
     }
   }
 
+  /** `c` admitted (cost ceiling, budgets) with a permit of its breaker, ready to attempt; undefined when it cannot go. */
+  async #take(run: RequestRun, c: Candidate, tokens: TokenEstimate): Promise<Started | undefined> {
+    const pending = admit(this.budgets, run, c, tokens, true);
+    const adm = isPromise(pending) ? await pending : pending;
+    if (!adm.go) return undefined;
+    const breaker = this.#breakerOf.get(c.provider.name)!;
+    const permit = breaker.acquire();
+    if (!permit) {
+      adm.hold?.release();
+      return undefined;
+    }
+    if (adm.hold) run.holds.set(c.provider.name, adm.hold);
+    return { cand: c, breaker, permit };
+  }
+
   async #route(run: RequestRun): Promise<Outcome> {
     const maxProviders = this.config.routing.max_attempts ?? Infinity;
     let tried = 0;
@@ -148,6 +165,17 @@ export class Router implements AttemptEnv {
     this.hedger?.request();
     let hedge = this.hedger?.applies(run) ? this.hedger : undefined;
     let hedgedTo: Candidate | undefined;
+    if (this.config.routing.stream_recovery && recoverable(run)) {
+      run.recovery = new StreamRecovery(this, run, {
+        cands,
+        take: async (c, another) => {
+          if (another && tried >= maxProviders) return undefined;
+          const s = await this.#take(run, c, tokens);
+          if (s && another) tried++;
+          return s;
+        },
+      });
+    }
     providers: for (let i = 0; i < cands.length; i++) {
       const cand = cands[i];
       if (cand === hedgedTo) continue;
@@ -187,20 +215,11 @@ export class Router implements AttemptEnv {
           // the hedge goes to the next candidate that is admitted (ceiling, budgets) and whose breaker lets it
           const next = async (): Promise<Started | undefined> => {
             for (let j = i + 1; j < cands.length && tried < maxProviders; j++) {
-              const c = cands[j];
-              const pending = admit(this.budgets, run, c, tokens, true);
-              const adm = isPromise(pending) ? await pending : pending;
-              if (!adm.go) continue; // the loop reports it as skipped when it gets there
-              const b = this.#breakerOf.get(c.provider.name)!;
-              const p = b.acquire();
-              if (!p) {
-                adm.hold?.release();
-                continue;
-              }
-              if (adm.hold) run.holds.set(c.provider.name, adm.hold);
+              const s = await this.#take(run, cands[j], tokens);
+              if (!s) continue; // the loop reports it as skipped when it gets there
               tried++;
-              hedgedTo = c;
-              return { cand: c, breaker: b, permit: p };
+              hedgedTo = s.cand;
+              return s;
             }
             return undefined;
           };

@@ -2,6 +2,7 @@
 // (RouterHooks: stats, metrics, the request log), and the per-request run that keeps them.
 import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/types.ts";
 import type { BudgetEvent, Hold } from "./budgets.ts";
+import type { RecoveryOutcome, StreamRecovery } from "./stream-recovery.ts";
 
 export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error" | "hedge_lost";
 
@@ -45,6 +46,8 @@ export interface RouterHooks {
   onHedgeWin?(provider: string): void;
   /** a stream event from this provider was not valid JSON and was skipped; `first`: the stream's first such event */
   onMalformedEvent?(provider: string, requestId: string, first: boolean): void;
+  /** a recovery leg of a broken stream at this provider ended so (routing.stream_recovery) */
+  onStreamRecovery?(provider: string, outcome: RecoveryOutcome): void;
   onRequest?(r: RequestRecord): void;
   /** a budget's soft limit was crossed, or it ran out (once per budget and period) */
   onBudget?(e: BudgetEvent): void;
@@ -76,6 +79,8 @@ export class RequestRun {
   deadlineHit = false;
   /** the budget reservations of the attempts in flight, by provider, settled with their records (routing/budgets.ts) */
   readonly holds = new Map<string, Hold>();
+  /** routing.stream_recovery, when it applies to this request: set by the Router */
+  recovery?: StreamRecovery;
 
   constructor(
     readonly kind: ApiKind,

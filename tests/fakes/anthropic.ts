@@ -30,6 +30,11 @@ export interface AnthropicFakeOptions {
   streamError?: unknown;
   /** streams: end cleanly after message_delta without sending message_stop */
   omitMessageStop?: boolean;
+  /**
+   * continue a trailing assistant message (a prefill) as the real API does: the answer is the rest of the reply
+   * after its text, and one that ends in whitespace is refused
+   */
+  prefill?: boolean;
 }
 
 /** `options` may be replaced or changed between requests; reset() also restores the options given at start. */
@@ -98,6 +103,8 @@ interface Answer {
 
 function answer(req: RecordedRequest, o: AnthropicFakeOptions): Answer {
   let text = o.reply ?? "";
+  const last = req.body.messages.at(-1);
+  if (o.prefill && last.role === "assistant" && typeof last.content === "string" && text.startsWith(last.content)) text = text.slice(last.content.length);
   let stopReason = o.toolUses?.length ? "tool_use" : "end_turn";
   let stopSequence: string | null = null;
   for (const s of (req.body.stop_sequences ?? []) as string[]) {
@@ -120,6 +127,10 @@ export async function startAnthropicFake(opts: AnthropicFakeOptions = {}): Promi
     if (o.apiKey !== undefined && req.headers["x-api-key"] !== o.apiKey) return sendError(res, 401, "authentication_error", "invalid x-api-key");
     if (req.headers["anthropic-version"] !== "2023-06-01") return sendError(res, 400, "invalid_request_error", "anthropic-version: header is required and must be 2023-06-01");
     if (!String(req.headers["content-type"] ?? "").startsWith("application/json")) return sendError(res, 400, "invalid_request_error", "content-type must be application/json");
+    const last = req.body?.messages?.at?.(-1);
+    if (o.prefill && last?.role === "assistant" && /\s$/.test(typeof last.content === "string" ? last.content : "")) {
+      return sendError(res, 400, "invalid_request_error", "messages: final assistant content cannot end with trailing whitespace");
+    }
     const invalid = validateRequest(req.body);
     if (invalid) return sendError(res, 400, "invalid_request_error", invalid);
 

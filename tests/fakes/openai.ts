@@ -16,6 +16,12 @@ export interface OpenAIFakeOptions {
   /** streams: send `data: {"error": streamError}` in place of the content chunk after this many, then end */
   streamErrorAfter?: number;
   streamError?: unknown;
+  /**
+   * a chat request that ends with an assistant message (a prefill): `continue` answers, as vLLM's
+   * continue_final_message does, with only the rest of the reply after that message's text (the whole reply when
+   * it does not begin with it); `reject` answers 400
+   */
+  prefill?: "continue" | "reject";
   /** number the completion ids (chatcmpl-fake-1, -2, ...), so two answers can be told apart */
   idPerRequest?: boolean;
   /** serve https with this key and certificate (tests/helpers/tls.ts) */
@@ -30,7 +36,6 @@ export function splitText(s: string, n: number): string[] {
 }
 
 export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<FakeServer> {
-  const reply = opts.reply ?? "Hello from the fake OpenAI provider.";
   const usage = opts.usage === undefined ? { prompt_tokens: 11, completion_tokens: 7 } : opts.usage;
   const u = usage ? { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } : undefined;
   const fake = new FakeServer(async (req, res, stream) => {
@@ -41,6 +46,16 @@ export async function startOpenAIFake(opts: OpenAIFakeOptions = {}): Promise<Fak
       return;
     }
     const model = req.body?.model ?? "unknown";
+    const prefilled = chat && opts.prefill ? req.body?.messages?.at(-1) : undefined;
+    let reply = opts.reply ?? "Hello from the fake OpenAI provider.";
+    if (prefilled?.role === "assistant") {
+      if (opts.prefill === "reject") {
+        res.writeHead(400, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "this fake does not continue assistant messages", type: "invalid_request_error" } }));
+        return;
+      }
+      if (reply.startsWith(prefilled.content)) reply = reply.slice(prefilled.content.length);
+    }
     const id = (chat ? "chatcmpl-fake" : "cmpl-fake") + (opts.idPerRequest ? `-${fake.requests.length}` : "");
     const object = chat ? "chat.completion" : "text_completion";
     if (!req.body?.stream) {

@@ -67,6 +67,10 @@ export class AnthropicAdapter implements Adapter {
     let body: Record<string, unknown>;
     try {
       body = toMessagesRequest(req, opts.model, opts.stream);
+      // a trailing assistant message is a prefill in the Messages API, which refuses one that ends in whitespace
+      if (opts.prefill && /\s$/.test(String(req.messages[req.messages.length - 1]?.content ?? ""))) {
+        throw new Untranslatable(`messages[${req.messages.length - 1}].content`, "an assistant prefill cannot end with whitespace");
+      }
     } catch (e) {
       if (e instanceof Untranslatable) return e.failure();
       throw e;

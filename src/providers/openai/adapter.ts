@@ -33,6 +33,7 @@ export class OpenAIAdapter implements Adapter {
       delete body.max_tokens;
     }
     if (opts.stream) body.stream_options = { ...(req.stream_options as object | undefined), include_usage: true };
+    if (opts.prefill && kind === "chat") prefill(this.config.type, body);
     const res = await postJson(this.send, this.config.endpoint + path, this.#headers, body, opts);
     if ("kind" in res) return res; // an UpstreamFailure
     if (!res.ok) return failureFromResponse(res, pickError);
@@ -48,6 +49,21 @@ export class OpenAIAdapter implements Adapter {
       return protocolFailure("upstream returned a body that is not an OpenAI completion");
     }
     return { ok: true, stream: false, body: text, usage: readUsage(json.usage), model: typeof json.model === "string" ? json.model : opts.model };
+  }
+}
+
+/**
+ * Asks the upstream to continue the request's trailing assistant message instead of answering after it:
+ * DeepSeek's chat prefix completion (`prefix: true` on that message, served under its /beta endpoint), vLLM's
+ * `continue_final_message`. OpenAI itself has no such mode: it gets the message as it is.
+ */
+function prefill(type: ProviderConfig["type"], body: Record<string, unknown>): void {
+  if (type === "deepseek") {
+    const messages = body.messages as Record<string, unknown>[];
+    body.messages = [...messages.slice(0, -1), { ...messages[messages.length - 1], prefix: true }];
+  } else if (type === "openai_compatible") {
+    body.continue_final_message = true;
+    body.add_generation_prompt = false;
   }
 }
 
