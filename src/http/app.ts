@@ -19,7 +19,7 @@ import type { IdempotencyStore, RateLimitStore } from "../state/types.ts";
 import { errorResponse } from "../errors.ts";
 import type { AppEnv } from "./context.ts";
 import { render } from "./render.ts";
-import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses.ts";
+import { ResponsesRequestSchema, toChatRequest, toResponsesApi, type ResponsesRequest } from "./responses/index.ts";
 import { ChatRequestSchema, plainChatRequest, plainTextRequest, TextRequestSchema } from "./schemas.ts";
 import { unsupportedEndpoint } from "./unsupported.ts";
 import { EventHub } from "../observability/events.ts";
@@ -367,7 +367,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.post("/v1/completions", validJson(TextRequestSchema, plainTextRequest), idem, async (c) =>
     render(await c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)), encode, c.get("responseTap")));
 
-  // a stateless subset of the Responses API, served through the chat path (src/http/responses.ts)
+  // a stateless subset of the Responses API, served through the chat path (src/http/responses/)
   app.post("/v1/responses", validJson(ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
     return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
