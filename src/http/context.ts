@@ -32,7 +32,7 @@ export type AppEnv = {
 
 /**
  * A listener on the body of a successful answer, fed by the renderer as it answers (src/http/render.ts, and the
- * Responses API's in src/http/responses.ts): a stream's bytes reach it without a second stream in front of the
+ * Responses API's in src/http/responses/): a stream's bytes reach it without a second stream in front of the
  * client's, and a JSON body without being read back out of the Response (docs/decisions/0010-response-tap.md).
  */
 export interface ResponseTap {

@@ -8,7 +8,7 @@ const RESPONSES_HINT =
 
 /** The 404 error body for a known but unsupported OpenAI endpoint, or undefined for any other path. */
 export function unsupportedEndpoint(method: string, path: string): ErrorBody | undefined {
-  // POST /v1/responses itself is served (src/http/responses.ts); everything under it needs stored responses
+  // POST /v1/responses itself is served (src/http/responses/); everything under it needs stored responses
   if (path.startsWith("/v1/responses/")) {
     return { message: `${method} ${path.slice(0, 200)}: ${RESPONSES_HINT}`, type: "invalid_request_error", code: "unsupported_endpoint" };
   }

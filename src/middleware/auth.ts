@@ -2,7 +2,8 @@
 // (plain keys or their sha256) and auth.admin_api_key. Every configured key is compared, each in constant
 // time; only the key's name (c.get("keyName")) and its SHA-256 (c.get("keyId"), the identity per-client state is
 // keyed by) leave this module, never the key.
-import { sha256 as sha256Bytes, sha256Hex } from "./sha256.ts";
+import { sha256 as sha256Bytes } from "@noble/hashes/sha2.js";
+import { bytesToHex, hexToBytes } from "@noble/hashes/utils.js";
 import type { MiddlewareHandler } from "hono";
 import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
@@ -41,12 +42,6 @@ export function sha256(data: Uint8Array | string): Uint8Array {
   return sha256Bytes(typeof data === "string" ? encoder.encode(data) : data);
 }
 
-function fromHex(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}
-
 /**
  * Constant-time equality of `given` (attacker-controlled) and `secret`: the loop always runs over the
  * secret's full length and never exits early, so the time reveals neither how much of the secret matched
@@ -61,7 +56,7 @@ export function timingSafeEqual(given: Uint8Array, secret: Uint8Array): boolean 
 
 function plainEntry(key: string, name: string): KeyEntry {
   const bytes = encoder.encode(key);
-  return { bytes, name, id: sha256Hex(bytes) };
+  return { bytes, name, id: bytesToHex(sha256Bytes(bytes)) };
 }
 
 function buildTable(auth: AuthConfig): KeyTable {
@@ -74,7 +69,7 @@ function buildTable(auth: AuthConfig): KeyTable {
       keys.push(plainEntry(e.key, e.name ?? `api_keys[${i}]`));
     } else {
       const hex = e.key_sha256.toLowerCase();
-      keys.push({ digest: fromHex(hex), name: e.name ?? `api_keys[${i}]`, id: hex });
+      keys.push({ digest: hexToBytes(hex), name: e.name ?? `api_keys[${i}]`, id: hex });
     }
   }
   const admin = auth.admin_api_key ? plainEntry(auth.admin_api_key, ADMIN_KEY_NAME) : null;

@@ -8,7 +8,8 @@ import { CLIENT_CLOSED, errorResponse } from "../errors.ts";
 import { concatBytes, encoder } from "../bytes.ts";
 import type { AppEnv, ResponseTap } from "../http/context.ts";
 import { DONE } from "../http/render.ts";
-import { sha256Hex } from "./sha256.ts";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { detach, isPromise, type IdempotencyStore, type LockResult, type MaybePromise, type StoredResponse } from "../state/types.ts";
 
 export const REPLAYED_HEADER = "idempotent-replayed";
@@ -245,7 +246,7 @@ export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> 
         code: "invalid_idempotency_key",
       });
     }
-    const fingerprint = sha256Hex(c.get("rawBody") ?? new Uint8Array(0), `${c.req.path} `);
+    const fingerprint = `${c.req.path} ${bytesToHex(sha256(c.get("rawBody") ?? new Uint8Array(0)))}`;
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
     const body = c.req.valid("json" as never) as { stream?: unknown } | undefined;

@@ -1,5 +1,5 @@
 // What the Router answers with: data, not a Response. src/http/ renders it (src/http/render.ts, and the
-// Responses API's own rendering in src/http/responses.ts).
+// Responses API's own rendering in src/http/responses/).
 import type { ErrorBody } from "../errors.ts";
 import type { EventPipe } from "./stream-pipe.ts";
 
