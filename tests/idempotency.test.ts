@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { MemoryIdempotencyStore } from "../src/state/memory/idempotency.ts";
-import type { IdempotencyStore } from "../src/state/types.ts";
+import type { IdempotencyStore, StoredResponse } from "../src/state/types.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
@@ -387,16 +387,26 @@ idempotency: { enabled: false }
         calls.push("begin");
         const r = inner.begin(k, f);
         if (!r.acquired) return later(r);
-        return later({ ...r, putAndRelease: (v, ttl) => (calls.push(`putAndRelease:${v.status}:${ttl}`), later(undefined).then(() => r.putAndRelease(v, ttl))) });
+        // a slow write: the answer must not wait for it
+        const slowPut = (v: StoredResponse, ttl: number) => new Promise<void>((res) => setTimeout(() => res(r.putAndRelease(v, ttl)), putMs));
+        return later({ ...r, putAndRelease: (v, ttl) => (calls.push(`putAndRelease:${v.status}:${ttl}`), slowPut(v, ttl)) });
       },
     };
+    let putMs = 1;
     const r = await startRouter(`providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]\n`, {}, { deps: { idempotencyStore: store } });
     try {
+      putMs = 1500;
+      const t0 = performance.now();
       await call(r.url, chat(), { "idempotency-key": "custom" });
+      const answeredMs = performance.now() - t0;
+      assert.ok(answeredMs < 1000, `answered after ${answeredMs.toFixed(0)} ms: it waited for the store's write`);
+      // the retry arrives while the write is still on its way: it finds the lock, waits for it, and replays
       const res = await call(r.url, chat(), { "idempotency-key": "custom" });
       assert.equal(res.headers.get("idempotent-replayed"), "true");
-      assert.deepEqual(calls, ["begin", "putAndRelease:200:3600000", "begin"], "one call before the answer, one after");
+      assert.equal(fake.requests.length, 1);
+      assert.deepEqual(calls, ["begin", "putAndRelease:200:3600000", "begin", "begin"], "one call before the answer, one after; the retry asks again once the lock is gone");
       assert.equal(inner.inFlight, 0, "lock released");
+      putMs = 1;
       // concurrent duplicates of a stream through the asynchronous interface: one upstream call, the same events
       fake.reset();
       fake.fault = { delayMs: 200, times: 1 };

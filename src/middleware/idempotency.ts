@@ -183,8 +183,8 @@ async function serveAndStore(
     if (keepHeader(k)) headers.push([k, v]);
   });
   const ttlMs = cfg.ttl_seconds * 1000;
-  /** stores the response and releases the lock; a promise only when the store answers with one */
-  const put = (stream: boolean, chunks: Uint8Array[]): Promise<void> | undefined => {
+  /** stores the response and releases the lock (on failure, releases it) */
+  const put = (stream: boolean, chunks: Uint8Array[]): void => {
     let p: MaybePromise<void>;
     try {
       p = lock.putAndRelease({ fingerprint, status: res.status, headers, stream, chunks }, ttlMs);
@@ -192,19 +192,18 @@ async function serveAndStore(
       release();
       return;
     }
-    if (isPromise(p)) return p.catch(release);
+    if (isPromise(p)) p.catch(release);
   };
 
   const stream = (res.headers.get("content-type") ?? "").startsWith("text/event-stream");
   if (transcript.attached) {
-    // a stream is stored only when it completed with [DONE], a broken or abandoned one is not; a JSON body is
-    // handed over as the router answers, so it is stored before the client has it and a retry finds it
-    let p: Promise<void> | undefined;
+    // a stream is stored only when it completed with [DONE], a broken or abandoned one is not. The answer does
+    // not wait for a networked store's write: the lock is held until putAndRelease lands, so a retry that
+    // arrives meanwhile (on any replica) waits for the record and replays it.
     transcript.whenEnded((chunks) => {
-      if (chunks && (!stream || endsWithDone(chunks))) p = put(stream, chunks);
+      if (chunks && (!stream || endsWithDone(chunks))) put(stream, chunks);
       else release();
     });
-    if (p) await p;
     return;
   }
   if (stream) {
@@ -219,10 +218,8 @@ async function serveAndStore(
     release();
     throw e;
   }
-  if (buf.byteLength <= cfg.max_response_bytes) {
-    const p = put(false, [buf]);
-    if (p) await p;
-  } else release();
+  if (buf.byteLength <= cfg.max_response_bytes) put(false, [buf]);
+  else release();
   // the same bytes: the store copies what it keeps (or, per the interface, keeps them unmodified)
   c.res = new Response(buf as Uint8Array<ArrayBuffer>, res);
 }

@@ -2,7 +2,8 @@
 // duplicate waits for the replica serving the first. Records are kept within idempotency.max_entries and
 // max_total_bytes for the whole fleet, least recently used out first (a sorted set orders them). A waiter learns
 // that a lock went by polling it (a duplicate in flight is rare; a shared poll per key). A request with a fresh key
-// makes two round trips: begin (a stored record, or else the lock, in one script) and putAndRelease.
+// makes two round trips: begin (a stored record, or else the lock, in one script) and putAndRelease, which the
+// answer does not wait for (the lock, held until it lands, makes a retry wait for the record).
 //
 // While Redis is down the replica's own memory store answers (src/state/memory/idempotency.ts); a record a
 // replica stored there during an outage is still found by that replica afterwards.
