@@ -178,7 +178,8 @@ export class Observability {
       this.tokens.inc([a.provider, model, "input"], u.prompt_tokens);
       this.tokens.inc([a.provider, model, "output"], u.completion_tokens);
       if (cost > 0 || prices.price(a.provider, a.model)) this.cost.inc([a.provider, model], cost);
-      if (u.estimated) this.estimatedUsage.inc([a.provider]);
+      // an attempt cut short always carries an estimate (what it is billed): the counter is of answers without usage
+      if (u.estimated && a.outcome === "success") this.estimatedUsage.inc([a.provider]);
     }
   }
 

@@ -5,8 +5,11 @@ import type { StreamEvent, StreamEvents, Usage } from "../providers/types.ts";
 import { UpstreamStreamError } from "../providers/types.ts";
 import { streamFailure, timeoutReason } from "./failures.ts";
 
-/** How a committed stream ended, with its usage, for the attempt record, the breaker and the observers. */
-export type StreamDone = (end: "ok" | "failed" | "aborted", usage: Usage | undefined, reason?: string) => void;
+/**
+ * How a committed stream ended, with its usage (when the upstream reported one) and the characters of generated
+ * text read (StreamEvent.chars, read-ahead included), for the attempt record, the breaker and the observers.
+ */
+export type StreamDone = (end: "ok" | "failed" | "aborted", usage: Usage | undefined, chars: number, reason?: string) => void;
 
 /** Where a stream's events go: the renderer of the client's body. */
 export interface EventSink {
@@ -42,6 +45,8 @@ export class EventPipe {
   // to alive through the next young-generation collections (docs/decisions/0014-finished-streams-let-go.md).
   #pending: StreamEvent[] | null;
   #usage: Usage | undefined;
+  // generated text read so far: the adapters' own count per event, so the pipe adds numbers and parses nothing
+  #chars: number;
   #detach: (() => void) | null;
   #done: StreamDone | null;
 
@@ -52,6 +57,8 @@ export class EventPipe {
     /** the upstream stream ended during the read-ahead */
     readonly ended: boolean,
     usage: Usage | undefined,
+    /** characters of generated text in the read-ahead */
+    chars: number,
     readonly ac: AbortController,
     detach: () => void,
     done: StreamDone,
@@ -60,6 +67,7 @@ export class EventPipe {
   ) {
     this.#pending = pending;
     this.#usage = usage;
+    this.#chars = chars;
     this.#detach = detach;
     this.#done = done;
   }
@@ -106,6 +114,7 @@ export class EventPipe {
     for (let i = 0; i < batch.length; i++) {
       const ev = batch[i];
       if (ev.usage) this.#usage = ev.usage;
+      if (ev.chars) this.#chars += ev.chars;
       if (ev.data !== null) data = true;
     }
     if (!data) return this.#read();
@@ -156,6 +165,6 @@ export class EventPipe {
     this.#usage = undefined;
     sink.end(end === "ok", error);
     detach();
-    done(end, usage, reason);
+    done(end, usage, this.#chars, reason);
   }
 }
