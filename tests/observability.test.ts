@@ -62,7 +62,7 @@ providers:
     assert.deepEqual(s.providers.a, {
       requests: 0, successes: 0, failures: 0, failovers: 0,
       latency_ms: { p50: null, p95: null, p99: null }, ttfb_ms: { p50: null, p95: null, p99: null },
-      tokens: { input: 0, output: 0 }, cost_usd: 0, state: "closed",
+      tokens: { input: 0, output: 0 }, cost_usd: 0, state: "closed", routing_window: { attempts: 0, success_rate: null, p95_ms: null },
     });
     assert.deepEqual(s.totals, { tokens: { input: 0, output: 0 }, cost_usd: 0 });
   });
