@@ -181,7 +181,8 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   const ttfb = now() - ta;
   const done: StreamDone = (end, u0, streamChars, reason) => {
     chars = streamChars;
-    // a stream cut short (the client left, it broke or stalled) bills its input and the output sent so far
+    // without reported usage: the input and the output read, which for a stream cut short (the client left, it
+    // broke or stalled) is what the provider bills so far
     const u = u0 ?? billedSoFar();
     const status = end === "ok" ? 200 : end === "aborted" ? 499 : 502;
     record(end === "ok" ? "success" : "error", status, { ttfb_ms: ttfb, usage: u, reason });
