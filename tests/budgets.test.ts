@@ -161,7 +161,7 @@ budgets:
     assert.equal(got.remaining_usd, 0);
   });
 
-  it("settles to the usage of JSON and streamed answers, and at the input cost when the client cancels", async () => {
+  it("settles to the usage of JSON and streamed answers", async () => {
     const a = await fake({ chunks: 50 }), b = await fake();
     r = await startRouter(yaml(a, b, `${AUTH_YAML}
 budgets:
@@ -172,16 +172,6 @@ budgets:
     assert.equal((await budgetsOf()).all.spent_usd, 18);
     await readSse(await postJson(`${r.url}/v1/chat/completions`, chat(10, { stream: true, stream_options: { include_usage: true } }), auth));
     assert.equal((await budgetsOf()).all.spent_usd, 36);
-
-    // a stream the client leaves after its first chunk: the provider bills the input (1 token)
-    a.fault = { chunkDelayMs: 200 };
-    const res = await postJson(`${r.url}/v1/chat/completions`, chat(10, { stream: true }), auth);
-    const reader = res.body!.getReader();
-    await reader.read();
-    await reader.cancel();
-    let spent = 0;
-    for (let i = 0; i < 100 && (spent = (await budgetsOf()).all.spent_usd) === 36; i++) await new Promise((ok) => setTimeout(ok, 20));
-    assert.equal(spent, 37);
     assert.equal((await budgetsOf()).all.reserved_usd, 0);
   });
 
@@ -302,5 +292,149 @@ budgets:
     assert.equal((await reset.json()).spent_usd, 0);
     assert.equal((await budgetsOf())["openai-a"].spent_usd, 36);
     assert.equal((await fetch(`${r.url}/admin/budgets/nope/reset`, { method: "POST", headers: admin })).status, 404);
+  });
+});
+
+// An attempt cut short settles at what the provider bills: the input (1 token) plus the output it sent so far, by
+// the router's estimate (4 characters a token). The fake streams PIECES pieces of PIECE_TOKENS tokens each and
+// reports its usage only at the end, which these streams never reach.
+describe("settlement of an attempt cut short", () => {
+  const PIECES = 10, PIECE_TOKENS = 10;
+  const REPLY = "abcd".repeat(PIECE_TOKENS * PIECES);
+  const INPUT = 1;
+
+  /** One provider `a` priced at 1 USD a token, a `total` budget, the request log at info. */
+  function config(a: FakeServer, extra = ""): string {
+    return `
+providers:
+  - { name: a, type: openai, endpoint: ${a.url}, default_model: ma, pricing: { "*": { input: 1000000, output: 1000000 } } }
+routing:
+  fallback_chain: [a]
+${extra}
+budgets:
+  list:
+    - { name: all, limit_usd: 100000, period: total }
+logging: { level: info }
+`;
+  }
+
+  /** The budget once the attempt has settled (its reservation gone). */
+  async function settled(): Promise<{ spent_usd: number; reserved_usd: number }> {
+    for (let i = 0; i < 250; i++) {
+      const b = (await budgetsOf()).all;
+      if (b.reserved_usd === 0) return b;
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    return (await budgetsOf()).all;
+  }
+
+  /** The request log line of the last request, once written. */
+  async function lastLog(): Promise<any> {
+    for (let i = 0; i < 250; i++) {
+      const line = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request" && l.path === "/v1/chat/completions").at(-1);
+      if (line) return line;
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    assert.fail("no request log line");
+  }
+
+  /** /stats, the request log and the budget tell the same tokens and cost. */
+  async function agree(spent: number): Promise<void> {
+    const stats = await (await fetch(`${r!.url}/stats`)).json();
+    assert.equal(stats.providers.a.tokens.input, INPUT);
+    assert.equal(stats.providers.a.tokens.input + stats.providers.a.tokens.output, spent);
+    assert.equal(stats.providers.a.cost_usd, spent);
+    const log = await lastLog();
+    assert.deepEqual(log.tokens, { input: INPUT, output: spent - INPUT, estimated: true });
+    assert.equal(log.cost_usd, spent);
+  }
+
+  it("a stream the client cancels after K chunks: the input and the output it was sent", async () => {
+    const a = await fake({ reply: REPLY, chunks: PIECES });
+    r = await startRouter(config(a));
+    a.fault = { chunkDelayMs: 150 };
+    const K = 3;
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(1000, { stream: true }));
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let text = "";
+    while ((text.match(/"content":"abcd/g) ?? []).length < K) {
+      const { done, value } = await reader.read();
+      assert.ok(!done, "the stream ended early");
+      text += dec.decode(value, { stream: true });
+    }
+    await reader.cancel();
+    const got = await settled();
+    // the router had read the K chunks the client got, and at most the next one or two
+    assert.ok(got.spent_usd > INPUT, `spent ${got.spent_usd}: more than the input alone`);
+    assert.ok(got.spent_usd >= INPUT + K * PIECE_TOKENS && got.spent_usd <= INPUT + (K + 2) * PIECE_TOKENS, `spent ${got.spent_usd}`);
+    await agree(got.spent_usd);
+    assert.equal((await lastLog()).status, 499);
+  });
+
+  it("a stream that breaks mid-way: the input and the chunks read before the break", async () => {
+    const a = await fake({ reply: REPLY, chunks: PIECES });
+    r = await startRouter(config(a));
+    // the role chunk and 4 pieces, then the connection drops
+    a.fault = { chunkDelayMs: 30, cutAfter: 5 };
+    const events = await readSse(await postJson(`${r.url}/v1/chat/completions`, chat(1000, { stream: true })));
+    assert.ok(events.at(-1).error, "the stream ends with an error event");
+    const got = await settled();
+    // the last piece written before the drop may be lost with the connection
+    assert.ok(got.spent_usd >= INPUT + 3 * PIECE_TOKENS && got.spent_usd <= INPUT + 4 * PIECE_TOKENS, `spent ${got.spent_usd}`);
+    await agree(got.spent_usd);
+  });
+
+  it("a stream that stalls past stream_idle_timeout_seconds: the input and the chunks read before the stall", async () => {
+    const a = await fake({ reply: REPLY, chunks: PIECES });
+    r = await startRouter(config(a, "  stream_idle_timeout_seconds: 0.5"));
+    a.fault = { stallAfter: 3 };
+    const events = await readSse(await postJson(`${r.url}/v1/chat/completions`, chat(1000, { stream: true })));
+    assert.equal(events.at(-1).error.code, "stream_timeout");
+    const got = await settled();
+    assert.equal(got.spent_usd, INPUT + 2 * PIECE_TOKENS);
+    await agree(got.spent_usd);
+  });
+
+  it("a non-streamed request the client cancels: the input only (nothing was sent)", async () => {
+    const a = await fake({ reply: REPLY });
+    r = await startRouter(config(a));
+    a.fault = { delayMs: 1500 };
+    const ac = new AbortController();
+    const res = fetch(`${r.url}/v1/chat/completions`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(chat(1000)), signal: ac.signal,
+    }).catch(() => null);
+    await new Promise((ok) => setTimeout(ok, 300));
+    ac.abort();
+    await res;
+    const got = await settled();
+    assert.equal(got.spent_usd, INPUT);
+    const stats = await (await fetch(`${r.url}/stats`)).json();
+    assert.deepEqual(stats.providers.a.tokens, { input: INPUT, output: 0 });
+    assert.equal(stats.providers.a.cost_usd, INPUT);
+  });
+
+  it("a hedge that lost the race: the input it was sent", async () => {
+    const a = await fake({ reply: REPLY }), b = await fake();
+    r = await startRouter(`
+providers:
+  - { name: a, type: openai, endpoint: ${a.url}, default_model: ma, pricing: { "*": { input: 1000000, output: 1000000 } } }
+  - { name: b, type: openai, endpoint: ${b.url}, default_model: mb, pricing: { "*": { input: 1000000, output: 1000000 } } }
+routing:
+  fallback_chain: [a, b]
+  hedge: { enabled: true, after_ms: 200, max_extra_percent: 100 }
+budgets:
+  list:
+    - { name: all, limit_usd: 100000, period: total }
+logging: { level: warn }
+`);
+    a.fault = { delayMs: 3000 };
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(1000, { stream: true, stream_options: { include_usage: true } }));
+    assert.equal(res.headers.get("x-router-provider"), "b");
+    await readSse(res);
+    const got = await settled();
+    // b's reported usage (11 + 7), and a's input: it had sent nothing when it was aborted
+    assert.equal(got.spent_usd, 18 + INPUT);
   });
 });

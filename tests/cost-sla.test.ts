@@ -62,4 +62,55 @@ logging: { level: warn }
     clock.advance(WINDOW_MS + 1);
     for (let i = 0; i < SLA_MIN_SAMPLES + 2; i++) assert.equal(await ask(), "cheap");
   });
+
+  it("the order follows the window /stats shows: behind while its p95 there exceeds the SLA, first again once it has recovered", async () => {
+    cheap = await startOpenAIFake();
+    dear = await startOpenAIFake();
+    const clock = new FakeClock();
+    const SLA_MS = 150;
+    r = await startRouter(`
+providers:
+  - { name: cheap, type: openai, endpoint: ${cheap.url}, default_model: m, pricing: { "*": { input: 1, output: 1 } } }
+  - { name: dear, type: openai, endpoint: ${dear.url}, default_model: m, pricing: { "*": { input: 5, output: 5 } } }
+routing:
+  strategy: cost
+  fallback_chain: [dear, cheap]
+  sla: { max_p95_latency_ms: ${SLA_MS} }
+logging: { level: warn }
+`, {}, { clock: clock.now });
+    const window = async () => (await (await fetch(`${r.url}/stats`)).json()).providers.cheap.routing_window;
+    /** The provider the SLA should put first, read from /stats alone. */
+    const expected = async () => {
+      const w = await window();
+      return w.attempts < SLA_MIN_SAMPLES || w.p95_ms <= SLA_MS ? "cheap" : "dear";
+    };
+    const ask = async () => {
+      const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+      await res.text();
+      return res.headers.get("x-router-provider");
+    };
+    assert.deepEqual(await window(), { attempts: 0, success_rate: null, p95_ms: null });
+    cheap.fault = { delayMs: 400 };
+    for (let i = 0; i < SLA_MIN_SAMPLES + 3; i++) {
+      const want = await expected();
+      assert.equal(await ask(), want);
+    }
+    const slow = await window();
+    assert.equal(slow.attempts, SLA_MIN_SAMPLES);
+    assert.ok(slow.p95_ms >= 400, `p95 ${slow.p95_ms}`);
+    assert.equal(await expected(), "dear");
+
+    // its slow samples age out of the window: /stats shows it empty, and it goes first again on fresh samples
+    cheap.fault = null;
+    clock.advance(WINDOW_MS + 1);
+    assert.equal((await window()).attempts, 0);
+    for (let i = 0; i < SLA_MIN_SAMPLES + 3; i++) {
+      const want = await expected();
+      assert.equal(await ask(), want);
+    }
+    const fresh = await window();
+    assert.equal(fresh.attempts, SLA_MIN_SAMPLES + 3);
+    assert.ok(fresh.p95_ms < SLA_MS && fresh.success_rate === 1, JSON.stringify(fresh));
+    assert.equal(await ask(), "cheap");
+  });
 });

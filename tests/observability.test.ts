@@ -62,7 +62,7 @@ providers:
     assert.deepEqual(s.providers.a, {
       requests: 0, successes: 0, failures: 0, failovers: 0,
       latency_ms: { p50: null, p95: null, p99: null }, ttfb_ms: { p50: null, p95: null, p99: null },
-      tokens: { input: 0, output: 0 }, cost_usd: 0, state: "closed",
+      tokens: { input: 0, output: 0 }, cost_usd: 0, state: "closed", routing_window: { attempts: 0, success_rate: null, p95_ms: null },
     });
     assert.deepEqual(s.totals, { tokens: { input: 0, output: 0 }, cost_usd: 0 });
   });
@@ -170,7 +170,8 @@ providers:
     assert.match(lines[0].attempts[0].reason, /fake error 500/);
     assert.deepEqual(lines[2].attempts.map((x: any) => [x.provider, x.outcome]), [["a", "timeout"], ["b", "success"]]);
     assert.ok(lines[2].latency_ms >= 900, "the request's latency includes the failed attempt");
-    assert.deepEqual(lines[2].tokens, { input: 20, output: 10 });
+    // b's reported usage, and the input the timed-out attempt at a is billed (estimated: "hi" is 1 token)
+    assert.deepEqual(lines[2].tokens, { input: 21, output: 10, estimated: true });
   });
 
   it("counts and logs requests the HTTP layer answers itself, but not /health, /stats or /metrics", async () => {

@@ -111,6 +111,11 @@ describe("stream recovery", () => {
     const [line] = requestLog(r);
     assert.equal(line.status, 200);
     assert.deepEqual(line.attempts.map((x: any) => [x.provider, x.outcome]), [["a", "error"], ["a", "success"]]);
+    // and both are billed: the cut leg reported no usage, so it counts its prompt and the text it sent (estimated
+    // at 4 characters a token), on top of the continuation's reported usage (11 in, 7 out)
+    const stats = await (await fetch(`${r.url}/stats`)).json();
+    assert.equal(stats.providers.a.tokens.output, Math.ceil(sent.length / 4) + 7, `the cut leg's ${sent.length} characters sent`);
+    assert.ok(stats.providers.a.tokens.input > 11, `input tokens ${stats.providers.a.tokens.input}: the cut leg's prompt not billed`);
   });
 
   it("continues a stalled stream by prefill once stream_idle_timeout_seconds has passed", async () => {

@@ -181,7 +181,8 @@ export class Observability {
       this.tokens.inc([a.provider, model, "input"], u.prompt_tokens);
       this.tokens.inc([a.provider, model, "output"], u.completion_tokens);
       if (cost > 0 || prices.price(a.provider, a.model)) this.cost.inc([a.provider, model], cost);
-      if (u.estimated) this.estimatedUsage.inc([a.provider]);
+      // an attempt cut short always carries an estimate (what it is billed): the counter is of answers without usage
+      if (u.estimated && a.outcome === "success") this.estimatedUsage.inc([a.provider]);
     }
   }
 
@@ -251,6 +252,15 @@ export class Observability {
   /** The GET /stats document for the router in force. */
   statsJson(router: Router, stateOf: StateOf = providerStateOf(router)): StatsJson {
     const json: StatsJson = this.stats.toJSON(router.config.providers.map((p) => p.name), stateOf);
+    // the Router's own window (its health tracker), unrounded: /stats shows exactly what the SLA compares
+    for (const name in json.providers) {
+      const w = router.health.recent(name);
+      json.providers[name].routing_window = {
+        attempts: w.samples,
+        success_rate: w.samples ? w.successRate : null,
+        p95_ms: w.samples && w.successRate > 0 ? w.p95 : null,
+      };
+    }
     // per replica: Prometheus (or whoever reads them) sums the replicas
     if (this.opts.replica) json.replica = this.opts.replica();
     if (this.opts.state) json.state = this.opts.state();

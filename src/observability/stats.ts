@@ -119,6 +119,17 @@ export interface AttemptSample {
   cost_usd: number;
 }
 
+/**
+ * A provider's recent attempts as the cost strategy's SLA and the health strategy read them: the last 50 attempts
+ * of the last 5 minutes, latency to the start of the answer; `p95_ms` null without a success, `success_rate` null
+ * without an attempt.
+ */
+export interface RoutingWindow {
+  attempts: number;
+  success_rate: number | null;
+  p95_ms: number | null;
+}
+
 export interface StatsJson {
   /** this replica's id (server.replica_id): the figures are this replica's own */
   replica?: string;
@@ -138,6 +149,8 @@ export interface StatsJson {
     tokens: { input: number; output: number };
     cost_usd: number;
     state: BreakerState;
+    /** the window the routing strategies judge the provider on (routing/health.ts), added by the Observability */
+    routing_window?: RoutingWindow;
   }>;
   totals: { tokens: { input: number; output: number }; cost_usd: number };
   /** per API key name, when auth is on (absent until a request authenticated with a key) */

@@ -49,10 +49,11 @@ function completionChars(body: string): number {
 }
 
 /**
- * Estimated usage (marked `estimated`) of a successful call that reported none: prompt tokens from the
- * request, completion tokens from the response body when there is one (0 for a stream whose adapter gave
- * no estimate of its own).
+ * Estimated usage (marked `estimated`) of a call that reported none: prompt tokens from the request, completion
+ * tokens from `output`, the response body (a JSON answer) or the characters of generated text already counted
+ * (a stream's StreamEvent.chars); none for an attempt that was sent no output.
  */
-export function estimateUsage(kind: ApiKind, req: ChatRequest | TextRequest, responseBody?: string): Usage {
-  return tokenUsage(estimatePromptTokens(kind, req), responseBody ? estimateTokens(completionChars(responseBody)) : 0, true);
+export function estimateUsage(kind: ApiKind, req: ChatRequest | TextRequest, output?: string | number): Usage {
+  const chars = typeof output === "string" ? completionChars(output) : output ?? 0;
+  return tokenUsage(estimatePromptTokens(kind, req), estimateTokens(chars), true);
 }

@@ -90,6 +90,11 @@ export interface StreamEvent {
   /** true when the chunk carries content, a tool call or a finish reason (commits the stream to this provider) */
   content: boolean;
   usage?: Usage;
+  /**
+   * Characters of generated text the event carries (content, reasoning, tool-call arguments), counted where the
+   * adapter reads them anyway: a stream that ends early is billed for the output so far (routing/budgets.ts).
+   */
+  chars?: number;
 }
 
 export interface JsonSuccess {

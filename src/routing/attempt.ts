@@ -97,14 +97,23 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   bound(cand.provider.timeout_seconds * 1000);
   const record = (outcome: AttemptOutcome, status: number, extra: Partial<AttemptRecord> = {}) =>
     run.record({ provider: cand.provider.name, model: cand.model, outcome, status, latency_ms: now() - ta, ...extra });
+  // characters of generated text this attempt's stream has read (StreamEvent.chars)
+  let chars = 0;
+  /**
+   * The usage of an attempt the provider received but that ended before it reported any: what the provider bills,
+   * its input and the output it sent so far (estimated). The record carries it, so budgets, /stats and the request
+   * log agree.
+   */
+  const billedSoFar = () => estimateUsage(run.kind, run.body, chars);
   /** The other attempt of the hedge answered: this one ends without a verdict on its provider. */
   const lose = (): ClassifiedFailure => {
     detach();
     settle(env, cand, breaker, permit, "neutral", 0);
-    record("hedge_lost", 0, { reason: "the other attempt of the hedge answered first" });
+    record("hedge_lost", 0, { reason: "the other attempt of the hedge answered first", usage: billedSoFar() });
     return { ok: false, status: 0, kind: "aborted", message: "hedge lost", cls: "hedge_lost" };
   };
-  const fail = (f: UpstreamFailure): Outcome | ClassifiedFailure => {
+  /** `opened`: a stream the provider answered (200) broke before its first content event. */
+  const fail = (f: UpstreamFailure, opened = false): Outcome | ClassifiedFailure => {
     const cls = classifyFailure(f);
     // an answer to the client (its error, its going away) is the race's too: only one attempt gives it
     if (slot && (slot.signal.aborted || ((cls === "client" || cls === "aborted") && !slot.claim()))) return lose();
@@ -112,9 +121,11 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
     const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
     settle(env, cand, breaker, permit, counts ? "failure" : "neutral", 0, f);
-    record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, {
-      reason: cls === "client" ? f.message : shortError(f.message),
-    });
+    const extra: Partial<AttemptRecord> = { reason: cls === "client" ? f.message : shortError(f.message) };
+    // the provider bills a request it received and did not answer with an error: the client went away, it timed
+    // out, or the stream it opened broke
+    if (cls === "aborted" || f.kind === "timeout" || opened) extra.usage = billedSoFar();
+    record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, extra);
     if (leg) return { ...f, cls }; // the recovery goes on from it; the client's stream is not answered here
     if (cls === "aborted") {
       run.finish(499);
@@ -184,6 +195,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
       for (let i = 0; i < batch.length; i++) {
         const ev = batch[i];
         if (ev.usage) usage = ev.usage;
+        if (ev.chars) chars += ev.chars;
         if (ev.data !== null) pending.push(ev);
         if (ev.content) content = true;
       }
@@ -192,7 +204,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     failure = streamFailure(e, ac.signal);
   }
   clearTimeout(timer);
-  if (failure) return fail(failure);
+  if (failure) return fail(failure, true);
   if (slot && !slot.claim()) {
     events.cancel();
     return lose();
@@ -204,8 +216,11 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     events,
     ac,
     detach,
-    end: (end, u0, reason) => {
-      const u = (recorded = end === "ok" ? u0 ?? estimateUsage(run.kind, run.body) : u0);
+    end: (end, u0, streamChars, reason) => {
+      chars += streamChars;
+      // without reported usage: the input and the output read, which for a stream cut short (the client left, it
+      // broke or stalled) is what the provider bills so far
+      const u = (recorded = u0 ?? billedSoFar());
       record(end === "ok" ? "success" : "error", statusOf(end), { ttfb_ms: ttfb, usage: u, reason });
       // a restart that answers otherwise than the leg before it is no fault of its provider
       const verdict = end === "ok" ? "success" : end === "aborted" || end === "diverged" ? "neutral" : "failure";

@@ -4,7 +4,7 @@
 // counters live behind the state seam (SpendStore), so with the Redis backend every replica spends one budget.
 import type { Config, ProviderConfig } from "../config/schema.ts";
 import { priceFor, tokenCost } from "../pricing.ts";
-import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/types.ts";
+import type { ApiKind, ChatRequest, TextRequest } from "../providers/types.ts";
 import { isPromise, type MaybePromise, type SpendPeriod, type SpendStore } from "../state/types.ts";
 import type { Candidate } from "./plan.ts";
 import { errorOutcome, type ErrorOutcome } from "./outcome.ts";
@@ -142,7 +142,7 @@ export class Budgets {
    * Reserves `estimate` (capped by each budget's max_reservation_usd) on every budget that applies to this attempt,
    * all or none: a refusal lets the ones already granted go.
    */
-  async reserve(keyName: string | undefined, cand: Candidate, estimate: number, kind: ApiKind, body: ChatRequest | TextRequest): Promise<Reserved> {
+  async reserve(keyName: string | undefined, cand: Candidate, estimate: number): Promise<Reserved> {
     const t = this.clock();
     const held: Held[] = [];
     for (const b of this.list) {
@@ -166,7 +166,7 @@ export class Budgets {
     return {
       ok: true,
       hold: {
-        settle: (a) => end(attemptCost(a, cand, kind, body)),
+        settle: (a) => end(attemptCost(a, cand)),
         release: () => end(0),
       },
     };
@@ -235,16 +235,13 @@ export class Budgets {
 }
 
 /**
- * What an attempt costs: its usage priced; without usage, a request the provider received and may bill (the client
- * went away, it timed out, a committed stream broke) at its input, and an attempt that failed with an answer at 0.
+ * What an attempt costs: its usage priced. An attempt the provider received and billed carries usage even when the
+ * provider reported none (routing/attempt.ts: the input and the output sent so far, estimated, for a client that
+ * went away, a timeout, a stream that broke or a hedge that lost); one that failed with an error answer has none.
  */
-function attemptCost(a: AttemptRecord, cand: Candidate, kind: ApiKind, body: ChatRequest | TextRequest): number {
+function attemptCost(a: AttemptRecord, cand: Candidate): number {
   const price = priceFor(cand.provider.pricing, cand.model);
-  if (!price) return 0;
-  const u: Usage | undefined = a.usage;
-  if (u) return tokenCost(price, u.prompt_tokens, u.completion_tokens);
-  if (a.status === 499 || a.outcome === "timeout" || a.ttfb_ms !== undefined) return tokenCost(price, estimateRequestTokens(kind, body).input, 0);
-  return 0;
+  return price && a.usage ? tokenCost(price, a.usage.prompt_tokens, a.usage.completion_tokens) : 0;
 }
 
 const GO: Admission = { go: true };
@@ -273,7 +270,7 @@ export function admit(budgets: Budgets, run: RequestRun, cand: Candidate, tokens
   }
   // without budgets, no promise: a request does not go through the microtask queue for nothing
   if (!budgets.list.length) return GO;
-  return budgets.reserve(run.ctx.keyName, cand, cost, run.kind, run.body).then((r): Admission =>
+  return budgets.reserve(run.ctx.keyName, cand, cost).then((r): Admission =>
     r.ok ? { go: true, hold: r.hold } : { go: false, skip: "budget", refused: { budget: r.budget, resetsAt: r.resetsAt } }
   );
 }

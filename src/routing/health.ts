@@ -82,10 +82,13 @@ export class HealthTracker {
     return h.ewma;
   }
 
-  /** The recent window's success rate and latency p95, or undefined with fewer than SLA_MIN_SAMPLES attempts in it. */
-  window(name: string): WindowSummary | undefined {
+  /**
+   * The recent window (the last WINDOW attempts of the last WINDOW_MS): its attempts, their success rate (1 with
+   * none) and the successes' latency p95. /stats shows it as each provider's `routing_window`.
+   */
+  recent(name: string): WindowSummary {
     const h = this.#providers.get(name);
-    if (!h) return undefined;
+    if (!h) return { samples: 0, successRate: 1, p95: 0 };
     const since = this.now() - WINDOW_MS;
     const lat: number[] = [];
     let n = 0;
@@ -94,9 +97,14 @@ export class HealthTracker {
       n++;
       if (h.ok[i]) lat.push(h.ms[i]);
     }
-    if (n < SLA_MIN_SAMPLES) return undefined;
     lat.sort((a, b) => a - b);
-    return { samples: n, successRate: lat.length / n, p95: lat.length ? lat[Math.ceil(0.95 * lat.length) - 1] : 0 };
+    return { samples: n, successRate: n ? lat.length / n : 1, p95: lat.length ? lat[Math.ceil(0.95 * lat.length) - 1] : 0 };
+  }
+
+  /** The recent window as the cost strategy's SLA judges it: undefined with fewer than SLA_MIN_SAMPLES attempts in it. */
+  window(name: string): WindowSummary | undefined {
+    const w = this.recent(name);
+    return w.samples < SLA_MIN_SAMPLES ? undefined : w;
   }
 
   /** Successes / attempts over the recent window, or undefined when there is no recent attempt. */

@@ -18,8 +18,12 @@ export interface StreamLeg {
   readonly ac: AbortController;
   /** stops listening to the client's signal */
   detach(): void;
-  /** the leg ended: its attempt record, and the breaker and health verdict on its provider */
-  end(end: StreamEnd, usage: Usage | undefined, reason?: string): void;
+  /**
+   * the leg ended: its attempt record, and the breaker and health verdict on its provider. `usage` when the
+   * upstream reported one; `chars`: the characters of generated text the pipe read from it (StreamEvent.chars;
+   * the leg counted its own read-ahead), what a stream cut short is billed for.
+   */
+  end(end: StreamEnd, usage: Usage | undefined, chars: number, reason?: string): void;
   /** the client's stream ended with this leg (after its end()): the request's record for the observers */
   finish(end: StreamEnd): void;
 }
@@ -69,6 +73,9 @@ export class EventPipe {
   // to alive through the next young-generation collections (docs/decisions/0014-finished-streams-let-go.md).
   #pending: StreamEvent[] | null;
   #usage: Usage | undefined;
+  // generated text the current leg has sent past its read-ahead: the adapters count it per event, so the pipe adds
+  // numbers and parses nothing
+  #chars = 0;
   #leg: StreamLeg | null;
   /** the current leg has had its end() (it broke and a recovery is under way) */
   #legEnded = false;
@@ -147,6 +154,7 @@ export class EventPipe {
     for (let i = 0; i < batch.length; i++) {
       const ev = batch[i];
       if (ev.usage) this.#usage = ev.usage;
+      if (ev.chars) this.#chars += ev.chars;
       if (ev.data !== null) data = true;
       else if (ev.content) progress = true;
     }
@@ -184,9 +192,10 @@ export class EventPipe {
     this.#recover = null; // once per stream
     this.#original = error;
     broken.detach();
-    broken.end("failed", this.#usage, reason);
+    broken.end("failed", this.#usage, this.#chars, reason);
     this.#legEnded = true;
     this.#usage = undefined;
+    this.#chars = 0;
     const ac = (this.#recovering = new AbortController());
     const fail = () => this.#close("failed", reason, error);
     return recover(ac.signal).then((leg) => {
@@ -197,7 +206,7 @@ export class EventPipe {
           leg.ac.abort(ac.signal.reason);
           leg.events.cancel();
           leg.detach();
-          leg.end("aborted", undefined, "the stream ended before its recovery");
+          leg.end("aborted", undefined, 0, "the stream ended before its recovery");
         }
         return;
       }
@@ -239,7 +248,7 @@ export class EventPipe {
     this.#usage = undefined;
     sink.end(end === "ok", error);
     leg.detach();
-    if (!ended) leg.end(end, usage, reason);
+    if (!ended) leg.end(end, usage, this.#chars, reason);
     leg.finish(end);
   }
 }

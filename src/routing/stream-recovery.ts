@@ -176,15 +176,19 @@ class Continuation implements StreamEvents {
   read(): Promise<StreamEvent[] | null> {
     const pending = this.#pending;
     this.#pending = null;
-    const next = pending ? Promise.resolve(pending) : this.ended ? Promise.resolve(null) : this.events.read();
-    return next.then(this.#map);
+    // the read-ahead's text was counted by its attempt (StreamEvent.chars): the pipe must not count it again
+    if (pending) return Promise.resolve(pending).then((b) => this.#map(b, false));
+    return (this.ended ? Promise.resolve(null) : this.events.read()).then(this.#mapRead);
   }
+
+  readonly #mapRead = (batch: StreamEvent[] | null) => this.#map(batch, true);
 
   cancel(): void {
     this.events.cancel();
   }
 
-  readonly #map = (batch: StreamEvent[] | null): StreamEvent[] | null => {
+  /** `count`: the events keep their StreamEvent.chars (the text the provider sent, billed whether forwarded or not) */
+  #map(batch: StreamEvent[] | null, count: boolean): StreamEvent[] | null {
     if (batch === null) {
       if (this.#matched < this.sent.length) this.#diverged("it ended before");
       return null;
@@ -193,10 +197,12 @@ class Continuation implements StreamEvents {
     out.length = 0;
     for (let i = 0; i < batch.length; i++) {
       const ev = batch[i];
-      out.push(ev.data === null ? ev : this.#chunk(ev.data, ev));
+      const e = ev.data === null ? { ...ev } : this.#chunk(ev.data, ev);
+      e.chars = count ? ev.chars : undefined;
+      out.push(e);
     }
     return out;
-  };
+  }
 
   #chunk(data: string, ev: StreamEvent): StreamEvent {
     let c: any;

@@ -380,7 +380,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
         const cb = msg.content_block;
         if (!cb) break;
         if (cb.type === "text") {
-          if (typeof cb.text === "string" && cb.text) yield { data: sh().chunk({ content: cb.text }), content: true };
+          if (typeof cb.text === "string" && cb.text) yield { data: sh().chunk({ content: cb.text }), content: true, chars: cb.text.length };
         } else if (cb.type === "tool_use" && kind === "chat") {
           const index = toolIndex.size;
           toolIndex.set(msg.index, index);
@@ -395,13 +395,16 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
         const d = msg.delta;
         if (!d) break;
         if (d.type === "text_delta") {
-          if (typeof d.text === "string" && d.text) yield { data: sh().chunk({ content: d.text }), content: true };
+          if (typeof d.text === "string" && d.text) yield { data: sh().chunk({ content: d.text }), content: true, chars: d.text.length };
         } else if (d.type === "input_json_delta") {
           const index = toolIndex.get(msg.index);
           if (index !== undefined && typeof d.partial_json === "string" && d.partial_json) {
-            yield { data: sh().chunk({ tool_calls: [{ index, function: { arguments: d.partial_json } }] }), content: true };
+            yield { data: sh().chunk({ tool_calls: [{ index, function: { arguments: d.partial_json } }] }), content: true, chars: d.partial_json.length };
           }
-        } // thinking_delta, signature_delta, citations_delta: not forwarded
+        } else if (d.type === "thinking_delta" && typeof d.thinking === "string" && d.thinking) {
+          // not forwarded, but billed as output: counted for a stream that ends early
+          yield { data: null, content: false, chars: d.thinking.length };
+        } // signature_delta, citations_delta: not forwarded
         break;
       }
       case "message_delta":

@@ -32,7 +32,7 @@ export class MockAdapter implements Adapter {
     if (!opts.stream) return { ok: true, stream: false, body: shaper.response(reply, "stop", usage), usage, model: opts.model };
     async function* events(): AsyncGenerator<StreamEvent, void, undefined> {
       if (kind === "chat") yield { data: shaper.chunk({ role: "assistant", content: "" }), content: false };
-      for (const word of reply.split(/(?<= )/)) yield { data: shaper.chunk({ content: word }), content: true };
+      for (const word of reply.split(/(?<= )/)) yield { data: shaper.chunk({ content: word }), content: true, chars: word.length };
       yield* shaper.finish("stop", usage, opts.includeUsage);
     }
     return { ok: true, stream: true, model: opts.model, events: generatorEvents(events()) };

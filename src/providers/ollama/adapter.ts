@@ -259,11 +259,11 @@ async function* translateStream(
       if (m) {
         if (typeof m.thinking === "string" && m.thinking) {
           chars += m.thinking.length;
-          yield { data: shaper.chunk({ reasoning_content: m.thinking }), content: true };
+          yield { data: shaper.chunk({ reasoning_content: m.thinking }), content: true, chars: m.thinking.length };
         }
         if (typeof m.content === "string" && m.content) {
           chars += m.content.length;
-          yield { data: shaper.chunk({ content: m.content }), content: true };
+          yield { data: shaper.chunk({ content: m.content }), content: true, chars: m.content.length };
         }
         if (Array.isArray(m.tool_calls) && m.tool_calls.length) {
           const calls = m.tool_calls.map((tc: any) => openAIToolCall(tc, tools++));
@@ -272,7 +272,7 @@ async function* translateStream(
       }
     } else if (typeof obj.response === "string" && obj.response) {
       chars += obj.response.length;
-      yield { data: shaper.chunk({ content: obj.response }), content: true };
+      yield { data: shaper.chunk({ content: obj.response }), content: true, chars: obj.response.length };
     }
     if (obj.done === true) {
       yield* shaper.finish(finishFromDoneReason(obj.done_reason, tools > 0), readUsage(obj, promptTokens, chars), opts.includeUsage);

@@ -214,6 +214,7 @@ function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, see
     }
   }
   const choice = chunk.choices?.[0];
+  const before = seen.chars;
   let content = false;
   if (choice) {
     if (choice.finish_reason) seen.finished = true;
@@ -233,5 +234,5 @@ function toEvent(data: string, kind: "chat" | "text", includeUsage: boolean, see
   }
   // the router asked for usage upstream: a usage-only chunk goes to the client only if it asked too
   const drop = usage && !includeUsage && (!chunk.choices || chunk.choices.length === 0);
-  return { data: drop ? null : data, content, usage };
+  return { data: drop ? null : data, content, usage, chars: seen.chars - before };
 }
