@@ -69,6 +69,9 @@ routing: { stream_idle_timeout_seconds: 30 }
     const stream = await startStream(r); // keeps the server draining for ~2 s
     const conn = await rawConnection(r.port);
     conn.write("GET /health HTTP/1.1\r\nHost: router\r\n"); // the request has begun, not yet complete
+    // a connection whose bytes the server has not read yet is idle to it, and idle ones close at shutdown: give a
+    // loaded machine time to read the head before the signal
+    await new Promise((res) => setTimeout(res, 300));
     r.kill("SIGTERM");
     await waitFor(() => refusesConnections(r.port), "the listener to close", 10000);
     conn.write("\r\n");
