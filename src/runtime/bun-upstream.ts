@@ -7,7 +7,7 @@
 // every LLM stream; those buffers set off young-generation GCs that hold chunks back (the per-chunk transit
 // tail). Here each socket read is one exactly-sized buffer that becomes the chunk itself, and the adapters take
 // the chunks without a stream reader (DIRECT_CHUNKS).
-// Over TLS the sockets cost the router a fraction of the CPU per chunk fetch does (docs/decisions/0025).
+// Over TLS the sockets cost the router a fraction of the CPU per chunk fetch does (docs/decisions/0027).
 // Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
 // carries more requests per second at saturation than sockets driven from JS.
 import { getCACertificates } from "node:tls";
