@@ -71,7 +71,7 @@ const platform: Platform = {
   stdout: (line) => void process.stdout.write(line + "\n"),
   stderr: (line) => void process.stderr.write(line + "\n"),
   startupWarnings: fetchCapProblem
-    ? [`at most 256 concurrent upstream requests (streams beyond that wait): ${fetchCapProblem}; set ${FETCH_CAP_VAR}=16384 in the environment to lift the cap`]
+    ? [`at most 256 concurrent upstream requests through fetch (non-streaming requests beyond that wait): ${fetchCapProblem}; set ${FETCH_CAP_VAR}=16384 in the environment to lift the cap`]
     : undefined,
 };
 

@@ -208,23 +208,29 @@ routing: { fallback_chain: [dead, a, backup] }
   });
 
   // Started without BUN_CONFIG_MAX_HTTP_REQUESTS (startProcess drops it), so the binary re-executes itself with
-  // it set. Each upstream holds every stream until all have started; with Bun's fetch cap, no more than 256
-  // would ever reach it and none would end. Raw sockets on the client side: this test runner's own fetch may be
-  // capped at 256 too.
-  for (const [name, path] of [["a plain-http upstream (the socket client)", "held"], ["an https upstream (fetch, where Bun's cap applies)", "heldtls"]] as const) {
-    it(`carries ${STREAMS} concurrent streams to ${name}, with no environment variable set`, async () => {
+  // it set. Each upstream holds every request until all have arrived; with Bun's fetch cap, no more than 256
+  // would ever reach it and none would end. Streams, over http and https, go over the socket client; requests
+  // that are not streamed go through fetch, where the cap applies. Raw sockets on the client side: this test
+  // runner's own fetch may be capped at 256 too.
+  const cases = [
+    ["streams to a plain-http upstream (the socket client)", "held", true],
+    ["streams to an https upstream (the socket client over TLS)", "heldtls", true],
+    ["requests that are not streamed (fetch, where Bun's cap applies)", "held", false],
+  ] as const;
+  for (const [name, path, stream] of cases) {
+    it(`carries ${STREAMS} concurrent ${name}, with no environment variable set`, async () => {
       const fake = path === "held" ? held : heldTls;
       const gate = holdUntil(STREAMS);
       fake.script = gate.script;
-      const socks = Array.from({ length: STREAMS }, () => rawPost(r.port, "/v1/chat/completions", { model: `${path}/m`, stream: true, messages: [{ role: "user", content: "hi" }] }));
+      const socks = Array.from({ length: STREAMS }, () => rawPost(r.port, "/v1/chat/completions", { model: `${path}/m`, stream, messages: [{ role: "user", content: "hi" }] }));
       const answered = Promise.all(socks.map(readAll));
       try {
-        await waitFor(() => gate.peak() >= STREAMS, `${STREAMS} streams open at the upstream at once`, 60000).catch((e) => {
+        await waitFor(() => gate.peak() >= STREAMS, `${STREAMS} requests open at the upstream at once`, 60000).catch((e) => {
           throw new Error(`${e.message}; at most ${gate.peak()} were`);
         });
         const answers = await answered;
         assert.equal(gate.done(), STREAMS);
-        answers.forEach((a, i) => assert.ok(a.startsWith("HTTP/1.1 200") && a.includes("held") && a.includes("[DONE]"), `stream ${i}: ${a.slice(0, 200)}`));
+        answers.forEach((a, i) => assert.ok(a.startsWith("HTTP/1.1 200") && a.includes("held") && (!stream || a.includes("[DONE]")), `request ${i}: ${a.slice(0, 200)}`));
       } finally {
         gate.release();
         for (const s of socks) s.destroy();
@@ -348,21 +354,24 @@ routing: { fallback_chain: [mover, a], stream_recovery: true }
 const STREAMS = 1000;
 
 /**
- * A script that starts every stream (status and headers) and holds it until `n` are open at once, then ends
- * them all; `peak`: the most open at once, `done`: streams ended.
+ * A script that holds every request until `n` are open at once, then answers them all: a stream's head at once
+ * and its chunk at the end, a plain answer at the end; `peak`: the most open at once, `done`: answers ended.
  */
 function holdUntil(n: number): { script: Script; peak(): number; done(): number; release(): void } {
   let open = 0, peak = 0, done = 0;
   let release!: () => void;
   const all = new Promise<void>((r) => (release = r));
   return {
-    async script(res) {
+    async script(res, req) {
       open++;
       peak = Math.max(peak, open);
       if (open >= n) release();
-      streamHead(res);
+      const stream = !!req.body?.stream;
+      if (stream) streamHead(res);
       await all;
-      res.end(openaiChunk("held") + "data: [DONE]\n\n", () => void done++);
+      if (!stream) res.writeHead(200, { "content-type": "application/json" });
+      const body = stream ? openaiChunk("held") + "data: [DONE]\n\n" : JSON.stringify({ id: "x", object: "chat.completion", created: 1, model: "m", choices: [{ index: 0, message: { role: "assistant", content: "held" }, finish_reason: "stop" }] });
+      res.end(body, () => void done++);
       open--;
     },
     peak: () => peak,

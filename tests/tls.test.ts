@@ -1,18 +1,24 @@
 // https upstreams signed by a private CA (providers[].tls.ca_file): trusted for the provider that names the CA,
 // streamed and not, over reused connections; a provider without it fails over with the certificate problem as
-// the reason; a missing or wrong file is a config error naming the key; nothing turns verification off. The
-// router runs as a process from source under the runtime running the tests (tests/binary.test.ts: the binary).
+// the reason; a missing or wrong file is a config error naming the key; nothing turns verification off, not
+// even NODE_TLS_REJECT_UNAUTHORIZED=0. The router runs as a process from source under the runtime running the
+// tests (tests/binary.test.ts: the binary), and in process with the entrypoint's upstream client (on Bun, https
+// streams go over its own sockets: the CA, the host name, keep-alive and a reset mid-stream over TLS).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
-import { postJson } from "./helpers/router.ts";
+import net, { type AddressInfo, type Socket } from "node:net";
+import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 import { rmTemp, run, sourceCommand, sseText, startProcess, tempDir, writeFile, type RouterProcess } from "./helpers/process.ts";
 import { makeTestCa, type TestCa } from "./helpers/tls.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "m", messages: [{ role: "user", content: "hi" }], ...extra });
 const CERT_PROBLEM = /certificate|UnknownIssuer/i;
+const contentOf = (events: any[]) => events.filter((e) => e !== "[DONE]").map((e) => e.choices?.[0]?.delta?.content ?? "").join("");
+/** The request log lines of an in-process router (msg "request"), parsed. */
+const requestLines = (r: RunningRouter) => r.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request");
 
 describe("https upstreams and tls.ca_file", () => {
   let ca: TestCa, up: FakeServer, dir: string, r: RouterProcess;
@@ -81,6 +87,133 @@ providers:
       assert.match(JSON.stringify(line.attempts[0]), CERT_PROBLEM);
     } finally {
       await f.stop();
+    }
+  });
+});
+
+describe("NODE_TLS_REJECT_UNAUTHORIZED in the router's environment", () => {
+  it("does not turn verification off: a provider without the CA still fails on the certificate, streamed and not", async () => {
+    const ca = makeTestCa();
+    const up = await startOpenAIFake({ reply: "must not arrive", tls: ca });
+    const dir = tempDir();
+    let r: RouterProcess | undefined;
+    try {
+      writeFile(join(dir, "config.yaml"), `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: untrusted, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+`);
+      r = await startProcess(["--config", join(dir, "config.yaml")], { cwd: dir, env: { NODE_TLS_REJECT_UNAUTHORIZED: "0" } });
+      for (const stream of [false, true]) {
+        const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream }));
+        const body = await res.json();
+        assert.equal(res.status, 502, `stream ${stream}: ${JSON.stringify(body)}`);
+        assert.match(body.error.attempts[0].reason, CERT_PROBLEM, `stream ${stream}`);
+      }
+      assert.equal(up.requests.length, 0, "nothing reached the unverified upstream");
+    } finally {
+      await r?.stop();
+      await up.stop();
+      rmTemp(dir);
+      rmTemp(ca.dir);
+    }
+  });
+});
+
+describe("https streams through the entrypoint's upstream client (in process)", () => {
+  let ca: TestCa, other: TestCa, misnamed: TestCa, up: FakeServer, wrongName: FakeServer, r: RunningRouter;
+  before(async () => {
+    ca = makeTestCa();
+    other = makeTestCa("another CA");
+    misnamed = makeTestCa("a CA whose leaf names another host", "DNS:elsewhere.example");
+    up = await startOpenAIFake({ reply: "answer over TLS", chunks: 4, tls: ca });
+    wrongName = await startOpenAIFake({ reply: "must not arrive", tls: misnamed });
+    r = await startRouter(`
+providers:
+  - { name: trusted, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m, tls: { ca_file: "${ca.caFile}" } }
+  - { name: untrusted, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m }
+  - { name: wrongca, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m, tls: { ca_file: "${other.caFile}" } }
+  - { name: wrongname, type: openai_compatible, endpoint: "${wrongName.url}/v1", default_model: m, tls: { ca_file: "${misnamed.caFile}" } }
+  - { name: backup, type: mock, reply: "answer from the backup mock" }
+routing: { fallback_chain: [trusted, backup] }
+`);
+  });
+  after(async () => {
+    await r?.stop();
+    await up?.stop();
+    await wrongName?.stop();
+    for (const c of [ca, other, misnamed]) if (c) rmTemp(c.dir);
+  });
+
+  it("streams one after another with the provider's CA over one kept-alive TLS connection", async () => {
+    up.tlsConnections = 0;
+    for (let i = 0; i < 5; i++) {
+      const res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-router-provider"), "trusted");
+      assert.equal(contentOf(await readSse(res)), "answer over TLS");
+    }
+    assert.equal(up.tlsConnections, 1, "TLS connections opened");
+  });
+
+  it("without the CA, with another CA or with a certificate for another host, the attempt fails over naming the certificate", async () => {
+    // trusted's verified connection is idle in the pool now: it must not carry another provider's request
+    for (const name of ["untrusted", "wrongca", "wrongname"]) {
+      for (const stream of [true, false]) {
+        r.logs.length = 0;
+        const res = await postJson(`${r.url}/v1/chat/completions`, chat({ model: `${name}/m`, stream }));
+        const body = await res.json();
+        assert.equal(res.status, 502, `${name}, stream ${stream}: ${JSON.stringify(body)}`);
+        assert.equal(body.error.attempts.length, 1);
+        assert.match(body.error.attempts[0].reason, CERT_PROBLEM, `${name}, stream ${stream}`);
+      }
+    }
+    assert.equal(wrongName.requests.length, 0);
+  });
+
+  it("a connection reset mid-stream over TLS is one failed attempt, not a silent second request", async () => {
+    let res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(contentOf(await readSse(res)), "answer over TLS"); // a kept-alive connection for the next one
+    const before = up.requests.length;
+    up.fault = { cutAfter: 3, chunkDelayMs: 30, times: 1 };
+    r.logs.length = 0;
+    res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-router-provider"), "trusted");
+    const events = await readSse(res);
+    assert.equal(events.at(-1).error?.type, "upstream_error", JSON.stringify(events.at(-1)));
+    assert.match(events.at(-1).error.message, /^upstream stream broke: \S/);
+    assert.equal(up.requests.length, before + 1, "the upstream saw the request once");
+    let line: any;
+    for (let i = 0; i < 50 && !(line = requestLines(r)[0]); i++) await new Promise((ok) => setTimeout(ok, 20));
+    assert.equal(line?.attempts?.length, 1, JSON.stringify(line));
+    // the next stream goes out on a new connection and answers
+    res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(contentOf(await readSse(res)), "answer over TLS");
+  });
+
+  it("an https upstream that never completes the handshake is given up at timeout_seconds, and the request fails over", async () => {
+    const sockets = new Set<Socket>();
+    const silent = net.createServer((c) => (sockets.add(c), c.on("error", () => {}))); // accepts, never answers
+    await new Promise<void>((ok) => silent.listen(0, "127.0.0.1", () => ok()));
+    const dark = await startRouter(`
+providers:
+  - { name: dark, type: openai_compatible, endpoint: "https://127.0.0.1:${(silent.address() as AddressInfo).port}/v1", default_model: m, timeout_seconds: 0.5, tls: { ca_file: "${ca.caFile}" } }
+  - { name: backup, type: mock, reply: "answer from the backup mock" }
+`);
+    try {
+      for (const stream of [true, false]) {
+        const t0 = performance.now();
+        const res = await postJson(`${dark.url}/v1/chat/completions`, chat({ stream }));
+        assert.equal(res.status, 200, `stream ${stream}`);
+        assert.equal(res.headers.get("x-router-provider"), "backup");
+        await res.arrayBuffer();
+        const took = performance.now() - t0;
+        assert.ok(took >= 450 && took < 5000, `stream ${stream}: answered after ${Math.round(took)} ms (the 0.5 s timeout, then backup)`);
+      }
+    } finally {
+      await dark.stop();
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((ok) => silent.close(() => ok()));
     }
   });
 });

@@ -3,8 +3,9 @@
 //
 // Bun's fetch holds at most 256 upstream requests at once unless BUN_CONFIG_MAX_HTTP_REQUESTS is set, and it reads
 // that variable only from the environment the process was started with (setting process.env later has no effect).
-// Every open stream holds one upstream request, so with the default the 257th concurrent stream would wait for a
-// free slot. When the variable is unset, `serve` re-executes the same program in place with it set (execve on
+// Streams go over the socket client (bun-upstream.ts), but every non-streaming request holds one fetch request
+// for as long as the provider takes to answer, so with the default the 257th would wait for a free slot. When
+// the variable is unset, `serve` re-executes the same program in place with it set (execve on
 // /proc/self/exe: same PID, same arguments, same file descriptors, so systemd, Docker and signals see no change).
 // A value the user sets, including 256, is kept as is. Where re-executing is not possible (not Linux, no libc to
 // load), the router starts with the cap and server.ts logs a warning.

@@ -1,6 +1,6 @@
 // Why: fetch allocates a lot per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
-// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams;
-// deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
+// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams, over TCP or
+// TLS; deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
 import { concatBytes } from "../bytes.ts";
@@ -8,30 +8,43 @@ import { type ChunkReader, DIRECT_CHUNKS } from "../providers/event-streams.ts";
 import { ERROR_BODY_BYTES, UpstreamBodyTooLarge } from "../providers/upstream.ts";
 import type { UpstreamFetch, UpstreamInit, UpstreamResponse } from "../providers/types.ts";
 
-/** Where one upstream URL goes: parsed once per URL string, then reused for every request to it. */
+/** Where one upstream URL goes: parsed once per URL string (and CA), then reused for every request to it. */
 export interface Endpoint {
-  readonly key: string; // host:port, the connection pool's key
+  /** the connection pool's key: scheme, host, port and, for https, the CA certificates the connection trusts */
+  readonly key: string;
   readonly hostname: string; // without IPv6 brackets
   readonly port: number;
   readonly path: string; // path and query
+  /** https: the connection is TLS, verified against the default trust store plus `ca` (UpstreamInit.ca) */
+  readonly tls: boolean;
+  readonly ca: string | undefined;
   /** "POST <path> HTTP/1.1\r\nhost: ...\r\n": the fixed start of every request head */
   readonly start: string;
 }
 
-const endpoints = new Map<string, Endpoint>();
+/** Endpoints by CA text (undefined: none), then URL. */
+const endpoints = new Map<string | undefined, Map<string, Endpoint>>();
+let endpointCount = 0;
 
-/** The endpoint of a plain-http URL (callers check the scheme). */
-function endpointOf(url: string): Endpoint {
-  let e = endpoints.get(url);
-  if (!e) {
-    const u = new URL(url);
-    const port = u.port ? Number(u.port) : 80;
-    const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-    const path = u.pathname + u.search;
-    e = { key: `${hostname}:${port}`, hostname, port, path, start: `POST ${path} HTTP/1.1\r\nhost: ${u.host}\r\n` };
-    if (endpoints.size > 1000) endpoints.clear(); // URLs come from config: this only bounds a pathological reload loop
-    endpoints.set(url, e);
-  }
+/** The endpoint of an http or https URL (callers check the scheme) whose connections trust `ca` besides the default roots. */
+function endpointOf(url: string, ca: string | undefined): Endpoint {
+  return endpoints.get(ca)?.get(url) ?? newEndpoint(url, ca);
+}
+
+function newEndpoint(url: string, ca: string | undefined): Endpoint {
+  // URLs and CA files come from config: this only bounds a pathological reload loop
+  if (endpointCount++ > 1000) endpoints.clear(), endpointCount = 1;
+  const u = new URL(url);
+  const tls = u.protocol === "https:";
+  const port = u.port ? Number(u.port) : tls ? 443 : 80;
+  const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  const path = u.pathname + u.search;
+  // a connection verified with one provider's CA file must never carry the request of a provider without it
+  const key = `${u.protocol}//${hostname}:${port}${tls && ca ? `\n${ca}` : ""}`;
+  const e = { key, hostname, port, path, tls, ca: tls ? ca : undefined, start: `POST ${path} HTTP/1.1\r\nhost: ${u.host}\r\n` };
+  let byUrl = endpoints.get(ca);
+  if (!byUrl) endpoints.set(ca, byUrl = new Map());
+  byUrl.set(url, e);
   return e;
 }
 
@@ -305,23 +318,24 @@ class StreamedResponse implements UpstreamResponse {
 
 // ---------- connections ----------
 
-const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
+/** Any of these set: every request through fetch (for https URLs the runtimes read HTTPS_PROXY, some fall back to HTTP_PROXY). */
+const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
 
 /**
- * An entrypoint's upstream client: requests to plain-http upstreams over its sockets (`connect`), every stream
- * or, with `streamsOnly` false, every request; the rest through `fetch`, the runtime's fetch applying
- * UpstreamInit.ca. Everything goes through fetch when an HTTP proxy is configured (fetch honours HTTP_PROXY /
- * ALL_PROXY / NO_PROXY, the sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first
- * request, after main() has loaded .env.
+ * An entrypoint's upstream client: requests to http upstreams, and with `tls` to https ones too, over its sockets
+ * (`connect`), every stream or, with `streamsOnly` false, every request; the rest through `fetch`, the runtime's
+ * fetch applying UpstreamInit.ca. Everything goes through fetch when a proxy is configured (fetch honours
+ * HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY, the sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch.
+ * `env` is read at the first request, after main() has loaded .env.
  */
-export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, streamsOnly: boolean, fetch: UpstreamFetch): UpstreamFetch {
+export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, opts: { streamsOnly: boolean; tls: boolean }, fetch: UpstreamFetch): UpstreamFetch {
   let pool: Http1Pool | null | undefined; // null: fetch only
   return (url, init, stream) => {
     if (pool === undefined) {
       pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
     }
-    if (pool === null || (streamsOnly && !stream) || !url.startsWith("http:")) return fetch(url, init, stream);
-    return pool.request(endpointOf(url), init, stream);
+    if (pool === null || (opts.streamsOnly && !stream) || !(url.startsWith("http:") || (opts.tls && url.startsWith("https:")))) return fetch(url, init, stream);
+    return pool.request(endpointOf(url, init.ca), init, stream);
   };
 }
 

@@ -1,6 +1,7 @@
 // Starts the router in-process on 127.0.0.1 with the current runtime's server (Bun.serve or Deno.serve),
 // so every test goes through real HTTP.
-import { parseConfig } from "../../src/config/load.ts";
+import { readFile } from "node:fs/promises";
+import { loadTlsFiles, parseConfig } from "../../src/config/load.ts";
 import { createApp, type AppDeps } from "../../src/http/app.ts";
 import { buildRouter, createRoutingState, type RoutingState } from "../../src/server.ts";
 import type { Router, RouterOptions } from "../../src/routing/failover.ts";
@@ -81,6 +82,7 @@ export const serve: ServeFn = (handler) => {
 
 export async function startRouter(yaml: string, env: Record<string, string> = {}, opts: StartOptions = {}): Promise<RunningRouter> {
   const config = parseConfig(yaml, env);
+  await loadTlsFiles(config, (path) => readFile(path, "utf8")); // providers' tls.ca_file, as main() reads them
   const { clock, logSink, statsNow, appNow, remoteAddr, hooks: extra, deps, upstreamFetch: client = upstreamFetch, events: eventOpts, ...routerOpts } = opts;
   const logs: string[] = [];
   const logger = createLogger((line) => {

@@ -20,13 +20,16 @@ function openssl(dir: string, args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
 }
 
-/** A fresh CA and a leaf certificate for 127.0.0.1 / localhost signed by it, in a new temp directory. */
-export function makeTestCa(name = "failover-router test CA"): TestCa {
+/**
+ * A fresh CA and a leaf certificate signed by it, in a new temp directory; `names`: the leaf's subjectAltName
+ * (by default 127.0.0.1 and localhost, where the fakes listen).
+ */
+export function makeTestCa(name = "failover-router test CA", names = "IP:127.0.0.1,DNS:localhost"): TestCa {
   const dir = mkdtempSync(join(tmpdir(), "fr-tls-"));
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   openssl(dir, ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", `/CN=${name}`]);
   openssl(dir, ["req", ...ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]);
-  writeFileSync(join(dir, "leaf.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+  writeFileSync(join(dir, "leaf.ext"), `subjectAltName=${names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
   openssl(dir, ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"]);
   return { dir, caFile: join(dir, "ca.pem"), key: readFileSync(join(dir, "leaf.key"), "utf8"), cert: readFileSync(join(dir, "leaf.pem"), "utf8") };
 }
