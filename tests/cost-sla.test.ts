@@ -32,7 +32,8 @@ describe("cost strategy with an SLA, through HTTP", () => {
     await Promise.all([cheap?.stop(), dear?.stop()]);
   });
 
-  it("a cheap provider made slow falls behind a dearer one that meets the SLA, and comes back when it recovers", async () => {
+  /** cheap (price 1) and dear (price 5) behind the cost strategy with routing.sla `sla`, on a fake clock. */
+  async function start(sla: string): Promise<FakeClock> {
     cheap = await startOpenAIFake();
     dear = await startOpenAIFake();
     const clock = new FakeClock();
@@ -43,14 +44,21 @@ providers:
 routing:
   strategy: cost
   fallback_chain: [dear, cheap]
-  sla: { max_p95_latency_ms: 150, min_success_rate: 0.9 }
+  sla: ${sla}
 logging: { level: warn }
 `, {}, { clock: clock.now });
-    const ask = async () => {
-      const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
-      await res.text();
-      return res.headers.get("x-router-provider");
-    };
+    return clock;
+  }
+
+  /** The provider that answers one chat request. */
+  async function ask(): Promise<string | null> {
+    const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+    await res.text();
+    return res.headers.get("x-router-provider");
+  }
+
+  it("a cheap provider made slow falls behind a dearer one that meets the SLA, and comes back when it recovers", async () => {
+    const clock = await start("{ max_p95_latency_ms: 150, min_success_rate: 0.9 }");
     cheap.fault = { delayMs: 400 };
     // too few samples to judge: the cheap one keeps its place while it earns data
     for (let i = 0; i < SLA_MIN_SAMPLES; i++) assert.equal(await ask(), "cheap");
@@ -64,30 +72,13 @@ logging: { level: warn }
   });
 
   it("the order follows the window /stats shows: behind while its p95 there exceeds the SLA, first again once it has recovered", async () => {
-    cheap = await startOpenAIFake();
-    dear = await startOpenAIFake();
-    const clock = new FakeClock();
     const SLA_MS = 150;
-    r = await startRouter(`
-providers:
-  - { name: cheap, type: openai, endpoint: ${cheap.url}, default_model: m, pricing: { "*": { input: 1, output: 1 } } }
-  - { name: dear, type: openai, endpoint: ${dear.url}, default_model: m, pricing: { "*": { input: 5, output: 5 } } }
-routing:
-  strategy: cost
-  fallback_chain: [dear, cheap]
-  sla: { max_p95_latency_ms: ${SLA_MS} }
-logging: { level: warn }
-`, {}, { clock: clock.now });
+    const clock = await start(`{ max_p95_latency_ms: ${SLA_MS} }`);
     const window = async () => (await (await fetch(`${r.url}/stats`)).json()).providers.cheap.routing_window;
     /** The provider the SLA should put first, read from /stats alone. */
     const expected = async () => {
       const w = await window();
       return w.attempts < SLA_MIN_SAMPLES || w.p95_ms <= SLA_MS ? "cheap" : "dear";
-    };
-    const ask = async () => {
-      const res = await postJson(`${r.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
-      await res.text();
-      return res.headers.get("x-router-provider");
     };
     assert.deepEqual(await window(), { attempts: 0, success_rate: null, p95_ms: null });
     cheap.fault = { delayMs: 400 };
