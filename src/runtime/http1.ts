@@ -1,6 +1,6 @@
 // Why: fetch allocates a lot per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
-// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams, over TCP or
-// TLS; deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
+// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: every request, over TCP
+// or TLS; deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
 import { concatBytes } from "../bytes.ts";
@@ -323,18 +323,18 @@ const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "A
 
 /**
  * An entrypoint's upstream client: requests to http upstreams, and with `tls` to https ones too, over its sockets
- * (`connect`), every stream or, with `streamsOnly` false, every request; the rest through `fetch`, the runtime's
- * fetch applying UpstreamInit.ca. Everything goes through fetch when a proxy is configured (fetch honours
- * HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY, the sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch.
- * `env` is read at the first request, after main() has loaded .env.
+ * (`connect`), streamed or not; the rest through `fetch`, the runtime's fetch applying UpstreamInit.ca. Everything
+ * goes through fetch when a proxy is configured (fetch honours HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY, the
+ * sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first request, after main() has
+ * loaded .env.
  */
-export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, opts: { streamsOnly: boolean; tls: boolean }, fetch: UpstreamFetch): UpstreamFetch {
+export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, opts: { tls: boolean }, fetch: UpstreamFetch): UpstreamFetch {
   let pool: Http1Pool | null | undefined; // null: fetch only
   return (url, init, stream) => {
     if (pool === undefined) {
       pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
     }
-    if (pool === null || (opts.streamsOnly && !stream) || !(url.startsWith("http:") || (opts.tls && url.startsWith("https:")))) return fetch(url, init, stream);
+    if (pool === null || !(url.startsWith("http:") || (opts.tls && url.startsWith("https:")))) return fetch(url, init, stream);
     return pool.request(endpointOf(url, init.ca), init, stream);
   };
 }
