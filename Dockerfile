@@ -23,8 +23,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/dist/failover-router /usr/local/bin/failover-router
 # a default config (mount your own over it); keys come from the environment (${VAR} in the file)
 COPY config.yaml /etc/failover-router/config.yaml
-ENV ROUTER_CONFIG=/etc/failover-router/config.yaml \
-    BUN_CONFIG_MAX_HTTP_REQUESTS=16384
+ENV ROUTER_CONFIG=/etc/failover-router/config.yaml
 USER nonroot:nonroot
 WORKDIR /home/nonroot
 EXPOSE 8000

@@ -1,7 +1,5 @@
 #!/usr/bin/env bun
 // Bun entrypoint: adapts Bun.serve, files, env and signals to the Platform interface.
-// first: re-executes this process with Bun's fetch concurrency cap lifted (see the file) before anything loads
-import { FETCH_CAP_VAR, fetchCapProblem } from "./runtime/bun-fetch-cap.ts";
 import { stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { main } from "./server.ts";
@@ -70,9 +68,6 @@ const platform: Platform = {
   exit: (code) => process.exit(code),
   stdout: (line) => void process.stdout.write(line + "\n"),
   stderr: (line) => void process.stderr.write(line + "\n"),
-  startupWarnings: fetchCapProblem
-    ? [`at most 256 concurrent upstream requests through fetch (non-streaming requests beyond that wait): ${fetchCapProblem}; set ${FETCH_CAP_VAR}=16384 in the environment to lift the cap`]
-    : undefined,
 };
 
 platform.upstreamFetch = bunUpstreamFetch(platform.env);

@@ -207,15 +207,15 @@ routing: { fallback_chain: [dead, a, backup] }
     assert.match(bad.stderr, /unhealthy/);
   });
 
-  // Started without BUN_CONFIG_MAX_HTTP_REQUESTS (startProcess drops it), so the binary re-executes itself with
-  // it set. Each upstream holds every request until all have arrived; with Bun's fetch cap, no more than 256
-  // would ever reach it and none would end. Streams, over http and https, go over the socket client; requests
-  // that are not streamed go through fetch, where the cap applies. Raw sockets on the client side: this test
-  // runner's own fetch may be capped at 256 too.
+  // Started without BUN_CONFIG_MAX_HTTP_REQUESTS (startProcess drops it). Each upstream holds every request until
+  // all have arrived; through Bun's fetch, with its cap, no more than 256 would ever reach it and none would end.
+  // Every request, streamed or not, over http and https, goes over the socket client, which has no such cap.
+  // Raw sockets on the client side: this test runner's own fetch may be capped at 256 too.
   const cases = [
     ["streams to a plain-http upstream (the socket client)", "held", true],
     ["streams to an https upstream (the socket client over TLS)", "heldtls", true],
-    ["requests that are not streamed (fetch, where Bun's cap applies)", "held", false],
+    ["requests that are not streamed, to a plain-http upstream", "held", false],
+    ["requests that are not streamed, to an https upstream", "heldtls", false],
   ] as const;
   for (const [name, path, stream] of cases) {
     it(`carries ${STREAMS} concurrent ${name}, with no environment variable set`, async () => {
@@ -252,7 +252,7 @@ routing: { fallback_chain: [dead, a, backup] }
 });
 
 describe("the compiled binary, against hostile upstreams", () => {
-  // the binary runs on Bun's upstream client: streams over its sockets, non-streaming requests through fetch
+  // the binary runs on Bun's upstream client: every request over its sockets
   let dir: string, target: FakeServer, mover: FakeServer, a: FakeServer, cut: FakeServer, hostile: http.Server, r: RouterProcess;
   before(async () => {
     ensureBinary();

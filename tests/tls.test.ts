@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import net, { type AddressInfo, type Socket } from "node:net";
-import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
+import { postJson, readSse, runtime, startRouter, type RunningRouter } from "./helpers/router.ts";
+import { MAX_CONNECTING } from "../src/runtime/http1.ts";
 import { rmTemp, run, sourceCommand, sseText, startProcess, tempDir, writeFile, type RouterProcess } from "./helpers/process.ts";
 import { makeTestCa, type TestCa } from "./helpers/tls.ts";
 
@@ -189,6 +190,56 @@ routing: { fallback_chain: [trusted, backup] }
     // the next stream goes out on a new connection and answers
     res = await postJson(`${r.url}/v1/chat/completions`, chat({ stream: true }));
     assert.equal(contentOf(await readSse(res)), "answer over TLS");
+  });
+
+  it("a burst of requests opens at most MAX_CONNECTING connections to one upstream at once, and reuses them", async () => {
+    // In front of the TLS fake, a proxy that holds each new connection's first bytes for 300 ms: every TLS
+    // handshake takes that long, and the proxy counts the connections inside that window.
+    let opening = 0, maxOpening = 0, accepted = 0;
+    const sockets = new Set<Socket>();
+    const slow = net.createServer((c) => {
+      sockets.add(c);
+      accepted++;
+      maxOpening = Math.max(maxOpening, ++opening);
+      const held: Buffer[] = [];
+      const hold = (b: Buffer) => void held.push(b);
+      c.on("data", hold);
+      c.on("error", () => {});
+      setTimeout(() => {
+        opening--;
+        c.off("data", hold);
+        const u = net.connect(Number(new URL(up.url).port), "127.0.0.1", () => {
+          for (const b of held) u.write(b);
+          c.pipe(u);
+          u.pipe(c);
+        });
+        sockets.add(u);
+        u.on("error", () => c.destroy());
+        c.on("close", () => u.destroy());
+        u.on("close", () => c.destroy());
+      }, 300);
+    });
+    await new Promise<void>((ok) => slow.listen(0, "127.0.0.1", () => ok()));
+    const burst = await startRouter(`
+providers:
+  - { name: slowtls, type: openai_compatible, endpoint: "https://localhost:${(slow.address() as AddressInfo).port}/v1", default_model: m, tls: { ca_file: "${ca.caFile}" } }
+`);
+    try {
+      const answers = await Promise.all(Array.from({ length: 100 }, async () => {
+        const res = await postJson(`${burst.url}/v1/chat/completions`, chat());
+        return res.status === 200 ? (await res.json()).choices[0].message.content : `${res.status} ${await res.text()}`;
+      }));
+      assert.deepEqual(new Set(answers), new Set(["answer over TLS"]));
+      // Bun's client opens https connections itself; Deno's https requests go through its fetch, unbounded
+      if (runtime === "bun") {
+        assert.ok(maxOpening <= MAX_CONNECTING, `${maxOpening} connections opening at once`);
+        assert.ok(accepted < 100, `${accepted} connections for 100 requests: none was reused`);
+      }
+    } finally {
+      await burst.stop();
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((ok) => slow.close(() => ok()));
+    }
   });
 
   it("an https upstream that never completes the handshake is given up at timeout_seconds, and the request fails over", async () => {

@@ -1,6 +1,6 @@
 // Hostile answers from an upstream, seen through HTTP, under both clients the router sends upstream requests
-// with: the runtime entrypoint's own (sockets for plain-http streams, and on Deno for every plain-http request:
-// src/runtime/http1.ts) and the global fetch (https upstreams, HTTP_PROXY, Bun's non-streaming requests).
+// with: the runtime entrypoint's own (sockets for every plain-http request: src/runtime/http1.ts) and the global
+// fetch (Deno's https upstreams, HTTP_PROXY).
 // A redirect is never followed, an answer's body is bounded, a compressed answer is decoded, and a body that
 // trickles past timeout_seconds is a timeout. The memory check runs the router as a process of its own.
 import { after, before, describe, it } from "node:test";

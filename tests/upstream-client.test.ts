@@ -1,10 +1,9 @@
 // The upstream clients under the router's adapters, seen through HTTP: bodies cut short, UTF-8 split across
 // TCP writes, chunked framing split anywhere, close-delimited streams, idle keep-alive connections the upstream
 // closes, a large prompt, a slow reader, answers that are not HTTP, redirects, a handshake that never completes,
-// header values, and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: streams go
-// over sockets on both runtimes (src/runtime/http1.ts), and so do non-streaming requests on Deno; Bun sends
-// those through fetch; the in-process router of these tests uses the same
-// client as the entrypoint, and every case must behave the same under both runtimes.
+// header values, and HTTP_PROXY. The entrypoints bring their own clients for plain-http upstreams: every
+// request, streamed or not, goes over sockets on both runtimes (src/runtime/http1.ts); the in-process router of
+// these tests uses the same client as the entrypoint, and every case must behave the same under both runtimes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

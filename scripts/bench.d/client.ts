@@ -8,7 +8,7 @@
 // Environment: BENCH_HEADERS (extra request headers, "Name: value" per line), BENCH_WARMUP_S (rate/stream,
 // default 1: results from the first seconds are dropped), BENCH_IDEMPOTENCY=1 (rate: a unique Idempotency-Key
 // per request).
-// BENCH_MODEL / BENCH_CHUNKS (stream, hold): another model of the upstream and its number of content chunks (the
+// BENCH_MODEL (rate, stream, hold) / BENCH_CHUNKS (stream, hold): another model of the upstream and its number of content chunks (the
 // realistic section: upstream-tls.ts); BENCH_STAGGER_MS (stream, hold): the workers (streams) start spread over this
 // many ms.
 // (Set BUN_CONFIG_MAX_HTTP_REQUESTS above N for `hold`: Bun's fetch caps concurrent requests at 256.)
@@ -111,7 +111,7 @@ async function check() {
 async function rate() {
   const rps = Number(a1), secs = Number(a2);
   const total = Math.round(rps * secs);
-  const payload = body("bench", false);
+  const payload = body(process.env.BENCH_MODEL ?? "bench", false);
   const lat = new Float64Array(total).fill(NaN); // from actual send
   const co = new Float64Array(total).fill(NaN); // from the scheduled send time (coordinated-omission corrected)
   let sent = 0, done = 0, errors = 0, firstError = "";

@@ -5,6 +5,9 @@
 //   paced  N concurrent streams paced like a model (first token after 300 ms, then 40 tokens/s) from an HTTPS
 //          upstream whose CA the router trusts through tls.ca_file: direct first, then each router leg. Router CPU
 //          per chunk (/proc/PID/stat), per-chunk transit and TTFB overhead (leg - direct), TLS connections opened
+//   json   non-streaming requests at a fixed rate from the same HTTPS upstream, each answered after 300 ms
+//          (jittered): direct first, then each router leg. Router CPU per request, latency overhead (leg - direct),
+//          TLS connections opened
 //   open   N slow streams (one chunk every 2 s) held open at once through the bare compiled binary (no environment
 //          variable set): errors, peak RSS above idle per open stream
 import { join } from "node:path";
@@ -27,6 +30,8 @@ export interface RealisticCtx {
   upPid: number;
   paced: { streams: number; secs: number; tokens: number };
   open: { streams: number; secs: number };
+  /** non-streaming requests per second over TLS (0: none), for `secs` seconds per leg */
+  json: { rate: number; secs: number };
   ratioSecs: number;
   log(msg: string): void;
   spawn(name: string, cmd: string[], env?: Record<string, string>): Proc;
@@ -46,8 +51,15 @@ export interface PacedRow {
   leg: string; label: string; streams: number; errors: number; firstError: string; chunks: number; cpu_us_per_chunk?: number;
   ttfb_ms: any; chunk_transit_ms: any; tls_connections?: number;
 }
+export interface JsonRow {
+  leg: string; label: string; requests: number; errors: number; firstError: string; achieved_rps: number; cpu_us_per_request?: number;
+  latency_ms: any; tls_connections?: number;
+}
 export interface OpenRow { requested: number; max_open: number; completed: number; errors: number; firstError: string; idle_rss: number; peak_rss: number; kb_per_stream: number; open_files_limit?: number }
-export interface RealisticResult { ratio: RatioRow[]; paced: PacedRow[]; open?: OpenRow; options: RealisticCtx["paced"] & { open: RealisticCtx["open"] }; problems: string[] }
+export interface RealisticResult {
+  ratio: RatioRow[]; paced: PacedRow[]; json?: JsonRow[]; open?: OpenRow;
+  options: RealisticCtx["paced"] & { open: RealisticCtx["open"]; json?: RealisticCtx["json"] }; problems: string[];
+}
 
 /** The open streams start spread over this long: clients arrive over time (9,000 handshakes in one instant test the listen backlog). */
 const openRampMs = (ctx: RealisticCtx) => (ctx.smoke ? 200 : Number(process.env.BENCH_OPEN_RAMP_MS ?? 3000));
@@ -56,7 +68,7 @@ const slowChunks = (ctx: RealisticCtx) => Math.ceil((ctx.open.secs + openRampMs(
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResult> {
-  const res: RealisticResult = { ratio: [], paced: [], options: { ...ctx.paced, open: ctx.open }, problems: [] };
+  const res: RealisticResult = { ratio: [], paced: [], json: [], options: { ...ctx.paced, open: ctx.open, json: ctx.json }, problems: [] };
   const problem = (p: string) => {
     res.problems.push(p);
     ctx.log(`  realistic: ${p}`);
@@ -87,6 +99,15 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
         if (row.errors) problem(`paced ${l.leg}: ${row.errors} errors (${row.firstError})`);
       } catch (e) {
         problem(`paced ${l.leg}: ${(e as Error).message}`);
+      }
+    }
+    for (const l of ctx.json.rate > 0 ? legs : []) {
+      try {
+        const row = await json(ctx, l, upUrl, tlsStats, caEnv);
+        res.json!.push(row);
+        if (row.errors) problem(`json ${l.leg}: ${row.errors} errors (${row.firstError})`);
+      } catch (e) {
+        problem(`json ${l.leg}: ${(e as Error).message}`);
       }
     }
     if (ctx.runtimes.includes("bun") && ctx.open.streams > 0) {
@@ -187,6 +208,28 @@ async function paced(ctx: RealisticCtx, l: { leg: string; label: string; start?:
   }
 }
 
+/** Non-streaming requests at json.rate per second (open loop) through the leg to the HTTPS upstream. */
+async function json(ctx: RealisticCtx, l: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<JsonRow> {
+  const { rate, secs } = ctx.json;
+  const started = l.start ? await l.start() : undefined;
+  const url = started?.url ?? `${upUrl}/v1/chat/completions`;
+  try {
+    ctx.log(`  json ${l.leg}: ${rate} non-streaming requests/s over TLS, ${secs}s`);
+    const tls0 = (await tlsStats()).tls_connections;
+    const c0 = ctx.cpuMicros(started?.proc.pid);
+    const r = await ctx.client("rate", [url, rate, secs], "", { ...caEnv, BENCH_MODEL: "real" });
+    const cpu = ctx.cpuMicros(started?.proc.pid) - c0;
+    const tls = (await tlsStats()).tls_connections - tls0;
+    const j = r.json;
+    return {
+      leg: l.leg, label: l.label, requests: j.requests, errors: j.errors, firstError: j.firstError, achieved_rps: j.achieved_rps,
+      cpu_us_per_request: started ? cpu / j.requests : undefined, latency_ms: j.latency_ms, tls_connections: started ? tls : undefined,
+    };
+  } finally {
+    if (started) await ctx.stopProc(started.proc);
+  }
+}
+
 /** N slow streams at once through the compiled binary as shipped (none of the bench's environment variables). */
 async function openStreams(ctx: RealisticCtx, upUrl: string, caFile: string): Promise<OpenRow> {
   const { streams, secs } = ctx.open;
@@ -259,6 +302,17 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
       check(p.label, "per-chunk transit overhead p99 <= 2 ms", t99 <= 2, `+${r1(t99)} ms`);
       check(p.label, "stream TTFB overhead over TLS p50 <= 1 ms", ttfb <= 1, `+${r1(ttfb)} ms`);
     }
+  }
+  const jsonDirect = r.json?.find((p) => p.leg === "direct");
+  if (r.json?.length) {
+    const o = r.options.json!;
+    out.push(`### Non-streaming requests over TLS (${o.rate}/s, each answered after 300 ms; ${o.secs}s; overhead = leg - direct)`, "");
+    table(["leg", "requests", "errors", "router CPU µs/request", "latency p50 / p99 ms", "overhead p50 / p99 ms", "TLS connections opened"], r.json.map((p) => [
+      p.label, p.requests, p.errors, p.cpu_us_per_request === undefined ? "-" : r1(p.cpu_us_per_request),
+      `${r1(p.latency_ms?.p50)} / ${r1(p.latency_ms?.p99)}`,
+      p === jsonDirect || !jsonDirect ? "-" : `${r1(p.latency_ms.p50 - jsonDirect.latency_ms.p50)} / ${r1(p.latency_ms.p99 - jsonDirect.latency_ms.p99)}`,
+      p.tls_connections ?? "-",
+    ]));
   }
   if (r.open) {
     const x = r.open;

@@ -28,6 +28,9 @@
 //   --open-streams N        realistic: slow streams held open at once through the compiled binary (default 9000;
 //                           smoke 20; 0: none)
 //   --open-secs S           realistic: how long they stay open (default 20; smoke 2)
+//   --real-json R           realistic: non-streaming requests per second over TLS, each answered after 300 ms
+//                           (default 1000; smoke 20; 0: none)
+//   --real-json-secs S      realistic: seconds of them per leg (default 20; smoke 1)
 //   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only;
 //                           0: none). --real-streams 0: no paced streams
 //   --write-docs            replace the results section of docs/benchmarks.md
@@ -79,6 +82,7 @@ const REAL_PACED = {
   tokens: Number(opt("--real-tokens", SMOKE ? "12" : "200")),
 };
 const REAL_OPEN = { streams: Number(opt("--open-streams", SMOKE ? "20" : "9000")), secs: Number(opt("--open-secs", SMOKE ? "2" : "20")) };
+const REAL_JSON = { rate: Number(opt("--real-json", SMOKE ? "20" : "1000")), secs: Number(opt("--real-json-secs", SMOKE ? "1" : "20")) };
 const RATIO_SECS = Number(opt("--ratio-secs", SMOKE ? "1" : "5"));
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
@@ -900,7 +904,7 @@ async function main() {
   const realistic = SECTIONS.has("realistic") && runtimes.length
     ? (log("realistic workload"), await measureRealistic({
       smoke: SMOKE, runtimes: [...runtimes], here: HERE, bun: BUN, deno: DENO, routerBin: ROUTER_BIN, body: BODY, upstream, upPid: up.pid!,
-      paced: REAL_PACED, open: REAL_OPEN, ratioSecs: RATIO_SECS,
+      paced: REAL_PACED, open: REAL_OPEN, json: REAL_JSON, ratioSecs: RATIO_SECS,
       log, spawn, stopProc, freePort, waitReady, cpuMicros, procStatus, wrkCpu, wrk, client, featureHeaders,
     }))
     : undefined;

@@ -1,23 +1,23 @@
 // Why: Bun's fetch allocates 256 KB per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
-// The Bun entrypoint's upstream client: streamed requests to http and https upstreams go over Bun.connect sockets
-// (HTTP/1.1, http1.ts; TLS always verified); everything else through Bun's fetch (non-streaming requests, and
-// every request when a proxy is configured).
+// The Bun entrypoint's upstream client: every request to an http or https upstream, streamed or not, goes over
+// Bun.connect sockets (HTTP/1.1, http1.ts; TLS always verified); Bun's fetch only when a proxy is configured.
 //
 // Why: Bun's fetch allocates a 256 KB buffer for each streamed response whose data arrives slowly, which is
 // every LLM stream; those buffers set off young-generation GCs that hold chunks back (the per-chunk transit
 // tail). Here each socket read is one exactly-sized buffer that becomes the chunk itself, and the adapters take
 // the chunks without a stream reader (DIRECT_CHUNKS).
 // Over TLS the sockets cost the router a fraction of the CPU per chunk fetch does (docs/decisions/0027).
-// Non-streaming requests stay on fetch: its HTTP thread does the upstream I/O beside the JS thread, so it
-// carries more requests per second at saturation than sockets driven from JS.
+// Non-streaming requests take the sockets too: they cost no more CPU per request than fetch, and Bun's fetch
+// holds at most 256 requests at once unless BUN_CONFIG_MAX_HTTP_REQUESTS is set when the process starts
+// (docs/decisions/0028).
 import { getCACertificates } from "node:tls";
 import { fetchInit } from "../providers/upstream.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
 
-/** The upstream client for the Bun entrypoint: streams over Bun.connect sockets (socketUpstreamFetch). */
+/** The upstream client for the Bun entrypoint: every request over Bun.connect sockets (socketUpstreamFetch). */
 export function bunUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  return socketUpstreamFetch(env, bunConnect, { streamsOnly: true, tls: true }, bunFetch);
+  return socketUpstreamFetch(env, bunConnect, { tls: true }, bunFetch);
 }
 
 /**

@@ -17,7 +17,7 @@ import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Trans
 
 /** The upstream client for the Deno entrypoint: every request over Deno.connect sockets (socketUpstreamFetch). */
 export function denoUpstreamFetch(env: Record<string, string | undefined>): UpstreamFetch {
-  return socketUpstreamFetch(env, denoConnect, { streamsOnly: false, tls: false }, denoFetch);
+  return socketUpstreamFetch(env, denoConnect, { tls: false }, denoFetch);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Why: fetch allocates a lot per slowly streamed response, setting off GCs that delay chunks (docs/decisions/0001).
-// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: streams, over TCP or
-// TLS; deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
+// HTTP/1.1 over sockets for the runtime entrypoints' own upstream clients (bun-upstream.ts: every request, over TCP
+// or TLS; deno-upstream.ts: every request to a plain-http upstream): the request head, an incremental response parser,
 // a keep-alive connection pool, and the answers the adapters read (streamed, or buffered whole). Web-standard
 // only: each entrypoint supplies its sockets as a Transport.
 import { concatBytes } from "../bytes.ts";
@@ -323,18 +323,18 @@ const PROXY_VARS = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "A
 
 /**
  * An entrypoint's upstream client: requests to http upstreams, and with `tls` to https ones too, over its sockets
- * (`connect`), every stream or, with `streamsOnly` false, every request; the rest through `fetch`, the runtime's
- * fetch applying UpstreamInit.ca. Everything goes through fetch when a proxy is configured (fetch honours
- * HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY, the sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch.
- * `env` is read at the first request, after main() has loaded .env.
+ * (`connect`), streamed or not; the rest through `fetch`, the runtime's fetch applying UpstreamInit.ca. Everything
+ * goes through fetch when a proxy is configured (fetch honours HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY, the
+ * sockets do not) or FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch. `env` is read at the first request, after main() has
+ * loaded .env.
  */
-export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, opts: { streamsOnly: boolean; tls: boolean }, fetch: UpstreamFetch): UpstreamFetch {
+export function socketUpstreamFetch(env: Record<string, string | undefined>, connect: Connect, opts: { tls: boolean }, fetch: UpstreamFetch): UpstreamFetch {
   let pool: Http1Pool | null | undefined; // null: fetch only
   return (url, init, stream) => {
     if (pool === undefined) {
       pool = env.FAILOVER_ROUTER_UPSTREAM_CLIENT !== "fetch" && !PROXY_VARS.some((k) => env[k]) ? new Http1Pool(connect) : null;
     }
-    if (pool === null || (opts.streamsOnly && !stream) || !(url.startsWith("http:") || (opts.tls && url.startsWith("https:")))) return fetch(url, init, stream);
+    if (pool === null || !(url.startsWith("http:") || (opts.tls && url.startsWith("https:")))) return fetch(url, init, stream);
     return pool.request(endpointOf(url, init.ca), init, stream);
   };
 }
@@ -343,6 +343,12 @@ export function socketUpstreamFetch(env: Record<string, string | undefined>, con
 export const IDLE_SECONDS = 4;
 /** Idle connections kept per upstream host:port; more are closed when released. */
 const MAX_IDLE = 512;
+/**
+ * Connections opened to one upstream at once. A burst beyond it waits for a connection to open or to come free:
+ * a TLS handshake runs on the JavaScript thread, and one handshake per request of a burst slows every stream
+ * down, which holds connections longer and opens yet more.
+ */
+export const MAX_CONNECTING = 16;
 /** Bytes a stream may hold unread before its socket pauses (TCP then slows the upstream down). */
 const STREAM_HIGH_WATER = 64 * 1024;
 /**
@@ -422,6 +428,10 @@ function networkError(e: unknown): TypeError {
 /** Keep-alive connections per upstream host:port, and requests over them. */
 class Http1Pool {
   readonly #idle = new Map<string, Conn[]>();
+  /** connections being opened, per upstream */
+  readonly #connecting = new Map<string, number>();
+  /** requests waiting for a connection to open or come free, per upstream, first come first served */
+  readonly #waiting = new Map<string, (() => void)[]>();
   constructor(readonly connect: Connect) {}
 
   /**
@@ -434,15 +444,72 @@ class Http1Pool {
     const bytes = requestBytes(e, init);
     let fresh = false;
     for (;;) {
-      let conn = fresh ? null : this.#take(e.key);
-      if (!conn) {
-        conn = await this.#open(e, signal);
-        fresh = true;
-      }
+      const conn = await this.#get(e, signal, !fresh);
       const res = await new Exchange(this, conn, signal, stream, init.maxBodyBytes).send(bytes);
       if (res) return res;
       fresh = true; // the kept-alive connection had closed while idle, before the request went out: a new one
     }
+  }
+
+  /** An idle connection (when `idleOk`), or a new one within MAX_CONNECTING, waiting for either when neither is at hand. */
+  async #get(e: Endpoint, signal: AbortSignal, idleOk: boolean): Promise<Conn> {
+    const key = e.key;
+    for (;;) {
+      const idle = idleOk ? this.#take(key) : null;
+      if (idle) {
+        this.#wakeIfRoom(key);
+        return idle;
+      }
+      const n = this.#connecting.get(key) ?? 0;
+      if (n < MAX_CONNECTING) {
+        this.#connecting.set(key, n + 1);
+        this.#wakeIfRoom(key);
+        try {
+          return await this.#open(e, signal);
+        } finally {
+          const left = this.#connecting.get(key)! - 1;
+          if (left) this.#connecting.set(key, left);
+          else this.#connecting.delete(key);
+          this.#wake(key);
+        }
+      }
+      await this.#wait(key, signal);
+    }
+  }
+
+  /** Waits for #wake on `key`; rejects with the signal's reason if it fires first. */
+  #wait(key: string, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let list = this.#waiting.get(key);
+      if (!list) this.#waiting.set(key, list = []);
+      const onAbort = () => {
+        const l = this.#waiting.get(key);
+        const i = l ? l.indexOf(wake) : -1;
+        if (i >= 0) l!.splice(i, 1);
+        if (l && !l.length) this.#waiting.delete(key);
+        reject(signal.reason);
+      };
+      const wake = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      list.push(wake);
+    });
+  }
+
+  /** Lets the first request waiting on `key` try again: a connection came free, or one finished opening. */
+  #wake(key: string): void {
+    const list = this.#waiting.get(key);
+    if (!list) return;
+    const wake = list.shift()!;
+    if (!list.length) this.#waiting.delete(key);
+    wake();
+  }
+
+  /** A woken request that took an idle connection leaves the opening slot it was woken for to the next one. */
+  #wakeIfRoom(key: string): void {
+    if ((this.#connecting.get(key) ?? 0) < MAX_CONNECTING) this.#wake(key);
   }
 
   #take(key: string): Conn | null {
@@ -493,6 +560,7 @@ class Http1Pool {
     conn.reused = true;
     t.idle(true);
     list.push(conn);
+    this.#wake(conn.key);
   }
 }
 
