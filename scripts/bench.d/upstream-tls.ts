@@ -9,7 +9,8 @@
 //   GET /stats -> {"tls_connections": N, "open_streams": N}: connections told apart by the client's address and
 //        port (Bun.serve reports no connection events), so a port reused within the run counts once
 //   GET /health -> ok
-// Usage: bun upstream-tls.ts --port N --key FILE --cert FILE   (prints `listening <port>` once ready)
+// Usage: bun upstream-tls.ts --port N --key FILE --cert FILE   (prints `listening <port>` once ready; without
+// --key and --cert it serves plain http)
 // Environment: FIRST_MS (300), TOKENS (200), RATE (40), SLOW_MS (2000), SLOW_CHUNKS (10).
 import { readFileSync } from "node:fs";
 
@@ -78,7 +79,8 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   port: Number(arg("--port") ?? 0),
   idleTimeout: 0,
-  tls: { key: readFileSync(arg("--key"), "utf8"), cert: readFileSync(arg("--cert"), "utf8") },
+  // without --key: plain http, for tls-floor.ts's comparison
+  tls: args.includes("--key") ? { key: readFileSync(arg("--key"), "utf8"), cert: readFileSync(arg("--cert"), "utf8") } : undefined,
   async fetch(req, srv) {
     const ip = srv.requestIP(req);
     if (ip) clients.add(`${ip.address}:${ip.port}`);
