@@ -4,7 +4,6 @@ import type { Platform } from "./platform.ts";
 import { denoUpstreamFetch } from "./runtime/deno-upstream.ts";
 import { connectRedis } from "./runtime/redis.ts";
 import { openFilesLimit } from "./runtime/open-files.ts";
-import { encodeChunk } from "./runtime/byte-slab.ts";
 import { connectionTimeoutProblem, serveWithTimeouts } from "./runtime/deno-serve.ts";
 
 const enc = new TextEncoder();
@@ -49,8 +48,6 @@ const platform: Platform = {
 
 platform.upstreamFetch = denoUpstreamFetch(platform.env);
 platform.connectRedis = connectRedis;
-// SSE chunks cut from shared slabs, not an ArrayBuffer each: fewer buffers for each scavenge to sweep (src/runtime/byte-slab.ts)
-platform.encodeChunk = encodeChunk;
 
 platform.openFilesLimit = openFilesLimit();
 

@@ -54,8 +54,6 @@ export interface Platform {
   stderr(line: string): void;
   /** the client the provider adapters send upstream requests with (default: the global fetch) */
   upstreamFetch?: UpstreamFetch;
-  /** encodes the SSE chunks of streamed responses (default: TextEncoder.encode) */
-  encodeChunk?: (text: string) => Uint8Array;
   /** opens a connection to Redis for the `redis` state backend (src/runtime/redis.ts) */
   connectRedis?: ConnectRedis;
   /** runtime limits the entrypoint could not lift, logged at warn when serving starts */

@@ -172,7 +172,6 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
     stateStatus: () => state.status(),
     rateLimiter: state.rateLimits,
     idempotencyStore: state.idempotency,
-    encodeChunk: platform.encodeChunk,
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);

@@ -12,7 +12,7 @@ import { MemoryRateLimitStore } from "../src/state/memory/rate-limit.ts";
 import type { BreakerStore } from "../src/state/types.ts";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
-import { encodeChunk, FakeClock, postJson, runtime, serve, startRouter, upstreamFetch } from "./helpers/router.ts";
+import { FakeClock, postJson, runtime, serve, startRouter, upstreamFetch } from "./helpers/router.ts";
 import { answeringLater } from "./state/harness.ts";
 
 const chat = () => ({ model: "m", messages: [{ role: "user", content: "hi" }] });
@@ -79,7 +79,7 @@ providers:
 circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
 `);
     const router = buildRouter(config, {}, { ...createRoutingState(config, clock.now, store), upstreamFetch });
-    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime }), encodeChunk });
+    const app = createApp({ router: () => router, observability: new Observability({ version: "test", runtime }) });
     const s = serve((req) => app.fetch(req, { remoteAddr: "127.0.0.1" }));
     stops.push(s.stop);
     const url = `http://127.0.0.1:${s.port}`;

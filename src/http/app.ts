@@ -8,7 +8,6 @@ import type { Router } from "../routing/failover.ts";
 import type { RequestContext } from "../routing/records.ts";
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from "../observability/metrics.ts";
 import type { Observability } from "../observability/observability.ts";
-import { encoder } from "../bytes.ts";
 import type { ChatRequest, TextRequest } from "../providers/types.ts";
 import type { ConfigHealth, ReloadResult } from "../reload.ts";
 import { createState, type StateBackend, type StateStatus } from "../state/index.ts";
@@ -44,8 +43,6 @@ export interface AppDeps {
   configHealth?(): ConfigHealth;
   /** the dashboard's live feed (src/observability/events.ts); created here when absent */
   events?: EventHub;
-  /** encodes the SSE chunks of streamed answers (Platform.encodeChunk; default TextEncoder.encode) */
-  encodeChunk?: (text: string) => Uint8Array;
 }
 
 type Env = AppEnv;
@@ -123,7 +120,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   // the dashboard's page, before auth: it holds no data, and asks for the admin key its data needs
   app.get(DASHBOARD_PATH, () => dashboardPage(deps.router().config.auth));
-  const encode = deps.encodeChunk ?? ((text: string) => encoder.encode(text));
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth());
@@ -153,10 +149,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   };
 
   app.post("/v1/chat/completions", validJson(ChatRequestSchema, plainChatRequest), idem, async (c) =>
-    render(await c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)), encode, c.get("responseTap")));
+    render(await c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)), c.get("responseTap")));
 
   app.post("/v1/completions", validJson(TextRequestSchema, plainTextRequest), idem, async (c) =>
-    render(await c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)), encode, c.get("responseTap")));
+    render(await c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)), c.get("responseTap")));
 
   // a stateless subset of the Responses API, served through the chat path (src/http/responses/)
   app.post("/v1/responses", validJson(ResponsesRequestSchema), idem, async (c) => {

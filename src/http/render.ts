@@ -17,14 +17,14 @@ export function servedHeaders(o: Served, stream: boolean): Record<string, string
   return stream ? { ...SSE_HEADERS, ...served } : { "content-type": "application/json", ...served };
 }
 
-/** `encode`: how stream chunks become bytes (Platform.encodeChunk). `tap`: the idempotency transcript, if any. */
-export function render(o: Outcome, encode: (text: string) => Uint8Array, tap?: ResponseTap): Response {
+/** `tap`: the idempotency transcript, if any. */
+export function render(o: Outcome, tap?: ResponseTap): Response {
   if (o.type === "error") return errorResponse(o.status, o.error, o.headers);
   if (o.type === "json") {
     tap?.body(o.body);
     return new Response(o.body, { status: 200, headers: servedHeaders(o, false) });
   }
-  const body = new ReadableStream<Uint8Array>(new SseBody(o.events, encode, tap), { highWaterMark: 0 });
+  const body = new ReadableStream<Uint8Array>(new SseBody(o.events, tap), { highWaterMark: 0 });
   return new Response(body, { status: 200, headers: servedHeaders(o, true) });
 }
 
@@ -74,7 +74,7 @@ export abstract class PipedBody implements UnderlyingDefaultSource<Uint8Array>, 
 
 /** The client's SSE body of a stream: each read's events in one chunk, [DONE] or an error event at the end. */
 class SseBody extends PipedBody {
-  constructor(pipe: EventPipe, readonly encode: (text: string) => Uint8Array, tap: ResponseTap | undefined) {
+  constructor(pipe: EventPipe, tap: ResponseTap | undefined) {
     super(pipe, tap);
   }
 
@@ -85,7 +85,7 @@ class SseBody extends PipedBody {
       if (data !== null) text += `data: ${data}\n\n`;
     }
     if (!text) return false;
-    this.send(this.encode(text));
+    this.send(encoder.encode(text));
     return true;
   }
 

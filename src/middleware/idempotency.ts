@@ -106,9 +106,8 @@ function waitFor(released: Promise<void>, signal: AbortSignal, maxMs: number): P
  * The transcript of an answer: the chunks the client is sent (up to `max` bytes; over it the transcript is dropped,
  * not stored) and whether the answer completed. The renderer of the router's outcome feeds it as it
  * answers (ResponseTap: a JSON body at once, a stream chunk by chunk); an answer nobody feeds (an error) is read
- * back from the Response instead. The chunks are kept as they are, not copied: each is bytes of its own that
- * nothing writes to afterwards (a fresh array, or on Deno a never-reused region of a shared slab,
- * src/runtime/byte-slab.ts), and the store copies them into its own buffers.
+ * back from the Response instead. The chunks are kept as they are, not copied: each is a fresh array that nothing
+ * writes to afterwards, and the store copies them into its own buffers.
  */
 class Transcript implements ResponseTap {
   attached = false;

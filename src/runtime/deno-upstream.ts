@@ -10,7 +10,6 @@
 // https upstreams stay on fetch for HTTP/2 and Deno's certificate store, and so does every request when an
 // HTTP proxy is configured (fetch honours HTTP_PROXY / ALL_PROXY / NO_PROXY).
 // FAILOVER_ROUTER_UPSTREAM_CLIENT=fetch sends everything through fetch.
-import { chunkBytes } from "./byte-slab.ts";
 import { fetchInit } from "../providers/upstream.ts";
 import type { UpstreamFetch } from "../providers/types.ts";
 import { type Conn, type Endpoint, IDLE_SECONDS, socketUpstreamFetch, type Transport } from "./http1.ts";
@@ -61,7 +60,7 @@ interface HttpClient {
 }
 const Deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
 
-/** Bytes read per socket read; what came is copied out into the shared slab (byte-slab.ts) and handed on. */
+/** Bytes read per socket read; what came is copied out and handed on. */
 const READ_BYTES = 4 * 1024;
 
 /** A Deno.connect connection as a Transport: one read loop per connection, for as long as it is open. */
@@ -89,7 +88,7 @@ async function denoConnect(e: Endpoint, conn: Conn): Promise<Transport> {
         if (flow.paused) await flow.paused.promise;
         const n = await c.read(buf);
         if (n === null) break;
-        conn.data(chunkBytes.copy(buf.subarray(0, n)));
+        conn.data(buf.slice(0, n));
       }
     } catch (err) {
       if (!closed) error = err;

@@ -2,7 +2,7 @@
 // the current runtime's server. For tests that need the whole start-up path but no child process.
 import { main } from "../../src/server.ts";
 import type { Platform } from "../../src/platform.ts";
-import { encodeChunk, runtime, serve, upstreamFetch } from "./router.ts";
+import { runtime, serve, upstreamFetch } from "./router.ts";
 
 export interface InProcessRouter {
   url: string;
@@ -24,7 +24,6 @@ export async function runMain(opts: { args: string[]; files: Record<string, stri
     env,
     setEnv: (k, v) => void (env[k] = v),
     upstreamFetch,
-    encodeChunk,
     readTextFile: async (p) => opts.files[p] ?? null,
     stat: async () => null,
     serve(handler, { hostname }) {

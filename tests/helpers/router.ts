@@ -65,11 +65,6 @@ export const upstreamFetch: UpstreamFetch = runtime === "deno"
   ? (await import("../../src/runtime/deno-upstream.ts")).denoUpstreamFetch({})
   : (await import("../../src/runtime/bun-upstream.ts")).bunUpstreamFetch({});
 
-/** How the entrypoint has the app encode SSE chunks (Platform.encodeChunk: slabs on Deno, the default on Bun). */
-export const encodeChunk: ((text: string) => Uint8Array) | undefined = runtime === "deno"
-  ? (await import("../../src/runtime/byte-slab.ts")).encodeChunk
-  : undefined;
-
 export const serve: ServeFn = (handler) => {
   const g = globalThis as any;
   if (g.Bun) {
@@ -104,7 +99,7 @@ export async function startRouter(yaml: string, env: Record<string, string> = {}
   const events = deps?.events ?? new EventHub({
     router: () => router, observability, configHealth: deps?.configHealth, reloadAvailable: !!deps?.reload, replicaId: () => `127.0.0.1:${port}`, ...eventOpts,
   });
-  const app = createApp({ ...deps, router: () => router, observability, now: appNow, events, encodeChunk });
+  const app = createApp({ ...deps, router: () => router, observability, now: appNow, events });
   const s = serve((req) => app.fetch(req, { remoteAddr: remoteAddr ? remoteAddr(req) : "127.0.0.1" }));
   port = s.port;
   // open event streams end first, as at a real shutdown: a server waiting for its responses would wait forever
