@@ -159,6 +159,8 @@ describe("stream recovery", () => {
     const [line] = requestLog(r);
     assert.equal(line.status, 502);
     assert.deepEqual(line.attempts.map((x: any) => [x.provider, x.outcome]), [["a", "error"], ["b", "error"]]);
+    // the restart's own record says why it was given up
+    assert.match(line.attempts[1].reason, /did not reproduce the text already sent/);
   });
 
   it("restarts on the next provider when the prefill is rejected, and the rejection never reaches the client", async () => {

@@ -94,8 +94,8 @@ export class StreamRecovery {
         detach: started.detach,
         finish: started.finish,
         events: new Continuation(started.events, pending, ended, head, prefill ? "" : text),
-        end: (end, u, reason) => {
-          started.end(end, u, reason);
+        end: (end, u, chars, reason) => {
+          started.end(end, u, chars, reason);
           if (end !== "aborted") hooks.onStreamRecovery?.(cand.provider.name, end === "ok" ? mode : end === "diverged" ? "diverged" : "failed");
         },
       };
