@@ -49,6 +49,25 @@ async function server(handler: http.RequestListener): Promise<{ url: string; ser
   };
 }
 
+/**
+ * An upstream that answers the first request on each connection with a short stream, and resets the connection
+ * on the second once it has read it (so the upstream saw that request). `seen` is called for every request.
+ */
+function resettingUpstream(seen: () => void = () => {}) {
+  const served = new WeakSet<Socket>();
+  return server((req, res) => {
+    seen();
+    if (served.has(req.socket)) return void req.socket.destroy();
+    served.add(req.socket);
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(sseChunk("fresh") + SSE_END);
+    });
+  });
+}
+
+
 /** The router in front of one openai_compatible provider "a" at `url`. */
 const routerFor = (url: string) =>
   startRouter(`
@@ -274,19 +293,8 @@ describe("upstream client: streams", () => {
   it("a stream over a kept-alive connection the upstream closed while idle answers first time", () => idleClosedConnections(true));
 
   it("a kept-alive connection reset after the request reached the upstream is one attempt of its own: in the log, the breaker, max_retries", async () => {
-    const served = new WeakSet<Socket>();
     let received = 0;
-    const up = await server((req, res) => {
-      received++;
-      // the second request on a connection is reset once the upstream has read it (it saw the request)
-      if (served.has(req.socket)) return void req.socket.destroy();
-      served.add(req.socket);
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "text/event-stream" });
-        res.end(sseChunk("fresh") + SSE_END);
-      });
-    });
+    const up = await resettingUpstream(() => void received++);
     const r = await startRouter(`
 providers:
   - { name: a, type: openai_compatible, endpoint: "${up.url}/v1", default_model: m, max_retries: 1 }
@@ -317,16 +325,7 @@ circuit_breaker: { failure_threshold: 100 }
   });
 
   it("a reset connection reaches the breaker: without retries it fails over and counts as a failure", async () => {
-    const served = new WeakSet<Socket>();
-    const up = await server((req, res) => {
-      if (served.has(req.socket)) return void req.socket.destroy();
-      served.add(req.socket);
-      req.resume();
-      req.on("end", () => {
-        res.writeHead(200, { "content-type": "text/event-stream" });
-        res.end(sseChunk("fresh") + SSE_END);
-      });
-    });
+    const up = await resettingUpstream();
     const b = await startOpenAIFake({ reply: "B here" });
     const r = await startRouter(`
 providers:
