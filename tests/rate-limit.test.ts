@@ -281,3 +281,72 @@ rate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }
     }
   });
 });
+
+describe("the rate limit on routes with an idempotency step", () => {
+  let fake: FakeServer, r: RunningRouter;
+  const clk = clock();
+  before(async () => {
+    fake = await startOpenAIFake({ reply: "ok" });
+    // burst 2, one request per second
+    r = await startRouter(`
+providers: [{ name: a, type: openai, endpoint: ${fake.url}/v1, default_model: m }]
+rate_limit: { enabled: true, requests_per_minute: 60, burst: 2 }
+idempotency: { ttl_seconds: 60 }
+`, {}, { appNow: clk.now, remoteAddr: (req) => req.headers.get("x-test-ip") ?? "127.0.0.1" });
+  });
+  after(async () => {
+    await r.stop();
+    await fake.stop();
+  });
+  let ip = 0;
+  const nextIp = () => `10.1.0.${++ip}`;
+  const routes: [string, unknown][] = [
+    ["/v1/chat/completions", chat()],
+    ["/v1/completions", { model: "m", prompt: "hi" }],
+    ["/v1/responses", { model: "m", input: "hi" }],
+  ];
+
+  for (const [path, body] of routes) {
+    it(`${path}: a refused request with an Idempotency-Key reaches no provider, and its key stays free`, async () => {
+      const h = { "x-test-ip": nextIp() };
+      for (let i = 0; i < 2; i++) {
+        const res = await postJson(r.url + path, body, { ...h, "idempotency-key": `fill-${path}-${i}` });
+        assert.equal(res.status, 200, await res.text());
+      }
+      const calls = fake.requests.length;
+      const key = { ...h, "idempotency-key": `refused-${path}` };
+      const refused = await postJson(r.url + path, body, key);
+      assert.equal(refused.status, 429);
+      assert.equal((await refused.json()).error.code, "rate_limit_exceeded");
+      assert.equal(refused.headers.get("x-ratelimit-remaining-requests"), "0");
+      assert.equal(refused.headers.get("retry-after"), "1");
+      assert.equal(fake.requests.length, calls, "no provider call");
+      clk.t += 1000;
+      // the refused request held no lock and stored nothing: the same key is served by a call of its own
+      const served = await postJson(r.url + path, body, key);
+      assert.equal(served.status, 200, await served.clone().text());
+      assert.equal(served.headers.get("idempotent-replayed"), null);
+      assert.equal(served.headers.get("x-ratelimit-remaining-requests"), "0");
+      await served.arrayBuffer();
+      assert.equal(fake.requests.length, calls + 1);
+    });
+  }
+
+  it("a request refused before the idempotency step (a bad body) still counts, and a refused client gets 429 for it", async () => {
+    const h = { "x-test-ip": nextIp() };
+    const bad = { model: "m" }; // no messages
+    for (const extra of [{}, { "idempotency-key": "bad-1" }] as Record<string, string>[]) {
+      const res = await postJson(`${r.url}/v1/chat/completions`, bad, { ...h, ...extra });
+      assert.equal(res.status, 400);
+      assert.equal((await res.json()).error.param, "messages");
+      assert.notEqual(res.headers.get("x-ratelimit-remaining-requests"), null, "limited like any request");
+    }
+    const calls = fake.requests.length;
+    for (const [b, extra] of [[chat(), { "idempotency-key": "after-bad" }], [bad, {}], [bad, { "idempotency-key": "bad-2" }]] as [unknown, Record<string, string>][]) {
+      const res = await postJson(`${r.url}/v1/chat/completions`, b, { ...h, ...extra });
+      assert.equal(res.status, 429, "the two bad bodies spent the burst");
+      await res.arrayBuffer();
+    }
+    assert.equal(fake.requests.length, calls);
+  });
+});

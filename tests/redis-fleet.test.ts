@@ -138,11 +138,14 @@ if (redisServerBin()) {
 
     it("one rate limit: requests per minute across three replicas within 5% of the limit", async () => {
       let allowed = 0, refused = 0, i = 0;
+      const calls = a.requests.length;
       const t0 = Date.now();
       const until = t0 + 2000;
       const worker = async () => {
         while (Date.now() < until) {
-          const res = await post(fleet[i++ % 3], chat(), {}, "sk-rl");
+          const n = i++;
+          // every other request with an Idempotency-Key: its take goes to Redis with the idempotency step's
+          const res = await post(fleet[n % 3], chat(), n % 2 ? { "idempotency-key": uniq("rl") } : {}, "sk-rl");
           await res.arrayBuffer();
           if (res.status === 200) allowed++;
           else if (res.status === 429) refused++;
@@ -154,6 +157,7 @@ if (redisServerBin()) {
       assert.ok(refused > 0, "the load passed the limit");
       const limit = BURST + (RPM * elapsed) / 60_000;
       assert.ok(Math.abs(allowed - limit) <= 0.05 * limit, `allowed ${allowed}, limit ${limit.toFixed(0)} over ${elapsed} ms`);
+      assert.equal(a.requests.length - calls, allowed, "a refused request reaches no provider");
     });
 
     it("a breaker opened through A is skipped by B and C within 1 s; after the cool-off one probe goes out across the fleet", async () => {
