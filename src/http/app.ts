@@ -81,12 +81,6 @@ const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
  */
 const HOST_RE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-const CHAT_PATH = "/v1/chat/completions";
-const COMPLETIONS_PATH = "/v1/completions";
-const RESPONSES_PATH = "/v1/responses";
-/** the POST routes that run the idempotency middleware (and only these: the rate limiter leaves them their take) */
-const IDEMPOTENT_ROUTES = new Set([CHAT_PATH, COMPLETIONS_PATH, RESPONSES_PATH]);
-
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
 
@@ -129,8 +123,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   // auth (401/403, also for unknown paths and every /admin/* route), then the per-key rate limit
   app.use("*", auth());
-  // the routes behind the idempotency step send their rate-limit take with it (one round trip to Redis, not two)
-  app.use("*", rateLimit(limiter, (c) => c.req.method === "POST" && IDEMPOTENT_ROUTES.has(c.req.path)));
+  app.use("*", rateLimit(limiter));
 
   // a client's own cost ceiling for one request (docs/routing.md): a malformed one is refused, not ignored
   app.use("/v1/*", async (c, next) => {
@@ -155,14 +148,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     };
   };
 
-  app.post(CHAT_PATH, validJson(ChatRequestSchema, plainChatRequest), idem, async (c) =>
+  app.post("/v1/chat/completions", validJson(ChatRequestSchema, plainChatRequest), idem, async (c) =>
     render(await c.get("router").handle("chat", c.req.valid("json") as ChatRequest, routed(c)), c.get("responseTap")));
 
-  app.post(COMPLETIONS_PATH, validJson(TextRequestSchema, plainTextRequest), idem, async (c) =>
+  app.post("/v1/completions", validJson(TextRequestSchema, plainTextRequest), idem, async (c) =>
     render(await c.get("router").handle("text", c.req.valid("json") as TextRequest, routed(c)), c.get("responseTap")));
 
   // a stateless subset of the Responses API, served through the chat path (src/http/responses/)
-  app.post(RESPONSES_PATH, validJson(ResponsesRequestSchema), idem, async (c) => {
+  app.post("/v1/responses", validJson(ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
     return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
   });

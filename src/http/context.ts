@@ -23,11 +23,6 @@ export type AppEnv = {
     keyId?: string;
     /** the raw request body bytes, set by validJson (idempotency hashes them) */
     rawBody?: Uint8Array;
-    /**
-     * set by the rate limiter on routes whose idempotency step sends its take (src/middleware/rate-limit.ts
-     * `admit`): the first call sends it, every call answers the 429 for a refused request or undefined
-     */
-    rateCheck?: () => Promise<Response | undefined> | Response | undefined;
     /** charged by the rate limiter with the request's token usage once it is known */
     onUsage?: (u: Usage) => void;
     /** set by the idempotency middleware: the transcript the rendered answer feeds */

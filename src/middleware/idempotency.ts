@@ -10,8 +10,7 @@ import type { AppEnv, ResponseTap } from "../http/context.ts";
 import { DONE } from "../http/render.ts";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { admit } from "./rate-limit.ts";
-import { detach, isPromise, type BeginResult, type IdempotencyStore, type LockResult, type MaybePromise, type StoredResponse } from "../state/types.ts";
+import { detach, isPromise, type IdempotencyStore, type LockResult, type MaybePromise, type StoredResponse } from "../state/types.ts";
 
 export const REPLAYED_HEADER = "idempotent-replayed";
 
@@ -232,38 +231,26 @@ export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> 
   return async (c, next) => {
     const all = c.get("router").config;
     const cfg = all.idempotency;
-    if (!cfg.enabled) return admitThen(c, next);
+    if (!cfg.enabled) return next();
     const idemKey = c.req.raw.headers.get("idempotency-key");
-    if (idemKey === null) return admitThen(c, next);
+    if (idemKey === null) return next();
     if (!validIdempotencyKey(idemKey)) {
-      return admitThen(c, () => errorResponse(400, {
+      return errorResponse(400, {
         message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
         type: "invalid_request_error",
         param: "Idempotency-Key",
         code: "invalid_idempotency_key",
-      }));
+      });
     }
     const fingerprint = `${c.req.path} ${bytesToHex(sha256(c.get("rawBody") ?? new Uint8Array(0)))}`;
     // scoped per API key: one client can never read another's stored response
     const key = `${c.get("keyId") ?? "-"}\n${idemKey}`;
     const body = c.req.valid("json" as never) as { stream?: unknown } | undefined;
     const lockMs = lockTtlMs(all, body?.stream === true);
-    // the rate limiter's take, sent in the same tick as the first begin: one round trip to a networked store
-    let refused = admit(c);
     while (true) {
       // the in-memory store answers synchronously: no await (and no trip through the microtask queue) then
       // one call: the stored response, or else the key's lock
       let found = store.begin(key, fingerprint, lockMs);
-      if (refused !== undefined) {
-        if (isPromise(refused)) refused = await refused;
-        if (refused) {
-          // not served: a lock this request took goes back at once
-          const release = (f: BeginResult) => f.acquired && detach(f.release);
-          if (isPromise(found)) found.then(release, () => {});
-          else release(found);
-          return refused;
-        }
-      }
       if (isPromise(found)) found = await found;
       if (found.stored) return found.stored.fingerprint === fingerprint ? replay(found.stored) : reused();
       if (found.acquired) return serveAndStore(c, next, fingerprint, cfg, found);
@@ -274,11 +261,4 @@ export function idempotency(store: IdempotencyStore): MiddlewareHandler<AppEnv> 
       }
     }
   };
-}
-
-/** Runs the rate limiter's check if it was left to this step (src/middleware/rate-limit.ts), then `then`. */
-async function admitThen(c: Context<AppEnv>, then: () => Promise<void> | Response): Promise<Response | void> {
-  let refused = admit(c);
-  if (isPromise(refused)) refused = await refused;
-  return refused ?? then();
 }

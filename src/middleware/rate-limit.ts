@@ -7,7 +7,7 @@ import type { Config } from "../config/schema.ts";
 import { errorResponse } from "../errors.ts";
 import { isPublicPath } from "./auth.ts";
 import type { AppEnv } from "../http/context.ts";
-import { detach, isPromise, type MaybePromise, type RateDecision, type RateLimitStore } from "../state/types.ts";
+import { detach, isPromise, type RateDecision, type RateLimitStore } from "../state/types.ts";
 
 export type RateLimitConfig = Config["rate_limit"];
 
@@ -49,80 +49,41 @@ function limitHeaders(rl: RateLimitConfig, d: RateDecision): Record<string, stri
   return h;
 }
 
-/** The 429 for a refused request, with Retry-After and the x-ratelimit-* headers. */
-function refusal(rl: RateLimitConfig, d: RateDecision, headers: Record<string, string>): Response {
-  const secs = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
-  const what = d.reason === "tokens" ? `tokens per minute (${rl.tokens_per_minute})` : `requests per minute (${rl.requests_per_minute}, burst ${rl.burst})`;
-  return errorResponse(429, {
-    message: `rate limit reached for ${what}; try again in ${secs}s`,
-    type: "rate_limit_error",
-    code: d.reason === "tokens" ? "tokens_rate_limit_exceeded" : "rate_limit_exceeded",
-  }, { ...headers, "retry-after": String(secs), "retry-after-ms": String(Math.ceil(d.retryAfterMs)) });
-}
-
-function setHeaders(c: Context<AppEnv>, headers: Record<string, string>): void {
-  try {
-    for (const k in headers) c.res.headers.set(k, headers[k]);
-  } catch {
-    // immutable headers (a fetched Response): copy it
-    const res = new Response(c.res.body, c.res);
-    for (const k in headers) res.headers.set(k, headers[k]);
-    c.res = res;
-  }
-}
-
-/**
- * The rate-limit check a route's idempotency step runs (src/middleware/idempotency.ts) when the rate limiter left
- * it to that step: the take goes to the store together with the step's own first call. Resolves to the 429 for a
- * refused request, undefined for an admitted one (or when nothing was left to the step).
- */
-export function admit(c: Context<AppEnv>): MaybePromise<Response | undefined> {
-  return c.get("rateCheck")?.();
-}
-
 /**
  * The rate-limit middleware (after auth, so the key is known). Public paths (auth.public_paths) are not
  * limited. Refused requests get 429 rate_limit_error with Retry-After; every limited response gets the
  * x-ratelimit-* headers. Reads the request's config snapshot.
- *
- * `deferred(c)`: the requests whose route runs the idempotency middleware. For them the take is not sent here but
- * by that step through admit(), together with its own first store call, so a networked store (Redis) costs one
- * round trip on the request path instead of two. A route that answers before that step (a 400 for a bad body)
- * still counts: the take is sent afterwards, and a refused request gets its 429 all the same.
  */
-export function rateLimit(limiter: RateLimitStore, deferred?: (c: Context<AppEnv>) => boolean): MiddlewareHandler<AppEnv> {
+export function rateLimit(limiter: RateLimitStore): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const cfg = c.get("router").config;
     const rl = cfg.rate_limit;
     if (!rl.enabled || isPublicPath(c.req.path, cfg.auth)) return next();
     const keyId = c.get("keyId");
     const id = keyId ? `k:${keyId}` : `ip:${clientIp(c, cfg.server.trust_proxy)}`;
-    if (rl.tokens_per_minute) c.set("onUsage", (u) => detach(() => limiter.charge(id, u.total_tokens, rl)));
-    let headers: Record<string, string> | undefined;
-    const decide = (d: RateDecision): Response | undefined => {
-      headers = limitHeaders(rl, d);
-      return d.allowed ? undefined : refusal(rl, d, headers);
-    };
-    let sent = false, check: MaybePromise<Response | undefined>;
-    // sent once, by whichever asks first
-    const rateCheck = () => {
-      if (sent) return check;
-      sent = true;
-      const d = limiter.take(id, rl);
-      return (check = isPromise(d) ? d.then(decide) : decide(d));
-    };
-    if (deferred?.(c)) {
-      c.set("rateCheck", rateCheck);
-      await next();
-      let refused = rateCheck();
-      if (isPromise(refused)) refused = await refused;
-      if (refused) c.res = refused;
-    } else {
-      let refused = rateCheck();
-      if (isPromise(refused)) refused = await refused;
-      if (refused) return refused;
-      await next();
+    let d = limiter.take(id, rl);
+    if (isPromise(d)) d = await d;
+    const headers = limitHeaders(rl, d);
+    if (!d.allowed) {
+      const secs = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
+      const what = d.reason === "tokens" ? `tokens per minute (${rl.tokens_per_minute})` : `requests per minute (${rl.requests_per_minute}, burst ${rl.burst})`;
+      headers["retry-after"] = String(secs);
+      headers["retry-after-ms"] = String(Math.ceil(d.retryAfterMs));
+      return errorResponse(429, {
+        message: `rate limit reached for ${what}; try again in ${secs}s`,
+        type: "rate_limit_error",
+        code: d.reason === "tokens" ? "tokens_rate_limit_exceeded" : "rate_limit_exceeded",
+      }, headers);
     }
-    if (headers) setHeaders(c, headers);
+    if (rl.tokens_per_minute) c.set("onUsage", (u) => detach(() => limiter.charge(id, u.total_tokens, rl)));
+    await next();
+    try {
+      for (const k in headers) c.res.headers.set(k, headers[k]);
+    } catch {
+      // immutable headers (a fetched Response): copy it
+      const res = new Response(c.res.body, c.res);
+      for (const k in headers) res.headers.set(k, headers[k]);
+      c.res = res;
+    }
   };
 }
