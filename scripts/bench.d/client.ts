@@ -61,6 +61,12 @@ async function readSse(res: Response, onRead: (events: string[], at: number) => 
   }
 }
 
+/** When the upstream received the request (upstream-tls.ts puts it in the first chunk), or NaN. */
+function rxOf(data: string): number {
+  const i = data.lastIndexOf('"rx":');
+  return i < 0 ? NaN : parseFloat(data.slice(i + 5));
+}
+
 function tsOf(data: string): number {
   const i = data.lastIndexOf('"ts":');
   return i < 0 ? NaN : parseFloat(data.slice(i + 5));
@@ -164,7 +170,7 @@ async function streams() {
   const conc = Number(a1), secs = Number(a2);
   const payload = body(process.env.BENCH_MODEL ?? "bench-paced", true);
   const stagger = Number(process.env.BENCH_STAGGER_MS ?? 0);
-  const ttfb: number[] = [], transit: number[] = [], gaps: number[] = [], firstTransit: number[] = [];
+  const ttfb: number[] = [], transit: number[] = [], gaps: number[] = [], firstTransit: number[] = [], ttfbNet: number[] = [];
   let streamsDone = 0, errors = 0, reads = 0, events = 0, batched = 0, firstError = "", allEvents = 0;
   const t0 = performance.now();
   const until = t0 + secs * 1000;
@@ -194,8 +200,12 @@ async function streams() {
             events++;
             const ts = tsOf(e);
             if (Number.isNaN(prev)) {
-              ttfb.push(performance.now() - start);
+              const t = performance.now() - start;
+              ttfb.push(t);
               firstTransit.push(at - ts);
+              // the TTFB without the upstream's own wait before its first token: what the path to it and back costs
+              const rx = rxOf(e);
+              if (!Number.isNaN(rx)) ttfbNet.push(t - (ts - rx));
             } else {
               transit.push(at - ts);
               gaps.push(at - prev);
@@ -217,7 +227,7 @@ async function streams() {
   await Promise.all(Array.from({ length: conc }, (_, w) => worker(w)));
   console.log(JSON.stringify({
     streams: streamsDone, errors, firstError, events, reads, batched_events: batched, all_events: allEvents,
-    ttfb_ms: pct(ttfb, [50, 99]), first_chunk_transit_ms: pct(firstTransit, [50, 99]),
+    ttfb_ms: pct(ttfb, [50, 99]), ttfb_net_ms: ttfbNet.length ? pct(ttfbNet, [50, 99]) : undefined, first_chunk_transit_ms: pct(firstTransit, [50, 99]),
     chunk_transit_ms: pct(transit, [50, 99, 99.9]), chunk_gap_ms: pct(gaps, [50, 99]),
   }));
 }

@@ -10,6 +10,7 @@
 //          TLS connections opened
 //   open   N slow streams (one chunk every 2 s) held open at once through the bare compiled binary (no environment
 //          variable set): errors, peak RSS above idle per open stream
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTestCa } from "../../tests/helpers/tls.ts";
 
@@ -49,11 +50,14 @@ export interface RealisticCtx {
 export interface RatioRow { runtime: string; proxy_us: number; off_us: number; on_us: number; problems: string[] }
 export interface PacedRow {
   leg: string; label: string; streams: number; errors: number; firstError: string; chunks: number; cpu_us_per_chunk?: number;
-  ttfb_ms: any; chunk_transit_ms: any; tls_connections?: number;
+  ttfb_ms: any; ttfb_net_ms?: any; chunk_transit_ms: any; tls_connections?: number;
+  /** the whole machine's CPU busy over the run, in cores (/proc/stat): how close the run came to saturating it */
+  machine_busy_cores?: number;
 }
 export interface JsonRow {
   leg: string; label: string; requests: number; errors: number; firstError: string; achieved_rps: number; cpu_us_per_request?: number;
   latency_ms: any; tls_connections?: number;
+  machine_busy_cores?: number;
 }
 export interface OpenRow { requested: number; max_open: number; completed: number; errors: number; firstError: string; idle_rss: number; peak_rss: number; kb_per_stream: number; open_files_limit?: number }
 export interface RealisticResult {
@@ -92,7 +96,10 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
     await waitTls(tlsStats, up, ctx);
     const legs: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }[] = [{ leg: "direct", label: "direct to upstream (TLS)" }];
     for (const rt of ctx.runtimes) legs.push({ leg: rt, label: `router on ${rt === "bun" ? "Bun (compiled)" : "Deno"}`, start: () => startRouter(ctx, rt, upUrl, ca.caFile) });
-    for (const l of ctx.paced.streams > 0 ? legs : []) {
+    // the paced streams also through the least a Bun gateway can do (Bun.serve + fetch, no work of its own): what
+    // the machine and the runtime cost the latency at this load, before anything the router does
+    const proxyLeg = { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, upUrl, caEnv) };
+    for (const l of ctx.paced.streams > 0 ? (ctx.runtimes.includes("bun") ? [...legs, proxyLeg] : legs) : []) {
       try {
         res.paced.push(await paced(ctx, l, upUrl, tlsStats, caEnv));
         const row = res.paced[res.paced.length - 1];
@@ -147,6 +154,14 @@ async function startRouter(ctx: RealisticCtx, rt: "bun" | "deno", upUrl: string,
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
+async function startProxy(ctx: RealisticCtx, upUrl: string, caEnv: Record<string, string>) {
+  const port = await ctx.freePort();
+  // Bun's fetch runs at most 256 requests at once unless told otherwise
+  const proc = ctx.spawn("real-proxy-bun", [ctx.bun, join(ctx.here, "ceiling/fetch-proxy.ts"), String(port), upUrl], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
+  await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, "real-proxy-bun");
+  return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
+}
+
 /** CPU per non-streaming request at 64 connections: the minimal proxy, the router with features off, then on. */
 async function ratio(ctx: RealisticCtx, rt: "bun" | "deno"): Promise<RatioRow> {
   const row: RatioRow = { runtime: rt, proxy_us: NaN, off_us: NaN, on_us: NaN, problems: [] };
@@ -185,6 +200,18 @@ async function ratio(ctx: RealisticCtx, rt: "bun" | "deno"): Promise<RatioRow> {
   return row;
 }
 
+/** The machine's CPU time from /proc/stat, in ticks: busy (everything but idle and iowait) and total, and its core count. */
+function machineTicks(): { busy: number; total: number; cores: number } | undefined {
+  try {
+    const lines = readFileSync("/proc/stat", "utf8").split("\n");
+    const f = lines[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: total - f[3] - (f[4] ?? 0), total, cores: lines.filter((l) => /^cpu\d/.test(l)).length };
+  } catch {
+    return undefined;
+  }
+}
+
 async function paced(ctx: RealisticCtx, l: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<PacedRow> {
   const { streams, secs, tokens } = ctx.paced;
   const started = l.start ? await l.start() : undefined;
@@ -193,14 +220,17 @@ async function paced(ctx: RealisticCtx, l: { leg: string; label: string; start?:
     ctx.log(`  paced ${l.leg}: ${streams} streams of ${tokens} tokens over TLS, ${secs}s`);
     const tls0 = (await tlsStats()).tls_connections;
     const c0 = ctx.cpuMicros(started?.proc.pid);
+    const m0 = machineTicks();
     const env = { ...caEnv, BENCH_MODEL: "real", BENCH_CHUNKS: String(tokens), BENCH_STAGGER_MS: "1000" };
     const r = await ctx.client("stream", [url, streams, secs], "", env);
     const cpu = ctx.cpuMicros(started?.proc.pid) - c0;
+    const m1 = machineTicks();
     const tls = (await tlsStats()).tls_connections - tls0;
     const j = r.json;
     return {
+      machine_busy_cores: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
       leg: l.leg, label: l.label, streams: j.streams, errors: j.errors, firstError: j.firstError, chunks: j.all_events,
-      cpu_us_per_chunk: started ? cpu / j.all_events : undefined, ttfb_ms: j.ttfb_ms, chunk_transit_ms: j.chunk_transit_ms,
+      cpu_us_per_chunk: started ? cpu / j.all_events : undefined, ttfb_ms: j.ttfb_ms, ttfb_net_ms: j.ttfb_net_ms, chunk_transit_ms: j.chunk_transit_ms,
       tls_connections: started ? tls : undefined,
     };
   } finally {
@@ -217,11 +247,14 @@ async function json(ctx: RealisticCtx, l: { leg: string; label: string; start?: 
     ctx.log(`  json ${l.leg}: ${rate} non-streaming requests/s over TLS, ${secs}s`);
     const tls0 = (await tlsStats()).tls_connections;
     const c0 = ctx.cpuMicros(started?.proc.pid);
+    const m0 = machineTicks();
     const r = await ctx.client("rate", [url, rate, secs], "", { ...caEnv, BENCH_MODEL: "real" });
     const cpu = ctx.cpuMicros(started?.proc.pid) - c0;
+    const m1 = machineTicks();
     const tls = (await tlsStats()).tls_connections - tls0;
     const j = r.json;
     return {
+      machine_busy_cores: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
       leg: l.leg, label: l.label, requests: j.requests, errors: j.errors, firstError: j.firstError, achieved_rps: j.achieved_rps,
       cpu_us_per_request: started ? cpu / j.requests : undefined, latency_ms: j.latency_ms, tls_connections: started ? tls : undefined,
     };
@@ -285,18 +318,25 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
     }
   }
   const direct = r.paced.find((p) => p.leg === "direct");
+  const busy = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(2));
+  /**
+   * TTFB overhead at p50: of the TTFB net of the upstream's own (jittered) wait when the upstream reports it (older
+   * results: of the raw TTFB, which the ±20% jitter moves by a few ms between runs)
+   */
+  const ttfbOver = (p: PacedRow) =>
+    p.ttfb_net_ms?.n && direct!.ttfb_net_ms?.n ? p.ttfb_net_ms.p50 - direct!.ttfb_net_ms.p50 : p.ttfb_ms.p50 - direct!.ttfb_ms.p50;
   if (r.paced.length) {
     const o = r.options;
     out.push(`### Paced streams over TLS (${o.streams} concurrent, first token after 300 ms, then ${o.tokens} tokens at 40/s; ${o.secs}s; overhead = leg - direct)`, "");
-    table(["leg", "streams", "errors", "chunks", "router CPU µs/chunk", "TTFB p50 / p99 ms", "TTFB overhead p50 ms", "transit p50 / p99 ms", "transit overhead p50 / p99 ms", "TLS connections opened"], r.paced.map((p) => [
+    table(["leg", "streams", "errors", "chunks", "router CPU µs/chunk", "TTFB p50 / p99 ms", "TTFB overhead p50 ms", "transit p50 / p99 ms", "transit overhead p50 / p99 ms", "TLS connections opened", "machine CPU busy, cores"], r.paced.map((p) => [
       p.label, p.streams, p.errors, p.chunks, p.cpu_us_per_chunk === undefined ? "-" : r1(p.cpu_us_per_chunk),
-      `${r1(p.ttfb_ms?.p50)} / ${r1(p.ttfb_ms?.p99)}`, p === direct || !direct ? "-" : r1(p.ttfb_ms.p50 - direct.ttfb_ms.p50),
+      `${r1(p.ttfb_ms?.p50)} / ${r1(p.ttfb_ms?.p99)}`, p === direct || !direct ? "-" : r1(ttfbOver(p)),
       `${r1(p.chunk_transit_ms?.p50)} / ${r1(p.chunk_transit_ms?.p99)}`,
       p === direct || !direct ? "-" : `${r1(p.chunk_transit_ms.p50 - direct.chunk_transit_ms.p50)} / ${r1(p.chunk_transit_ms.p99 - direct.chunk_transit_ms.p99)}`,
-      p.tls_connections ?? "-",
+      p.tls_connections ?? "-", busy(p.machine_busy_cores),
     ]));
-    for (const p of r.paced.filter((x) => x !== direct && direct)) {
-      const ttfb = p.ttfb_ms.p50 - direct!.ttfb_ms.p50, t99 = p.chunk_transit_ms.p99 - direct!.chunk_transit_ms.p99;
+    for (const p of r.paced.filter((x) => x !== direct && direct && x.leg !== "proxy-bun")) {
+      const ttfb = ttfbOver(p), t99 = p.chunk_transit_ms.p99 - direct!.chunk_transit_ms.p99;
       check(p.label, `${o.streams} paced streams over TLS: zero errors`, p.errors === 0, `${p.errors} errors, ${p.streams} streams`);
       check(p.label, "router CPU <= 12 µs per chunk", p.cpu_us_per_chunk! <= 12, `${r1(p.cpu_us_per_chunk)} µs`);
       check(p.label, "per-chunk transit overhead p99 <= 2 ms", t99 <= 2, `+${r1(t99)} ms`);
@@ -307,11 +347,11 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
   if (r.json?.length) {
     const o = r.options.json!;
     out.push(`### Non-streaming requests over TLS (${o.rate}/s, each answered after 300 ms; ${o.secs}s; overhead = leg - direct)`, "");
-    table(["leg", "requests", "errors", "router CPU µs/request", "latency p50 / p99 ms", "overhead p50 / p99 ms", "TLS connections opened"], r.json.map((p) => [
+    table(["leg", "requests", "errors", "router CPU µs/request", "latency p50 / p99 ms", "overhead p50 / p99 ms", "TLS connections opened", "machine CPU busy, cores"], r.json.map((p) => [
       p.label, p.requests, p.errors, p.cpu_us_per_request === undefined ? "-" : r1(p.cpu_us_per_request),
       `${r1(p.latency_ms?.p50)} / ${r1(p.latency_ms?.p99)}`,
       p === jsonDirect || !jsonDirect ? "-" : `${r1(p.latency_ms.p50 - jsonDirect.latency_ms.p50)} / ${r1(p.latency_ms.p99 - jsonDirect.latency_ms.p99)}`,
-      p.tls_connections ?? "-",
+      p.tls_connections ?? "-", busy(p.machine_busy_cores),
     ]));
   }
   if (r.open) {

@@ -25,11 +25,14 @@ const wall = () => performance.timeOrigin + performance.now();
 
 const HEAD = `{"id":"chatcmpl-real","object":"chat.completion.chunk","created":1700000000,"model":"real","choices":`;
 /** Content chunk i of n ("Hello", " w1", " w2", ...); the last one finishes the answer and carries the usage. */
-function chunk(i: number, n: number): string {
+function chunk(i: number, n: number, rx?: number): string {
   const content = JSON.stringify(i === 0 ? "Hello" : ` w${i}`);
   const last = i === n - 1;
   const usage = last ? `,"usage":{"prompt_tokens":9,"completion_tokens":${n},"total_tokens":${9 + n}}` : "";
-  return `data: ${HEAD}[{"index":0,"delta":{"content":${content}},"finish_reason":${last ? '"stop"' : "null"}}]${usage},"ts":${wall().toFixed(3)}}\n\n`;
+  // the first chunk also says when the request arrived ("rx"): the client subtracts the upstream's own wait (ts - rx)
+  // from its TTFB, so the jitter does not blur the overhead
+  const at = rx === undefined ? "" : `,"rx":${rx.toFixed(3)}`;
+  return `data: ${HEAD}[{"index":0,"delta":{"content":${content}},"finish_reason":${last ? '"stop"' : "null"}}]${usage}${at},"ts":${wall().toFixed(3)}}\n\n`;
 }
 const JSON_BODY = JSON.stringify({
   id: "chatcmpl-real", object: "chat.completion", created: 1700000000, model: "real",
@@ -41,7 +44,7 @@ const clients = new Set<string>(); // address:port of every connection seen
 let open = 0;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function stream(slow: boolean, jitter: number): Response {
+function stream(slow: boolean, jitter: number, rx: number): Response {
   const n = slow ? SLOW_CHUNKS : TOKENS;
   const gap = slow ? SLOW_MS : 1000 / RATE;
   let timer: ReturnType<typeof setInterval> | undefined;
@@ -59,7 +62,7 @@ function stream(slow: boolean, jitter: number): Response {
       let i = 0;
       const write = () => {
         try {
-          controller.enqueue(chunk(i, n));
+          controller.enqueue(chunk(i, n, i === 0 ? rx : undefined));
           if (++i < n) return;
           controller.enqueue("data: [DONE]\n\n");
           controller.close();
@@ -82,6 +85,7 @@ const server = Bun.serve({
   // without --key: plain http, for tls-floor.ts's comparison
   tls: args.includes("--key") ? { key: readFileSync(arg("--key"), "utf8"), cert: readFileSync(arg("--cert"), "utf8") } : undefined,
   async fetch(req, srv) {
+    const rx = wall();
     const ip = srv.requestIP(req);
     if (ip) clients.add(`${ip.address}:${ip.port}`);
     if (req.method === "GET") {
@@ -94,7 +98,7 @@ const server = Bun.serve({
       return Response.json({ error: { message: "invalid JSON" } }, { status: 400 });
     }
     const jitter = FIRST_MS * (0.8 + 0.4 * Math.random());
-    if (body?.stream === true) return stream(body.model === "slow", jitter);
+    if (body?.stream === true) return stream(body.model === "slow", jitter, rx);
     await sleep(jitter);
     return new Response(JSON_BODY, { headers: { "content-type": "application/json" } });
   },

@@ -1,11 +1,13 @@
 // Throughput ceiling reference (docs/benchmarks.md, "Throughput ceilings"): the least a gateway on the runtime's
 // own HTTP server and fetch can do. It JSON.parses the request body and serialises it again (a gateway has to read
 // "model"), sends it upstream with fetch and answers with the upstream's body. Runs on Bun (Bun.serve) and on Deno
-// (Deno.serve). Usage: bun|deno run -A fetch-proxy.ts LISTEN_PORT UPSTREAM_PORT
+// (Deno.serve). Usage: bun|deno run -A fetch-proxy.ts LISTEN_PORT UPSTREAM_PORT|UPSTREAM_URL (the realistic section
+// passes the TLS upstream's https:// URL; the runtime trusts its CA through NODE_EXTRA_CA_CERTS)
 declare const Deno: { serve(o: { hostname: string; port: number; onListen?: () => void }, h: (r: Request) => Promise<Response>): unknown; args: string[] };
 const isBun = typeof Bun !== "undefined";
-const [listenPort, upPort] = (isBun ? Bun.argv.slice(2) : Deno.args).map(Number);
-const upstream = `http://127.0.0.1:${upPort}`;
+const [listenArg, upArg] = isBun ? Bun.argv.slice(2) : Deno.args;
+const listenPort = Number(listenArg);
+const upstream = upArg.startsWith("http") ? upArg : `http://127.0.0.1:${upArg}`;
 
 async function handle(req: Request): Promise<Response> {
   const path = req.url.slice(req.url.indexOf("/", 8));
