@@ -96,10 +96,14 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
     await waitTls(tlsStats, up, ctx);
     const legs: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }[] = [{ leg: "direct", label: "direct to upstream (TLS)" }];
     for (const rt of ctx.runtimes) legs.push({ leg: rt, label: `router on ${rt === "bun" ? "Bun (compiled)" : "Deno"}`, start: () => startRouter(ctx, rt, upUrl, ca.caFile) });
-    // the paced streams also through the least a Bun gateway can do (Bun.serve + fetch, no work of its own): what
-    // the machine and the runtime cost the latency at this load, before anything the router does
-    const proxyLeg = { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, upUrl, caEnv) };
-    for (const l of ctx.paced.streams > 0 ? (ctx.runtimes.includes("bun") ? [...legs, proxyLeg] : legs) : []) {
+    // the paced streams also through the least a Bun gateway can do (Bun.serve + fetch, the answer piped natively),
+    // and the least one that passes each chunk through JavaScript can: what the machine and the runtime cost at
+    // this load before anything the router does
+    const proxies = [
+      { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, "fetch-proxy.ts", upUrl, caEnv) },
+      { leg: "jspipe-bun", label: "minimal Bun proxy, chunks through JavaScript", start: () => startProxy(ctx, "js-pipe-proxy.ts", upUrl, caEnv) },
+    ];
+    for (const l of ctx.paced.streams > 0 ? (ctx.runtimes.includes("bun") ? [...legs, ...proxies] : legs) : []) {
       try {
         res.paced.push(await paced(ctx, l, upUrl, tlsStats, caEnv));
         const row = res.paced[res.paced.length - 1];
@@ -154,11 +158,12 @@ async function startRouter(ctx: RealisticCtx, rt: "bun" | "deno", upUrl: string,
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
-async function startProxy(ctx: RealisticCtx, upUrl: string, caEnv: Record<string, string>) {
+async function startProxy(ctx: RealisticCtx, script: string, upUrl: string, caEnv: Record<string, string>) {
   const port = await ctx.freePort();
+  const name = `real-${script.replace(".ts", "")}`;
   // Bun's fetch runs at most 256 requests at once unless told otherwise
-  const proc = ctx.spawn("real-proxy-bun", [ctx.bun, join(ctx.here, "ceiling/fetch-proxy.ts"), String(port), upUrl], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
-  await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, "real-proxy-bun");
+  const proc = ctx.spawn(name, [ctx.bun, join(ctx.here, "ceiling", script), String(port), upUrl], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
+  await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, name);
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
@@ -335,7 +340,7 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
       p === direct || !direct ? "-" : `${r1(p.chunk_transit_ms.p50 - direct.chunk_transit_ms.p50)} / ${r1(p.chunk_transit_ms.p99 - direct.chunk_transit_ms.p99)}`,
       p.tls_connections ?? "-", busy(p.machine_busy_cores),
     ]));
-    for (const p of r.paced.filter((x) => x !== direct && direct && x.leg !== "proxy-bun")) {
+    for (const p of r.paced.filter((x) => x !== direct && direct && !x.leg.endsWith("-bun"))) {
       const ttfb = ttfbOver(p), t99 = p.chunk_transit_ms.p99 - direct!.chunk_transit_ms.p99;
       check(p.label, `${o.streams} paced streams over TLS: zero errors`, p.errors === 0, `${p.errors} errors, ${p.streams} streams`);
       check(p.label, "router CPU <= 12 µs per chunk", p.cpu_us_per_chunk! <= 12, `${r1(p.cpu_us_per_chunk)} µs`);
