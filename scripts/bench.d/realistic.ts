@@ -34,6 +34,8 @@ export interface RealisticCtx {
   /** non-streaming requests per second over TLS (0: none), for `secs` seconds per leg */
   json: { rate: number; secs: number };
   ratioSecs: number;
+  /** rounds of the CPU-per-request rows, measured in turn */
+  ratioRounds: number;
   log(msg: string): void;
   spawn(name: string, cmd: string[], env?: Record<string, string>): Proc;
   stopProc(p: Proc): Promise<unknown>;
@@ -47,7 +49,11 @@ export interface RealisticCtx {
   featureHeaders(yamlPath: string): string;
 }
 
-export interface RatioRow { runtime: string; proxy_us: number; off_us: number; on_us: number; problems: string[] }
+export interface RatioRow {
+  runtime: string; proxy_us: number; off_us: number; on_us: number; problems: string[];
+  /** each round's figures: minimal proxy, features off, features on */
+  rounds?: number[][];
+}
 export interface PacedRow {
   leg: string; label: string; streams: number; errors: number; firstError: string; chunks: number; cpu_us_per_chunk?: number;
   ttfb_ms: any; ttfb_net_ms?: any; chunk_transit_ms: any; tls_connections?: number;
@@ -167,42 +173,55 @@ async function startProxy(ctx: RealisticCtx, script: string, upUrl: string, caEn
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
-/** CPU per non-streaming request at 64 connections: the minimal proxy, the router with features off, then on. */
+/**
+ * CPU per non-streaming request at 64 connections: the minimal proxy, the router with every feature off, then on,
+ * all three up at once and measured in turn for `ratioRounds` rounds; each figure is the median of its rounds, so
+ * a drift of the machine during one run moves all three alike.
+ */
 async function ratio(ctx: RealisticCtx, rt: "bun" | "deno"): Promise<RatioRow> {
   const row: RatioRow = { runtime: rt, proxy_us: NaN, off_us: NaN, on_us: NaN, problems: [] };
   const secs = ctx.ratioSecs;
-  const measure = async (name: string, proc: Proc, url: string, headers = "", idem = false) => {
-    ctx.log(`  ratio ${rt} ${name}: wrk 64 connections, ${secs}s`);
-    if (!ctx.smoke) await ctx.wrk(url, 64, 1, ctx.body, headers, idem);
-    const w = await ctx.wrkCpu(proc.pid, ctx.upPid, url, 64, secs, ctx.body, headers, idem);
-    if (w.errors || !w.requests) row.problems.push(`${name}: ${w.errors} errors of ${w.requests}`);
-    return w.cpu_us!;
-  };
+  const rounds = ctx.smoke ? 1 : ctx.ratioRounds;
   const upPort = new URL(ctx.upstream).port;
-  {
+  const script = join(ctx.here, "ceiling/fetch-proxy.ts");
+  const procs: Proc[] = [];
+  try {
     const port = await ctx.freePort();
-    const script = join(ctx.here, "ceiling/fetch-proxy.ts");
-    const proc = ctx.spawn(`ratio-${rt}-proxy`, rt === "bun" ? [ctx.bun, script, String(port), upPort] : [ctx.deno, "run", "-A", script, String(port), upPort]);
-    try {
-      await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, `ratio-${rt}-proxy`);
-      row.proxy_us = await measure("minimal proxy", proc, `http://127.0.0.1:${port}/v1/chat/completions`);
-    } finally {
-      await ctx.stopProc(proc);
+    const proxy = ctx.spawn(`ratio-${rt}-proxy`, rt === "bun" ? [ctx.bun, script, String(port), upPort] : [ctx.deno, "run", "-A", script, String(port), upPort]);
+    procs.push(proxy);
+    await ctx.waitReady(`http://127.0.0.1:${port}/health`, proxy, `ratio-${rt}-proxy`);
+    const targets: { name: string; proc: Proc; url: string; headers: string; idem: boolean; us: number[] }[] = [
+      { name: "minimal proxy", proc: proxy, url: `http://127.0.0.1:${port}/v1/chat/completions`, headers: "", idem: false, us: [] },
+    ];
+    for (const features of [false, true]) {
+      const cfg = features ? "router-features.yaml" : "router.yaml";
+      const r = await startRouter(ctx, rt, ctx.upstream, "", {}, cfg);
+      procs.push(r.proc);
+      targets.push({
+        name: features ? "router, every feature on" : "router, features off", proc: r.proc, url: r.url,
+        headers: features ? ctx.featureHeaders(join(ctx.here, cfg)) : "", idem: features, us: [],
+      });
     }
-  }
-  for (const features of [false, true]) {
-    const cfg = features ? "router-features.yaml" : "router.yaml";
-    const r = await startRouter(ctx, rt, ctx.upstream, "", {}, cfg);
-    try {
-      const headers = features ? ctx.featureHeaders(join(ctx.here, cfg)) : "";
-      const us = await measure(features ? "router, every feature on" : "router, features off", r.proc, r.url, headers, features);
-      if (features) row.on_us = us;
-      else row.off_us = us;
-    } finally {
-      await ctx.stopProc(r.proc);
+    for (let round = 0; round < rounds; round++) {
+      for (const t of targets) {
+        ctx.log(`  ratio ${rt} ${t.name}: wrk 64 connections, ${secs}s (round ${round + 1} of ${rounds})`);
+        if (!ctx.smoke) await ctx.wrk(t.url, 64, 1, ctx.body, t.headers, t.idem);
+        const w = await ctx.wrkCpu(t.proc.pid, ctx.upPid, t.url, 64, secs, ctx.body, t.headers, t.idem);
+        if (w.errors || !w.requests) row.problems.push(`${t.name}: ${w.errors} errors of ${w.requests}`);
+        t.us.push(w.cpu_us!);
+      }
     }
+    [row.proxy_us, row.off_us, row.on_us] = targets.map((t) => median(t.us));
+    row.rounds = targets.map((t) => t.us);
+  } finally {
+    for (const p of procs) await ctx.stopProc(p);
   }
   return row;
+}
+
+function median(v: number[]): number {
+  const a = [...v].sort((x, y) => x - y);
+  return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
 }
 
 /** The machine's CPU time from /proc/stat, in ticks: busy (everything but idle and iowait) and total, and its core count. */
@@ -313,10 +332,15 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
   const check = (leg: string, name: string, pass: boolean, detail: string) => targets.push(`| ${leg} | ${name} | ${detail} | ${pass ? "yes" : "**no**"} |`);
   const label = (rt: string) => `router on ${rt === "bun" ? "Bun (compiled)" : "Deno"}`;
   if (r.ratio.length) {
-    out.push("### Gateway CPU per non-streaming request (wrk, 64 connections, fast plain-http upstream; measured in turn)", "");
+    out.push("### Gateway CPU per non-streaming request (wrk, 64 connections, fast plain-http upstream; the three measured in turn, medians of the rounds)", "");
     table(["runtime", "minimal proxy µs/req", "router, features off µs/req", "ratio", "router, every feature on µs/req", "ratio"], r.ratio.map((x) => [
       x.runtime, r1(x.proxy_us), r1(x.off_us), `${(x.off_us / x.proxy_us).toFixed(2)}x`, r1(x.on_us), `${(x.on_us / x.proxy_us).toFixed(2)}x`,
     ]));
+    const rounds = r.ratio.filter((x) => x.rounds && x.rounds[0].length > 1);
+    if (rounds.length) {
+      out.push("Each round's ratios, features off / on: " + rounds.map((x) =>
+        `${x.runtime} ${x.rounds![0].map((p, i) => `${(x.rounds![1][i] / p).toFixed(2)} / ${(x.rounds![2][i] / p).toFixed(2)}`).join(", ")}`).join("; ") + ".", "");
+    }
     for (const x of r.ratio) {
       check(label(x.runtime), "CPU/request, features off <= 1.5x the minimal proxy", x.off_us <= 1.5 * x.proxy_us, `${(x.off_us / x.proxy_us).toFixed(2)}x (${r1(x.off_us)} vs ${r1(x.proxy_us)} µs)`);
       check(label(x.runtime), "CPU/request, every feature on <= 2x the minimal proxy", x.on_us <= 2 * x.proxy_us, `${(x.on_us / x.proxy_us).toFixed(2)}x (${r1(x.on_us)} µs)`);

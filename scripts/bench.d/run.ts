@@ -33,6 +33,8 @@
 //   --real-json-secs S      realistic: seconds of them per leg (default 20; smoke 1)
 //   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only;
 //                           0: none). --real-streams 0: no paced streams
+//   --ratio-rounds R        realistic: rounds of those rows, the three servers measured in turn each round; each
+//                           figure is the median of its rounds (default 3; smoke 1)
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
@@ -84,6 +86,7 @@ const REAL_PACED = {
 const REAL_OPEN = { streams: Number(opt("--open-streams", SMOKE ? "20" : "9000")), secs: Number(opt("--open-secs", SMOKE ? "2" : "20")) };
 const REAL_JSON = { rate: Number(opt("--real-json", SMOKE ? "20" : "1000")), secs: Number(opt("--real-json-secs", SMOKE ? "1" : "20")) };
 const RATIO_SECS = Number(opt("--ratio-secs", SMOKE ? "1" : "5"));
+const RATIO_ROUNDS = Number(opt("--ratio-rounds", "3"));
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
 const PROFILE = opt("--profile", "");
@@ -904,7 +907,7 @@ async function main() {
   const realistic = SECTIONS.has("realistic") && runtimes.length
     ? (log("realistic workload"), await measureRealistic({
       smoke: SMOKE, runtimes: [...runtimes], here: HERE, bun: BUN, deno: DENO, routerBin: ROUTER_BIN, body: BODY, upstream, upPid: up.pid!,
-      paced: REAL_PACED, open: REAL_OPEN, json: REAL_JSON, ratioSecs: RATIO_SECS,
+      paced: REAL_PACED, open: REAL_OPEN, json: REAL_JSON, ratioSecs: RATIO_SECS, ratioRounds: RATIO_ROUNDS,
       log, spawn, stopProc, freePort, waitReady, cpuMicros, procStatus, wrkCpu, wrk, client, featureHeaders,
     }))
     : undefined;
