@@ -56,7 +56,7 @@ export interface RatioRow {
 }
 export interface PacedRow {
   leg: string; label: string; streams: number; errors: number; firstError: string; chunks: number; cpu_us_per_chunk?: number;
-  ttfb_ms: any; ttfb_net_ms?: any; chunk_transit_ms: any; tls_connections?: number;
+  ttfb_ms: any; ttfb_net_ms?: any; first_chunk_transit_ms?: any; chunk_transit_ms: any; tls_connections?: number;
   /** the whole machine's CPU busy over the run, in cores (/proc/stat): how close the run came to saturating it */
   machine_busy_cores?: number;
 }
@@ -254,7 +254,7 @@ async function paced(ctx: RealisticCtx, l: { leg: string; label: string; start?:
     return {
       machine_busy_cores: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
       leg: l.leg, label: l.label, streams: j.streams, errors: j.errors, firstError: j.firstError, chunks: j.all_events,
-      cpu_us_per_chunk: started ? cpu / j.all_events : undefined, ttfb_ms: j.ttfb_ms, ttfb_net_ms: j.ttfb_net_ms, chunk_transit_ms: j.chunk_transit_ms,
+      cpu_us_per_chunk: started ? cpu / j.all_events : undefined, ttfb_ms: j.ttfb_ms, ttfb_net_ms: j.ttfb_net_ms, first_chunk_transit_ms: j.first_chunk_transit_ms, chunk_transit_ms: j.chunk_transit_ms,
       tls_connections: started ? tls : undefined,
     };
   } finally {
