@@ -65,6 +65,8 @@ export interface JsonRow {
   latency_ms: any; tls_connections?: number;
   machine_busy_cores?: number;
 }
+/** A paced or json leg: direct (no start), a router, or a reference proxy. */
+type Leg = { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> };
 export interface OpenRow { requested: number; max_open: number; completed: number; errors: number; firstError: string; idle_rss: number; peak_rss: number; kb_per_stream: number; open_files_limit?: number }
 export interface RealisticResult {
   ratio: RatioRow[]; paced: PacedRow[]; json?: JsonRow[]; open?: OpenRow;
@@ -100,14 +102,14 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
   const tlsStats = async () => (await (await fetch(`${upUrl}/stats`, { tls: { ca: caPem } })).json()) as { tls_connections: number; open_streams: number };
   try {
     await waitTls(tlsStats, up, ctx);
-    const legs: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }[] = [{ leg: "direct", label: "direct to upstream (TLS)" }];
+    const legs: Leg[] = [{ leg: "direct", label: "direct to upstream (TLS)" }];
     for (const rt of ctx.runtimes) legs.push({ leg: rt, label: `router on ${rt === "bun" ? "Bun (compiled)" : "Deno"}`, start: () => startRouter(ctx, rt, upUrl, ca.caFile) });
     // the paced streams also through the least a Bun gateway can do (Bun.serve + fetch, the answer piped natively),
     // and the least one that passes each chunk through JavaScript can: what the machine and the runtime cost at
     // this load before anything the router does
     const proxies = [
-      { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, "fetch-proxy.ts", upUrl, caEnv) },
-      { leg: "jspipe-bun", label: "minimal Bun proxy, chunks through JavaScript", start: () => startProxy(ctx, "js-pipe-proxy.ts", upUrl, caEnv) },
+      { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, "proxy-bun", upUrl, caEnv) },
+      { leg: "jspipe-bun", label: "minimal Bun proxy, chunks through JavaScript", start: () => startProxy(ctx, "jspipe-bun", upUrl, caEnv, ["--through-js"]) },
     ];
     for (const l of ctx.paced.streams > 0 ? (ctx.runtimes.includes("bun") ? [...legs, ...proxies] : legs) : []) {
       try {
@@ -164,11 +166,11 @@ async function startRouter(ctx: RealisticCtx, rt: "bun" | "deno", upUrl: string,
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
-async function startProxy(ctx: RealisticCtx, script: string, upUrl: string, caEnv: Record<string, string>) {
+async function startProxy(ctx: RealisticCtx, leg: string, upUrl: string, caEnv: Record<string, string>, flags: string[] = []) {
   const port = await ctx.freePort();
-  const name = `real-${script.replace(".ts", "")}`;
+  const name = `real-${leg}`;
   // Bun's fetch runs at most 256 requests at once unless told otherwise
-  const proc = ctx.spawn(name, [ctx.bun, join(ctx.here, "ceiling", script), String(port), upUrl], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
+  const proc = ctx.spawn(name, [ctx.bun, join(ctx.here, "ceiling/fetch-proxy.ts"), String(port), upUrl, ...flags], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
   await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, name);
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
@@ -236,55 +238,50 @@ function machineTicks(): { busy: number; total: number; cores: number } | undefi
   }
 }
 
-async function paced(ctx: RealisticCtx, l: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<PacedRow> {
-  const { streams, secs, tokens } = ctx.paced;
+/** What one leg's client run measured: its output, the leg's CPU time, the machine's busy cores and the TLS connections it opened. */
+async function measureLeg(
+  ctx: RealisticCtx, l: Leg, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>,
+  run: (url: string) => Promise<{ json: any }>,
+): Promise<{ j: any; cpu: number | undefined; busy: number | undefined; tls: number | undefined }> {
   const started = l.start ? await l.start() : undefined;
-  const url = started?.url ?? `${upUrl}/v1/chat/completions`;
   try {
-    ctx.log(`  paced ${l.leg}: ${streams} streams of ${tokens} tokens over TLS, ${secs}s`);
     const tls0 = (await tlsStats()).tls_connections;
     const c0 = ctx.cpuMicros(started?.proc.pid);
     const m0 = machineTicks();
-    const env = { ...caEnv, BENCH_MODEL: "real", BENCH_CHUNKS: String(tokens), BENCH_STAGGER_MS: "1000" };
-    const r = await ctx.client("stream", [url, streams, secs], "", env);
+    const r = await run(started?.url ?? `${upUrl}/v1/chat/completions`);
     const cpu = ctx.cpuMicros(started?.proc.pid) - c0;
     const m1 = machineTicks();
     const tls = (await tlsStats()).tls_connections - tls0;
-    const j = r.json;
     return {
-      machine_busy_cores: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
-      leg: l.leg, label: l.label, streams: j.streams, errors: j.errors, firstError: j.firstError, chunks: j.all_events,
-      cpu_us_per_chunk: started ? cpu / j.all_events : undefined, ttfb_ms: j.ttfb_ms, ttfb_net_ms: j.ttfb_net_ms, first_chunk_transit_ms: j.first_chunk_transit_ms, chunk_transit_ms: j.chunk_transit_ms,
-      tls_connections: started ? tls : undefined,
+      j: r.json, cpu: started ? cpu : undefined, tls: started ? tls : undefined,
+      busy: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
     };
   } finally {
     if (started) await ctx.stopProc(started.proc);
   }
 }
 
+async function paced(ctx: RealisticCtx, l: Leg, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<PacedRow> {
+  const { streams, secs, tokens } = ctx.paced;
+  const env = { ...caEnv, BENCH_MODEL: "real", BENCH_CHUNKS: String(tokens), BENCH_STAGGER_MS: "1000" };
+  ctx.log(`  paced ${l.leg}: ${streams} streams of ${tokens} tokens over TLS, ${secs}s`);
+  const { j, cpu, busy, tls } = await measureLeg(ctx, l, upUrl, tlsStats, (url) => ctx.client("stream", [url, streams, secs], "", env));
+  return {
+    leg: l.leg, label: l.label, streams: j.streams, errors: j.errors, firstError: j.firstError, chunks: j.all_events,
+    cpu_us_per_chunk: cpu === undefined ? undefined : cpu / j.all_events, ttfb_ms: j.ttfb_ms, ttfb_net_ms: j.ttfb_net_ms,
+    first_chunk_transit_ms: j.first_chunk_transit_ms, chunk_transit_ms: j.chunk_transit_ms, tls_connections: tls, machine_busy_cores: busy,
+  };
+}
+
 /** Non-streaming requests at json.rate per second (open loop) through the leg to the HTTPS upstream. */
-async function json(ctx: RealisticCtx, l: { leg: string; label: string; start?: () => Promise<{ proc: Proc; url: string }> }, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<JsonRow> {
+async function json(ctx: RealisticCtx, l: Leg, upUrl: string, tlsStats: () => Promise<{ tls_connections: number }>, caEnv: Record<string, string>): Promise<JsonRow> {
   const { rate, secs } = ctx.json;
-  const started = l.start ? await l.start() : undefined;
-  const url = started?.url ?? `${upUrl}/v1/chat/completions`;
-  try {
-    ctx.log(`  json ${l.leg}: ${rate} non-streaming requests/s over TLS, ${secs}s`);
-    const tls0 = (await tlsStats()).tls_connections;
-    const c0 = ctx.cpuMicros(started?.proc.pid);
-    const m0 = machineTicks();
-    const r = await ctx.client("rate", [url, rate, secs], "", { ...caEnv, BENCH_MODEL: "real" });
-    const cpu = ctx.cpuMicros(started?.proc.pid) - c0;
-    const m1 = machineTicks();
-    const tls = (await tlsStats()).tls_connections - tls0;
-    const j = r.json;
-    return {
-      machine_busy_cores: m0 && m1 ? (m1.busy - m0.busy) / ((m1.total - m0.total) / m1.cores) : undefined,
-      leg: l.leg, label: l.label, requests: j.requests, errors: j.errors, firstError: j.firstError, achieved_rps: j.achieved_rps,
-      cpu_us_per_request: started ? cpu / j.requests : undefined, latency_ms: j.latency_ms, tls_connections: started ? tls : undefined,
-    };
-  } finally {
-    if (started) await ctx.stopProc(started.proc);
-  }
+  ctx.log(`  json ${l.leg}: ${rate} non-streaming requests/s over TLS, ${secs}s`);
+  const { j, cpu, busy, tls } = await measureLeg(ctx, l, upUrl, tlsStats, (url) => ctx.client("rate", [url, rate, secs], "", { ...caEnv, BENCH_MODEL: "real" }));
+  return {
+    leg: l.leg, label: l.label, requests: j.requests, errors: j.errors, firstError: j.firstError, achieved_rps: j.achieved_rps,
+    cpu_us_per_request: cpu === undefined ? undefined : cpu / j.requests, latency_ms: j.latency_ms, tls_connections: tls, machine_busy_cores: busy,
+  };
 }
 
 /** N slow streams at once through the compiled binary as shipped (none of the bench's environment variables). */
