@@ -144,7 +144,7 @@ if (redisServerBin()) {
       const worker = async () => {
         while (Date.now() < until) {
           const n = i++;
-          // every other request with an Idempotency-Key: its take goes to Redis with the idempotency step's
+          // every other request with an Idempotency-Key: the limit holds whether or not the idempotency step runs
           const res = await post(fleet[n % 3], chat(), n % 2 ? { "idempotency-key": uniq("rl") } : {}, "sk-rl");
           await res.arrayBuffer();
           if (res.status === 200) allowed++;

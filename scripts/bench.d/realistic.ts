@@ -108,8 +108,8 @@ export async function measureRealistic(ctx: RealisticCtx): Promise<RealisticResu
     // and the least one that passes each chunk through JavaScript can: what the machine and the runtime cost at
     // this load before anything the router does
     const proxies = [
-      { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, "proxy-bun", upUrl, caEnv) },
-      { leg: "jspipe-bun", label: "minimal Bun proxy, chunks through JavaScript", start: () => startProxy(ctx, "jspipe-bun", upUrl, caEnv, ["--through-js"]) },
+      { leg: "proxy-bun", label: "minimal Bun proxy (Bun.serve + fetch)", start: () => startProxy(ctx, "real-proxy-bun", "bun", upUrl, caEnv) },
+      { leg: "jspipe-bun", label: "minimal Bun proxy, chunks through JavaScript", start: () => startProxy(ctx, "real-jspipe-bun", "bun", upUrl, caEnv, ["--through-js"]) },
     ];
     for (const l of ctx.paced.streams > 0 ? (ctx.runtimes.includes("bun") ? [...legs, ...proxies] : legs) : []) {
       try {
@@ -166,11 +166,16 @@ async function startRouter(ctx: RealisticCtx, rt: "bun" | "deno", upUrl: string,
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
 
-async function startProxy(ctx: RealisticCtx, leg: string, upUrl: string, caEnv: Record<string, string>, flags: string[] = []) {
+/** The reference legs of the paced streams: measured beside the routers, not held to the router's targets. */
+const REFERENCE_LEGS = new Set(["proxy-bun", "jspipe-bun"]);
+
+/** The minimal proxy (ceiling/fetch-proxy.ts) on `rt` in front of `upstream` (a port or a URL). */
+async function startProxy(ctx: RealisticCtx, name: string, rt: "bun" | "deno", upstream: string, env: Record<string, string> = {}, flags: string[] = []) {
   const port = await ctx.freePort();
-  const name = `real-${leg}`;
+  const script = join(ctx.here, "ceiling/fetch-proxy.ts");
+  const args = [script, String(port), upstream, ...flags];
   // Bun's fetch runs at most 256 requests at once unless told otherwise
-  const proc = ctx.spawn(name, [ctx.bun, join(ctx.here, "ceiling/fetch-proxy.ts"), String(port), upUrl, ...flags], { ...caEnv, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
+  const proc = ctx.spawn(name, rt === "bun" ? [ctx.bun, ...args] : [ctx.deno, "run", "-A", ...args], { ...env, BUN_CONFIG_MAX_HTTP_REQUESTS: "65535" });
   await ctx.waitReady(`http://127.0.0.1:${port}/health`, proc, name);
   return { proc, url: `http://127.0.0.1:${port}/v1/chat/completions` };
 }
@@ -184,16 +189,12 @@ async function ratio(ctx: RealisticCtx, rt: "bun" | "deno"): Promise<RatioRow> {
   const row: RatioRow = { runtime: rt, proxy_us: NaN, off_us: NaN, on_us: NaN, problems: [] };
   const secs = ctx.ratioSecs;
   const rounds = ctx.smoke ? 1 : ctx.ratioRounds;
-  const upPort = new URL(ctx.upstream).port;
-  const script = join(ctx.here, "ceiling/fetch-proxy.ts");
   const procs: Proc[] = [];
   try {
-    const port = await ctx.freePort();
-    const proxy = ctx.spawn(`ratio-${rt}-proxy`, rt === "bun" ? [ctx.bun, script, String(port), upPort] : [ctx.deno, "run", "-A", script, String(port), upPort]);
-    procs.push(proxy);
-    await ctx.waitReady(`http://127.0.0.1:${port}/health`, proxy, `ratio-${rt}-proxy`);
+    const proxy = await startProxy(ctx, `ratio-${rt}-proxy`, rt, new URL(ctx.upstream).port);
+    procs.push(proxy.proc);
     const targets: { name: string; proc: Proc; url: string; headers: string; idem: boolean; us: number[] }[] = [
-      { name: "minimal proxy", proc: proxy, url: `http://127.0.0.1:${port}/v1/chat/completions`, headers: "", idem: false, us: [] },
+      { name: "minimal proxy", proc: proxy.proc, url: proxy.url, headers: "", idem: false, us: [] },
     ];
     for (const features of [false, true]) {
       const cfg = features ? "router-features.yaml" : "router.yaml";
@@ -361,7 +362,7 @@ export function realisticReport(r: RealisticResult, r1: (v: number | undefined) 
       p === direct || !direct ? "-" : `${r1(p.chunk_transit_ms.p50 - direct.chunk_transit_ms.p50)} / ${r1(p.chunk_transit_ms.p99 - direct.chunk_transit_ms.p99)}`,
       p.tls_connections ?? "-", busy(p.machine_busy_cores),
     ]));
-    for (const p of r.paced.filter((x) => x !== direct && direct && !x.leg.endsWith("-bun"))) {
+    for (const p of r.paced.filter((x) => x !== direct && direct && !REFERENCE_LEGS.has(x.leg))) {
       const ttfb = ttfbOver(p), t99 = p.chunk_transit_ms.p99 - direct!.chunk_transit_ms.p99;
       check(p.label, `${o.streams} paced streams over TLS: zero errors`, p.errors === 0, `${p.errors} errors, ${p.streams} streams`);
       check(p.label, "router CPU <= 12 µs per chunk", p.cpu_us_per_chunk! <= 12, `${r1(p.cpu_us_per_chunk)} µs`);
