@@ -631,4 +631,24 @@ providers:
     const last = claude.requests.at(-1)!.body.messages.at(-1);
     assert.deepEqual(last, { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_sdk", content: "20C" }] });
   });
+
+  it("a streamed call of a tool without parameters has arguments \"{}\" (Anthropic streams no JSON for it)", async () => {
+    // the real API sends a single empty input_json_delta for an empty input; the SDK's stream helper parses the
+    // arguments of every call, and "" is not JSON
+    claude.options.reply = "";
+    claude.options.toolUses = [{ id: "toolu_now", name: "get_time", input: {} }];
+    const stream = client.chat.completions.stream({
+      model: "anything",
+      messages: [{ role: "user", content: "What time is it?" }],
+      tools: [{ type: "function", function: { name: "get_time", parameters: { type: "object", properties: {}, additionalProperties: false }, strict: true } }],
+    });
+    const done: string[] = [];
+    stream.on("tool_calls.function.arguments.done", (e) => done.push(e.arguments));
+    const c = await stream.finalChatCompletion();
+    const call = c.choices[0].message.tool_calls![0] as OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall;
+    assert.equal(call.function.name, "get_time");
+    assert.equal(call.function.arguments, "{}");
+    assert.deepEqual(done, ["{}"]);
+    assert.equal(c.choices[0].finish_reason, "tool_calls");
+  });
 });

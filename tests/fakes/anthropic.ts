@@ -180,7 +180,8 @@ export async function startAnthropicFake(opts: AnthropicFakeOptions = {}): Promi
     for (const t of a.tools) {
       if (!(await send("content_block_start", { index, content_block: { type: "tool_use", id: t.id, name: t.name, input: {} } }))) return;
       // like the real API: an empty fragment first, then the JSON in pieces that split tokens mid-way
-      const pieces = ["", ...splitText(JSON.stringify(t.input), 3)];
+      const json = JSON.stringify(t.input);
+      const pieces = json === "{}" ? [""] : ["", ...splitText(json, 3)];
       for (const p of pieces) if (!(await delta(index, { type: "input_json_delta", partial_json: p }))) return;
       if (!(await send("content_block_stop", { index }))) return;
       index++;

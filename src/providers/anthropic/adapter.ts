@@ -354,6 +354,8 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
   let finish: FinishReason = null;
   /** content block index -> OpenAI tool call index */
   const toolIndex = new Map<number, number>();
+  /** content block indexes of tool_use blocks whose input JSON has not started yet */
+  const noArgs = new Set<number>();
 
   for await (const ev of sseEvents(body, opts.maxEventBytes)) {
     let msg: any;
@@ -384,6 +386,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
         } else if (cb.type === "tool_use" && kind === "chat") {
           const index = toolIndex.size;
           toolIndex.set(msg.index, index);
+          noArgs.add(msg.index);
           yield {
             data: sh().chunk({ tool_calls: [{ index, id: String(cb.id), type: "function", function: { name: String(cb.name), arguments: "" } }] }),
             content: true,
@@ -399,12 +402,22 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
         } else if (d.type === "input_json_delta") {
           const index = toolIndex.get(msg.index);
           if (index !== undefined && typeof d.partial_json === "string" && d.partial_json) {
+            noArgs.delete(msg.index);
             yield { data: sh().chunk({ tool_calls: [{ index, function: { arguments: d.partial_json } }] }), content: true, chars: d.partial_json.length };
           }
         } else if (d.type === "thinking_delta" && typeof d.thinking === "string" && d.thinking) {
           // not forwarded, but billed as output: counted for a stream that ends early
           yield { data: null, content: false, chars: d.thinking.length };
         } // signature_delta, citations_delta: not forwarded
+        break;
+      }
+      case "content_block_stop": {
+        // a tool without parameters gets no input JSON at all; OpenAI clients parse the arguments, so "{}" as
+        // OpenAI sends it (and as the non-streamed answer has it)
+        const index = toolIndex.get(msg.index);
+        if (index !== undefined && noArgs.delete(msg.index)) {
+          yield { data: sh().chunk({ tool_calls: [{ index, function: { arguments: "{}" } }] }), content: true, chars: 2 };
+        }
         break;
       }
       case "message_delta":
@@ -421,7 +434,7 @@ async function* streamEvents(body: ReadableStream<Uint8Array>, kind: Kind, opts:
           typeof e.type === "string" && e.type ? e.type : "upstream_stream_error",
         );
       }
-      default: // ping, content_block_stop, and event types added later
+      default: // ping, and event types added later
         break;
     }
   }
