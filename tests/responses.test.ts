@@ -312,6 +312,20 @@ describe("Responses API, OpenAI-protocol upstream", () => {
     await assert.rejects(client.responses.create({ model: "gpt-x", input: "hi", previous_response_id: "resp_1" }), (e: any) => e.status === 400 && /previous_response_id/.test(e.message));
   });
 
+  it("a provider's 400 about a tool names the tool as the Responses request has it", async () => {
+    up.fault = {
+      status: 400,
+      body: { error: { message: "Invalid schema for function 'get_weather'.", type: "invalid_request_error", param: "tools[0].function.parameters", code: "invalid_function_parameters" } },
+      times: 1,
+    };
+    await assert.rejects(client.responses.create({ model: "gpt-x", input: "hi", tools: [WEATHER_TOOL] }), (e: any) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.equal(e.param, "tools[0].parameters");
+      assert.equal(e.code, "invalid_function_parameters");
+      return true;
+    });
+  });
+
   it("stored-response endpoints answer a clear 404 (nothing is stored); GET /v1/responses is a 405", async () => {
     for (const [method, path] of [["GET", "/v1/responses/resp_1"], ["DELETE", "/v1/responses/resp_1"], ["POST", "/v1/responses/resp_1/cancel"], ["GET", "/v1/responses/resp_1/input_items"]]) {
       const res = await fetch(`${r.url}${path}`, { method });
@@ -566,6 +580,30 @@ describe("Responses API, Anthropic upstream", () => {
     } finally {
       claude.reset();
     }
+  });
+
+  it("input Claude cannot take gets a 400 naming the field of the Responses request, not of the chat request", async () => {
+    const before = claude.requests.length;
+    const cases: [OpenAI.Responses.ResponseCreateParamsNonStreaming["input"], string][] = [
+      // the second call's arguments are not a JSON object; the instructions and the merged calls shift the chat indexes
+      [[
+        { role: "user", content: "hi" },
+        { type: "function_call", call_id: "c1", name: "get_weather", arguments: "{}" },
+        { type: "function_call", call_id: "c2", name: "get_weather", arguments: "[1,2]" },
+        { type: "function_call_output", call_id: "c1", output: "x" },
+        { type: "function_call_output", call_id: "c2", output: "y" },
+      ], "input[2].arguments"],
+      [[{ role: "user", content: [{ type: "input_text", text: "what is this?" }, { type: "input_image", image_url: "ftp://example.com/a.png", detail: "auto" }] }], "input[0].content[1].image_url"],
+    ];
+    for (const [input, param] of cases) {
+      await assert.rejects(client.responses.create({ model: "claude/claude-test", instructions: "Be brief.", input }), (e: any) => {
+        assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+        assert.equal(e.param, param);
+        assert.ok(e.message.startsWith(`400 ${param}: `), e.message);
+        return true;
+      });
+    }
+    assert.equal(claude.requests.length, before, "Claude was not called");
   });
 
   it("Claude's stream error mid-way ends with response.failed", async () => {

@@ -157,7 +157,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   // a stateless subset of the Responses API, served through the chat path (src/http/responses/)
   app.post("/v1/responses", validJson(ResponsesRequestSchema), idem, async (c) => {
     const req = c.req.valid("json") as ResponsesRequest;
-    return toResponsesApi(await c.get("router").handle("chat", toChatRequest(req), routed(c, "/v1/responses")), req, c.get("responseTap"));
+    const t = toChatRequest(req);
+    return toResponsesApi(await c.get("router").handle("chat", t.chat, routed(c, "/v1/responses")), req, t.param, c.get("responseTap"));
   });
 
   app.get("/v1/models", (c) => c.json(listModels(c.get("router"))));

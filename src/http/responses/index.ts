@@ -67,11 +67,23 @@ class ResponsesBody extends PipedBody {
 }
 
 /**
- * The Router's outcome for a translated request: a response object, an event stream, or the error as is. `tap`
- * (the idempotency transcript) is fed the rendered answer; an error passes through without it.
+ * An error about the chat request naming, in its `param` and at the start of its message, the field of the
+ * Responses request the client sent (`param`: toChatRequest's mapping).
  */
-export function toResponsesApi(o: Outcome, req: ResponsesRequest, tap?: ResponseTap): Response {
-  if (o.type === "error") return errorResponse(o.status, o.error, o.headers);
+function inResponsesTerms(e: ErrorBody, param: (chatParam: string) => string): ErrorBody {
+  if (typeof e.param !== "string") return e;
+  const p = param(e.param);
+  if (p === e.param) return e;
+  return { ...e, param: p, message: e.message.startsWith(`${e.param}: `) ? p + e.message.slice(e.param.length) : e.message };
+}
+
+/**
+ * The Router's outcome for a translated request: a response object, an event stream, or the error (its `param`
+ * named as in the Responses request, by `param`). `tap` (the idempotency transcript) is fed the rendered answer;
+ * an error passes through without it.
+ */
+export function toResponsesApi(o: Outcome, req: ResponsesRequest, param: (chatParam: string) => string, tap?: ResponseTap): Response {
+  if (o.type === "error") return errorResponse(o.status, inResponsesTerms(o.error, param), o.headers);
   if (o.type === "stream") {
     return new Response(new ReadableStream<Uint8Array>(new ResponsesBody(o.events, req, tap), { highWaterMark: 0 }), { status: 200, headers: servedHeaders(o, true) });
   }

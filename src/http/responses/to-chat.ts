@@ -21,27 +21,81 @@ function messageOf(it: InputItem): ChatMessage {
   return { role, content: parts };
 }
 
+/**
+ * Where a chat message came from in the Responses request: its path ("instructions", "input", "input[3]"), what
+ * kind of item it was, and for an assistant turn the path of the function_call item behind each tool call.
+ */
+interface Origin {
+  path: string;
+  kind: "text" | "message" | "output";
+  calls?: string[];
+}
+
+/** A chat request's top-level fields that have another name in the Responses request. */
+const TOP_LEVEL: [RegExp, string][] = [
+  [/^tools\[(\d+)\]\.function(?=\.|$)/, "tools[$1]"],
+  [/^tool_choice\.function\.name$/, "tool_choice.name"],
+  [/^(max_tokens|max_completion_tokens)$/, "max_output_tokens"],
+  [/^response_format(?:\.json_schema)?/, "text.format"],
+  [/^reasoning_effort$/, "reasoning.effort"],
+];
+
+const CALL_FIELDS: Record<string, string> = { ".function.arguments": ".arguments", ".function.name": ".name", ".id": ".call_id" };
+
+/** A `param` of an error about the chat request (a provider's, or a translation's) as the Responses request's field. */
+function responsesParam(param: string, origins: Origin[]): string {
+  const m = /^messages\[(\d+)\](.*)$/.exec(param);
+  if (!m) {
+    for (const [re, to] of TOP_LEVEL) if (re.test(param)) return param.replace(re, to);
+    return param;
+  }
+  const o = origins[Number(m[1])];
+  if (!o) return param;
+  const rest = m[2];
+  const call = /^\.tool_calls\[(\d+)\](.*)$/.exec(rest);
+  if (call) {
+    const path = o.calls?.[Number(call[1])];
+    return path ? path + (CALL_FIELDS[call[2]] ?? "") : o.path;
+  }
+  if (o.kind === "text") return o.path;
+  // a function_call_output's `output` is the tool message's content; an image part's URL is its image_url
+  if (o.kind === "output") return o.path + rest.replace(/^\.content/, ".output").replace(/^\.tool_call_id/, ".call_id");
+  return o.path + rest.replace(/\.image_url\.url$/, ".image_url");
+}
+
+/** The chat request for a Responses request, and `param` to name a field of it in the client's own terms. */
+export interface ChatTranslation {
+  chat: ChatRequest;
+  param(chatParam: string): string;
+}
+
 /** The chat completions request that serves a (validated) Responses API request. */
-export function toChatRequest(req: ResponsesRequest): ChatRequest {
+export function toChatRequest(req: ResponsesRequest): ChatTranslation {
   const messages: ChatMessage[] = [];
-  if (req.instructions) messages.push({ role: "system", content: req.instructions });
-  if (typeof req.input === "string") messages.push({ role: "user", content: req.input });
+  const origins: Origin[] = [];
+  const push = (m: ChatMessage, o: Origin) => (messages.push(m), origins.push(o));
+  if (req.instructions) push({ role: "system", content: req.instructions }, { path: "instructions", kind: "text" });
+  if (typeof req.input === "string") push({ role: "user", content: req.input }, { path: "input", kind: "text" });
   else {
-    for (const it of req.input) {
+    for (let i = 0; i < req.input.length; i++) {
+      const it = req.input[i];
+      const path = `input[${i}]`;
       switch (it.type ?? "message") {
         case "message":
-          messages.push(messageOf(it));
+          push(messageOf(it), { path, kind: "message" });
           break;
         case "function_call": {
           const call: ToolCall = { id: it.call_id!, type: "function", function: { name: it.name!, arguments: it.arguments! } };
           // consecutive calls (and the text before them) form one assistant turn, as chat completions has it
           const last = messages[messages.length - 1];
-          if (last?.role === "assistant") (last.tool_calls ??= []).push(call);
-          else messages.push({ role: "assistant", content: null, tool_calls: [call] });
+          if (last?.role === "assistant") {
+            (last.tool_calls ??= []).push(call);
+            (origins[origins.length - 1].calls ??= []).push(path);
+          } else push({ role: "assistant", content: null, tool_calls: [call] }, { path, kind: "message", calls: [path] });
           break;
         }
         case "function_call_output":
-          messages.push({ role: "tool", tool_call_id: it.call_id!, content: typeof it.output === "string" ? it.output : partsText(it.output!) });
+          push({ role: "tool", tool_call_id: it.call_id!, content: typeof it.output === "string" ? it.output : partsText(it.output!) }, { path, kind: "output" });
           break;
         // "reasoning": dropped
       }
@@ -77,5 +131,5 @@ export function toChatRequest(req: ResponsesRequest): ChatRequest {
     if (f.strict != null) js.strict = f.strict;
     out.response_format = { type: "json_schema", json_schema: js };
   }
-  return out;
+  return { chat: out, param: (p) => responsesParam(p, origins) };
 }
