@@ -632,6 +632,21 @@ providers:
     assert.deepEqual(last, { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_sdk", content: "20C" }] });
   });
 
+  it("logprobs, which Anthropic cannot return, get a 400 naming the field instead of logprobs: null", async () => {
+    const before = claude.requests.length;
+    await assert.rejects(client.chat.completions.create({ model: "anything", messages: [{ role: "user", content: "hello" }], logprobs: true, top_logprobs: 2 }), (e: any) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.equal(e.param, "logprobs");
+      assert.match(e.message, /^400 logprobs: /);
+      return true;
+    });
+    await assert.rejects(client.completions.create({ model: "anything", prompt: "hello", logprobs: 3 }), (e: any) => e instanceof OpenAI.BadRequestError && e.param === "logprobs");
+    assert.equal(claude.requests.length, before, "Anthropic was not called");
+    // logprobs: false asks for nothing
+    const c = await client.chat.completions.create({ model: "anything", messages: [{ role: "user", content: "hello" }], logprobs: false });
+    assert.equal(c.choices[0].message.content, "Hi from Claude via the SDK.");
+  });
+
   it("a streamed call of a tool without parameters has arguments \"{}\" (Anthropic streams no JSON for it)", async () => {
     // the real API sends a single empty input_json_delta for an empty input; the SDK's stream helper parses the
     // arguments of every call, and "" is not JSON

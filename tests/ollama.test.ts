@@ -532,6 +532,18 @@ providers:
     assert.equal(o.requests.at(-1)!.body.model, "qwen2");
   });
 
+  it("logprobs, which the router cannot get from Ollama, get a 400 naming the field instead of logprobs: null", async () => {
+    const before = o.requests.length;
+    await assert.rejects(client.chat.completions.create({ model: "qwen2", messages: [{ role: "user", content: "hello" }], logprobs: true }), (e: any) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+      assert.equal(e.param, "logprobs");
+      assert.match(e.message, /^400 logprobs: /);
+      return true;
+    });
+    await assert.rejects(client.completions.create({ model: "qwen2", prompt: "hello", logprobs: 3 }), (e: any) => e instanceof OpenAI.BadRequestError && e.param === "logprobs");
+    assert.equal(o.requests.length, before, "Ollama was not called");
+  });
+
   it("chat.completions.create with stream", async () => {
     const stream = await client.chat.completions.create({
       model: "llama3", messages: [{ role: "user", content: "hello" }], stream: true, stream_options: { include_usage: true },

@@ -233,3 +233,14 @@ export class Untranslatable extends Error {
     return { ok: false, status: 400, kind: "http", type: "invalid_request_error", code: "invalid_value", param: this.param, message: this.message, unsupported: true };
   }
 }
+
+/**
+ * Throws Untranslatable for a request that asks for log probabilities (chat `logprobs: true`, completions
+ * `logprobs: <n>`) from a provider whose protocol cannot return them: answering `logprobs: null` would drop
+ * what the client asked for without a word.
+ */
+export function refuseLogprobs(req: Record<string, unknown>, provider: string): void {
+  if (req.logprobs != null && req.logprobs !== false) {
+    throw new Untranslatable("logprobs", `the ${provider} provider cannot return log probabilities; send the request to an OpenAI-protocol provider (provider/model)`);
+  }
+}

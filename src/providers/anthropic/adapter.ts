@@ -19,7 +19,7 @@ import type {
   Usage,
 } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
-import { bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, sseBody, Untranslatable } from "../upstream.ts";
+import { bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, refuseLogprobs, sseBody, Untranslatable } from "../upstream.ts";
 
 export const ANTHROPIC_VERSION = "2023-06-01";
 /** max_tokens is required by the Messages API; this is sent when the client gives none. */
@@ -66,6 +66,7 @@ export class AnthropicAdapter implements Adapter {
   async #call(kind: Kind, req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
     let body: Record<string, unknown>;
     try {
+      refuseLogprobs(req, "anthropic");
       body = toMessagesRequest(req, opts.model, opts.stream);
       // a trailing assistant message is a prefill in the Messages API, which refuses one that ends in whitespace
       if (opts.prefill && /\s$/.test(String(req.messages[req.messages.length - 1]?.content ?? ""))) {

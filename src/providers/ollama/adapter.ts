@@ -8,7 +8,7 @@ import { type FinishReason, generatorEvents, OpenAIShaper, promptOf, randomId, s
 import { estimatePromptTokens, estimateTokens, tokenUsage } from "../tokens.ts";
 import type { Adapter, CallOptions, ChatMessage, ChatRequest, StreamEvent, TextRequest, UpstreamFailure, UpstreamFetch, UpstreamResponse, UpstreamResult, Usage } from "../types.ts";
 import { UpstreamStreamError } from "../types.ts";
-import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, Untranslatable } from "../upstream.ts";
+import { bearerHeaders, bodyJson, failureFromResponse, globalFetch, postJson, protocolFailure, refuseLogprobs, Untranslatable } from "../upstream.ts";
 
 /** Ollama error bodies are `{"error": "message"}`. */
 const pickError = (j: any) =>
@@ -42,6 +42,7 @@ export class OllamaAdapter implements Adapter {
   chat(req: ChatRequest, opts: CallOptions): Promise<UpstreamResult> {
     let messages: OllamaMessage[];
     try {
+      refuseLogprobs(req, "ollama");
       messages = toOllamaMessages(req.messages);
     } catch (e) {
       if (e instanceof Untranslatable) return Promise.resolve(e.failure());
@@ -60,6 +61,11 @@ export class OllamaAdapter implements Adapter {
   }
 
   text(req: TextRequest, opts: CallOptions): Promise<UpstreamResult> {
+    try {
+      refuseLogprobs(req, "ollama");
+    } catch (e) {
+      return Promise.resolve((e as Untranslatable).failure());
+    }
     const prompt = promptOf(req);
     const body: Record<string, unknown> = { model: opts.model, prompt, stream: opts.stream, options: toOptions(req) };
     if (typeof req.suffix === "string" && req.suffix) body.suffix = req.suffix;
