@@ -94,7 +94,11 @@ export async function main(platform: Platform): Promise<void> {
   try {
     config = await loadConfigFile(platform, path);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
+    if (!(e instanceof ConfigError)) {
+      // unreadable (permissions, a directory): the reason in one line, not a stack trace
+      platform.stderr(`${path}: cannot read the config file: ${(e as Error)?.message ?? String(e)}`);
+      platform.exit(1);
+    }
     platform.stderr(`${path}: invalid config (${e.problems.length} problem${e.problems.length === 1 ? "" : "s"})`);
     for (const p of e.problems) platform.stderr(`  ${p}`);
     platform.exit(1);

@@ -55,6 +55,17 @@ describe("CLI", () => {
     assert.match(r.stderr, /not found/);
   });
 
+  it("a config path that cannot be read (a directory) exits 1 naming the path and the reason, without a stack trace", async () => {
+    const dir = tempDir({});
+    for (const args of [["check", "--config", dir], ["--config", dir]]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^${dir}: cannot read the config file: .*(EISDIR|[Dd]irector)`, "m"));
+      assert.doesNotMatch(r.stderr, /not found/);
+      assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+    }
+  });
+
   it("takes the config from ROUTER_CONFIG, the port from PORT, and loads .env without overriding", async () => {
     const dir = tempDir({
       "router.yaml": `server: { port: 1 }\nproviders:\n  - { name: m, type: mock, default_model: mock-1, reply: "\${REPLY_TEXT}" }\n`,
