@@ -7,7 +7,7 @@ import { EventHub } from "./observability/events.ts";
 import { createLogger } from "./observability/logger.ts";
 import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
-import type { Platform, Signal } from "./platform.ts";
+import type { Platform, ServerHandle, Signal } from "./platform.ts";
 import { createAdapter } from "./providers/registry.ts";
 import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
@@ -179,7 +179,14 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
-  const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
+  let server: ServerHandle;
+  try {
+    server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
+  } catch (e) {
+    // a port in use, an address not on this host: one line for the journal, not a stack trace
+    platform.stderr(`error: cannot listen on ${hostname}:${port}: ${(e as Error)?.message ?? String(e)}`);
+    platform.exit(1);
+  }
   replica ||= `${platform.hostname}:${server.port}`;
   // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));

@@ -1,5 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ROOT, run, runtime, sourceCommand, startProcess, tempDir as emptyDir, writeFile } from "./helpers/process.ts";
 
@@ -63,6 +65,21 @@ describe("CLI", () => {
       assert.match(r.stderr, new RegExp(`^${dir}: cannot read the config file: .*(EISDIR|[Dd]irector)`, "m"));
       assert.doesNotMatch(r.stderr, /not found/);
       assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+    }
+  });
+
+  it("a port already in use exits 1 with a one-line error, without a stack trace", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const dir = tempDir({ "config.yaml": MOCK });
+      const r = await runCli(["--config", `${dir}/config.yaml`, "--host", "127.0.0.1", "--port", String(port)]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: `, "m"));
+      assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 
