@@ -87,6 +87,13 @@ export async function main(platform: Platform): Promise<void> {
     for (const [k, v] of Object.entries(parseDotenv(dotenv))) if (platform.env[k] === undefined) platform.setEnv(k, v);
   }
 
+  // a $PORT set by mistake would otherwise be ignored and the router listen elsewhere without a word
+  const envPort = platform.env.PORT;
+  if (envPort && !(/^\d+$/.test(envPort) && Number(envPort) <= 65535)) {
+    platform.stderr(`error: PORT must be a number from 0 to 65535, got "${envPort}"`);
+    platform.exit(2);
+  }
+
   const path = configPath(opts, platform.env);
   if (opts.command === "healthcheck") return healthcheck(platform, opts, path);
 
@@ -117,9 +124,9 @@ export async function main(platform: Platform): Promise<void> {
   await serve(platform, opts, path, config);
 }
 
+/** The port as `serve` picks it; main has refused a $PORT that is not a port. */
 function listenPort(opts: CliOptions, env: Record<string, string | undefined>, config: Config | undefined): number {
-  const envPort = env.PORT;
-  return opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config?.server.port ?? 8000);
+  return opts.port ?? (env.PORT ? Number(env.PORT) : config?.server.port ?? 8000);
 }
 
 /**

@@ -83,6 +83,15 @@ describe("CLI", () => {
     }
   });
 
+  it("a PORT that is not a port exits 2 naming PORT, for serve, check and healthcheck", async () => {
+    const dir = tempDir({ "config.yaml": `server: { host: 127.0.0.1, port: 0 }\n${MOCK}` });
+    for (const [cmd, value] of [["serve", "abc"], ["serve", "99999"], ["check", "8o80"], ["healthcheck", "-1"]]) {
+      const r = await run([...sourceCommand(), cmd], { cwd: dir, env: { PORT: value }, timeoutMs: 15000 });
+      assert.equal(r.code, 2, `${cmd} PORT=${value}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`PORT must be a number from 0 to 65535, got "${value}"`));
+    }
+  });
+
   it("takes the config from ROUTER_CONFIG, the port from PORT, and loads .env without overriding", async () => {
     const dir = tempDir({
       "router.yaml": `server: { port: 1 }\nproviders:\n  - { name: m, type: mock, default_model: mock-1, reply: "\${REPLY_TEXT}" }\n`,
