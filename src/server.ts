@@ -82,7 +82,13 @@ export async function main(platform: Platform): Promise<void> {
     return;
   }
 
-  const dotenv = await platform.readTextFile(".env");
+  let dotenv: string | null;
+  try {
+    dotenv = await platform.readTextFile(".env");
+  } catch (e) {
+    platform.stderr(`.env: cannot read the file: ${(e as Error)?.message ?? String(e)}`);
+    platform.exit(1);
+  }
   if (dotenv !== null) {
     for (const [k, v] of Object.entries(parseDotenv(dotenv))) if (platform.env[k] === undefined) platform.setEnv(k, v);
   }

@@ -2,6 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, run, runtime, sourceCommand, startProcess, tempDir as emptyDir, writeFile } from "./helpers/process.ts";
 
@@ -66,6 +67,15 @@ describe("CLI", () => {
       assert.doesNotMatch(r.stderr, /not found/);
       assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
     }
+  });
+
+  it("a ./.env that cannot be read (a directory) exits 1 saying so, without a stack trace", async () => {
+    const dir = tempDir({ "config.yaml": MOCK });
+    mkdirSync(join(dir, ".env"));
+    const r = await runCli(["check"], { cwd: dir });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^\.env: cannot read the file: .*(EISDIR|[Dd]irector)/m);
+    assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
   });
 
   it("a port already in use exits 1 with a one-line error, without a stack trace", async () => {
