@@ -93,9 +93,9 @@ export async function main(platform: Platform): Promise<void> {
     for (const [k, v] of Object.entries(parseDotenv(dotenv))) if (platform.env[k] === undefined) platform.setEnv(k, v);
   }
 
-  // a $PORT set by mistake would otherwise be ignored and the router listen elsewhere without a word
+  // a $PORT set by mistake would otherwise be ignored and the router listen elsewhere without a word (--port wins)
   const envPort = platform.env.PORT;
-  if (envPort && !(/^\d+$/.test(envPort) && Number(envPort) <= 65535)) {
+  if (opts.port === undefined && envPort && !(/^\d+$/.test(envPort) && Number(envPort) <= 65535)) {
     platform.stderr(`error: PORT must be a number from 0 to 65535, got "${envPort}"`);
     platform.exit(2);
   }
@@ -130,7 +130,7 @@ export async function main(platform: Platform): Promise<void> {
   await serve(platform, opts, path, config);
 }
 
-/** The port as `serve` picks it; main has refused a $PORT that is not a port. */
+/** The port as `serve` picks it; main has refused a $PORT that is not a port (unless --port is given). */
 function listenPort(opts: CliOptions, env: Record<string, string | undefined>, config: Config | undefined): number {
   return opts.port ?? (env.PORT ? Number(env.PORT) : config?.server.port ?? 8000);
 }

@@ -100,6 +100,9 @@ describe("CLI", () => {
       assert.equal(r.code, 2, `${cmd} PORT=${value}: ${r.stdout}${r.stderr}`);
       assert.match(r.stderr, new RegExp(`PORT must be a number from 0 to 65535, got "${value}"`));
     }
+    // --port wins over $PORT, which is then not looked at
+    const s = await startServer(["--port", "0"], { cwd: dir, env: { PORT: "abc" } });
+    await s.stop();
   });
 
   it("takes the config from ROUTER_CONFIG, the port from PORT, and loads .env without overriding", async () => {
