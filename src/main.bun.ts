@@ -27,8 +27,13 @@ const platform: Platform = {
     process.env[k] = v;
   },
   async readTextFile(path) {
-    const f = Bun.file(path);
-    return (await f.exists()) ? await f.text() : null;
+    // only a missing file is null: a directory or a file without read permission is an error that says so
+    try {
+      return await Bun.file(path).text();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return null;
+      throw e;
+    }
   },
   async stat(path) {
     try {

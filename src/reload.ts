@@ -130,8 +130,9 @@ export class ConfigHolder {
         logger?.log("error", "config reload listener failed", { error: (e as Error)?.message ?? String(e) });
       }
     }
-    const restartNeeded = (["host", "port", "header_timeout_seconds"] as const).filter((k) => config.server[k] !== old.server[k]).map((k) => `server.${k}`);
-    if (config.logging.format !== old.logging.format) restartNeeded.push("logging.format");
+    // read once at start-up (the listener, the replica's name, the state backend); logging takes effect at once
+    const restartNeeded = (["host", "port", "header_timeout_seconds", "replica_id"] as const).filter((k) => config.server[k] !== old.server[k]).map((k) => `server.${k}`);
+    if (JSON.stringify(config.state) !== JSON.stringify(old.state)) restartNeeded.push("state");
     if (restartNeeded.length) {
       logger?.log("warn", "some changed settings take effect only after a restart", { settings: restartNeeded });
     }

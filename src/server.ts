@@ -7,7 +7,7 @@ import { EventHub } from "./observability/events.ts";
 import { createLogger } from "./observability/logger.ts";
 import { Observability } from "./observability/observability.ts";
 import { safeUrl } from "./observability/requestlog.ts";
-import type { Platform, Signal } from "./platform.ts";
+import type { Platform, ServerHandle, Signal } from "./platform.ts";
 import { createAdapter } from "./providers/registry.ts";
 import { configSecrets, redactSecrets } from "./providers/redact.ts";
 import type { UpstreamFetch } from "./providers/types.ts";
@@ -82,9 +82,22 @@ export async function main(platform: Platform): Promise<void> {
     return;
   }
 
-  const dotenv = await platform.readTextFile(".env");
+  let dotenv: string | null;
+  try {
+    dotenv = await platform.readTextFile(".env");
+  } catch (e) {
+    platform.stderr(`.env: cannot read the file: ${(e as Error)?.message ?? String(e)}`);
+    platform.exit(1);
+  }
   if (dotenv !== null) {
     for (const [k, v] of Object.entries(parseDotenv(dotenv))) if (platform.env[k] === undefined) platform.setEnv(k, v);
+  }
+
+  // a $PORT set by mistake would otherwise be ignored and the router listen elsewhere without a word (--port wins)
+  const envPort = platform.env.PORT;
+  if (opts.port === undefined && envPort && !(/^\d+$/.test(envPort) && Number(envPort) <= 65535)) {
+    platform.stderr(`error: PORT must be a number from 0 to 65535, got "${envPort}"`);
+    platform.exit(2);
   }
 
   const path = configPath(opts, platform.env);
@@ -94,7 +107,11 @@ export async function main(platform: Platform): Promise<void> {
   try {
     config = await loadConfigFile(platform, path);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
+    if (!(e instanceof ConfigError)) {
+      // unreadable (permissions, a directory): the reason in one line, not a stack trace
+      platform.stderr(`${path}: cannot read the config file: ${(e as Error)?.message ?? String(e)}`);
+      platform.exit(1);
+    }
     platform.stderr(`${path}: invalid config (${e.problems.length} problem${e.problems.length === 1 ? "" : "s"})`);
     for (const p of e.problems) platform.stderr(`  ${p}`);
     platform.exit(1);
@@ -113,9 +130,9 @@ export async function main(platform: Platform): Promise<void> {
   await serve(platform, opts, path, config);
 }
 
+/** The port as `serve` picks it; main has refused a $PORT that is not a port (unless --port is given). */
 function listenPort(opts: CliOptions, env: Record<string, string | undefined>, config: Config | undefined): number {
-  const envPort = env.PORT;
-  return opts.port ?? (envPort && /^\d+$/.test(envPort) ? Number(envPort) : config?.server.port ?? 8000);
+  return opts.port ?? (env.PORT ? Number(env.PORT) : config?.server.port ?? 8000);
 }
 
 /**
@@ -175,7 +192,14 @@ async function serve(platform: Platform, opts: CliOptions, path: string, config:
   });
   const hostname = opts.host ?? platform.env.HOST ?? config.server.host;
   const port = listenPort(opts, platform.env, config);
-  const server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
+  let server: ServerHandle;
+  try {
+    server = platform.serve((req, info) => app.fetch(req, info), { hostname, port, headerTimeoutSeconds: config.server.header_timeout_seconds });
+  } catch (e) {
+    // a port in use, an address not on this host: one line for the journal, not a stack trace
+    platform.stderr(`error: cannot listen on ${hostname}:${port}: ${(e as Error)?.message ?? String(e)}`);
+    platform.exit(1);
+  }
   replica ||= `${platform.hostname}:${server.port}`;
   // signal handlers go in before "listening" is logged: a supervisor may signal as soon as it sees it
   platform.onSignal("SIGHUP", () => void holder.reload("SIGHUP"));

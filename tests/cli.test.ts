@@ -1,5 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, run, runtime, sourceCommand, startProcess, tempDir as emptyDir, writeFile } from "./helpers/process.ts";
 
@@ -53,6 +56,53 @@ describe("CLI", () => {
     const r = await runCli(["--config", "/nonexistent/x.yaml"]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /not found/);
+  });
+
+  it("a config path that cannot be read (a directory) exits 1 naming the path and the reason, without a stack trace", async () => {
+    const dir = tempDir({});
+    for (const args of [["check", "--config", dir], ["--config", dir]]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^${dir}: cannot read the config file: .*(EISDIR|[Dd]irector)`, "m"));
+      assert.doesNotMatch(r.stderr, /not found/);
+      assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+    }
+  });
+
+  it("a ./.env that cannot be read (a directory) exits 1 saying so, without a stack trace", async () => {
+    const dir = tempDir({ "config.yaml": MOCK });
+    mkdirSync(join(dir, ".env"));
+    const r = await runCli(["check"], { cwd: dir });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^\.env: cannot read the file: .*(EISDIR|[Dd]irector)/m);
+    assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+  });
+
+  it("a port already in use exits 1 with a one-line error, without a stack trace", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const dir = tempDir({ "config.yaml": MOCK });
+      const r = await runCli(["--config", `${dir}/config.yaml`, "--host", "127.0.0.1", "--port", String(port)]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: `, "m"));
+      assert.doesNotMatch(r.stderr, /\bat |^\d+ \| /m);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  it("a PORT that is not a port exits 2 naming PORT, for serve, check and healthcheck", async () => {
+    const dir = tempDir({ "config.yaml": `server: { host: 127.0.0.1, port: 0 }\n${MOCK}` });
+    for (const [cmd, value] of [["serve", "abc"], ["serve", "99999"], ["check", "8o80"], ["healthcheck", "-1"]]) {
+      const r = await run([...sourceCommand(), cmd], { cwd: dir, env: { PORT: value }, timeoutMs: 15000 });
+      assert.equal(r.code, 2, `${cmd} PORT=${value}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`PORT must be a number from 0 to 65535, got "${value}"`));
+    }
+    // --port wins over $PORT, which is then not looked at
+    const s = await startServer(["--port", "0"], { cwd: dir, env: { PORT: "abc" } });
+    await s.stop();
   });
 
   it("takes the config from ROUTER_CONFIG, the port from PORT, and loads .env without overriding", async () => {

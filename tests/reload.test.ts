@@ -90,6 +90,17 @@ describe("hot reload", () => {
     assert.equal(r.done, false, "still running");
   });
 
+  it("logging.format takes effect at once; a warning names only the settings that need a restart", async () => {
+    writeFile(path, configYaml(a, b, "[a, b]", "logging: { format: pretty }", "{ host: 127.0.0.1, port: 0, replica_id: renamed }"));
+    const res = await fetch(`${r.url}/admin/reload`, { method: "POST" });
+    assert.equal(res.status, 200);
+    assert.equal(await answeredBy(r.url), "a");
+    await waitFor(() => /INFO\s+request /.test(r.output()), "a pretty request line");
+    const out = r.output();
+    assert.match(out, /WARN\s+some changed settings take effect only after a restart settings=\["server\.replica_id"\]/);
+    assert.doesNotMatch(out, /logging\.format/);
+  });
+
   it("an invalid file keeps the old config, answers 400 with every problem and shows the error on /health", async () => {
     const loadedAt = (await health(r.url)).config.loaded_at;
     writeFile(path, configYaml(a, b, "[b, ghost]", "bogus_block: 1"));
