@@ -34,7 +34,7 @@
 //   --ratio-secs S          realistic: seconds per wrk run of the CPU-per-request rows (default 5; smoke 1, Bun only;
 //                           0: none). --real-streams 0: no paced streams
 //   --ratio-rounds R        realistic: rounds of those rows, the three servers measured in turn each round; each
-//                           figure is the median of its rounds (default 3; smoke 1)
+//                           figure is the median of its rounds (default 5; smoke 1)
 //   --write-docs            replace the results section of docs/benchmarks.md
 //   --from FILE             no measuring: print (and with --write-docs, write) the tables of a saved results JSON
 //   --profile bun|deno      instead of the legs: run the router under the runtime's CPU profiler (--cpu-prof)
@@ -86,7 +86,7 @@ const REAL_PACED = {
 const REAL_OPEN = { streams: Number(opt("--open-streams", SMOKE ? "20" : "9000")), secs: Number(opt("--open-secs", SMOKE ? "2" : "20")) };
 const REAL_JSON = { rate: Number(opt("--real-json", SMOKE ? "20" : "1000")), secs: Number(opt("--real-json-secs", SMOKE ? "1" : "20")) };
 const RATIO_SECS = Number(opt("--ratio-secs", SMOKE ? "1" : "5"));
-const RATIO_ROUNDS = Number(opt("--ratio-rounds", "3"));
+const RATIO_ROUNDS = Number(opt("--ratio-rounds", "5"));
 const WARMUP_S = SMOKE ? 0 : Math.max(1, Math.min(2, Math.floor(DURATION / 4))); // whole seconds (wrk)
 const WRITE_DOCS = flag("--write-docs");
 const PROFILE = opt("--profile", "");
