@@ -59,7 +59,8 @@ describe("config.yaml", () => {
     ["slash in a name", `providers:\n  - { name: "a/b", type: mock }\n`, /^providers\[0\]\.name: must be/],
     ["a bad header name", `providers:\n  - { name: a, type: mock, headers: { "x org": v } }\n`, /^providers\[0\]\.headers\.x org: header names are/],
     ["a line break in a header value", `providers:\n  - { name: a, type: mock, headers: { x-org: "a\\r\\nx-evil: 1" } }\n`, /^providers\[0\]\.headers\.x-org: a header value cannot/],
-    ["invalid YAML", `providers: [\n`, /^invalid YAML/],
+    // the position ends the line: the excerpt of the file that follows it in the YAML library's message is left out
+    ["invalid YAML", `providers: [\n`, /^invalid YAML: .+ at line 2, column 1$/],
     ["a stream event cap that is not a whole number", `providers:\n  - { name: a, type: mock }\nrouting: { stream_max_event_bytes: 1.5 }\n`, /^routing\.stream_max_event_bytes:/],
     ["a stream duration past a day", `providers:\n  - { name: a, type: mock }\nrouting: { stream_max_duration_seconds: 100000 }\n`, /^routing\.stream_max_duration_seconds:/],
     ["reserved block validated", `providers:\n  - { name: a, type: mock }\nrate_limit: { burst: -1 }\n`, /^rate_limit\.burst:/],

@@ -68,7 +68,8 @@ export function parseConfig(text: string, env: Env = {}): Config {
   try {
     raw = parseYaml(text);
   } catch (e) {
-    throw new ConfigError([`invalid YAML: ${(e as Error).message.split("\n")[0]}`]);
+    // the first line only, without the colon that introduces the excerpt of the file after it (a line that may hold a key)
+    throw new ConfigError([`invalid YAML: ${(e as Error).message.split("\n")[0].replace(/:\s*$/, "")}`]);
   }
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== "object" || Array.isArray(raw)) throw new ConfigError(["(root): must be a mapping"]);
