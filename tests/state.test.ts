@@ -90,6 +90,7 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
         return res.headers.get("x-router-provider");
       },
       stateOfA: async () => (await (await fetch(`${url}/health`)).json()).providers.a.state,
+      lastErrorOfA: async () => (await (await fetch(`${url}/health`)).json()).providers.a.last_error,
       reset: async () => (await fetch(`${url}/admin/circuit/a/reset`, { method: "POST" })).status,
     };
   }
@@ -129,6 +130,24 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
     assert.equal(await r2.stateOfA(), "closed", "the probe's success closed the breaker everywhere");
     assert.equal(await r2.send(), "a");
     assert.equal(a.requests.length, 4, "one probe, then ordinary traffic");
+  });
+
+  it("a probe's success closes the breaker everywhere and keeps its last error, which only a manual reset clears", async () => {
+    const clock = new FakeClock();
+    const store = new MemoryBreakerStore(clock.now);
+    const r1 = replica(store, clock), r2 = replica(store, clock);
+    a.fault = { status: 500 };
+    await r1.send();
+    await r1.send();
+    a.fault = null;
+    clock.advance(10_000);
+    assert.equal(await r1.stateOfA(), "half_open");
+    assert.equal(await r1.send(), "a", "the probe");
+    assert.equal(await r2.stateOfA(), "closed");
+    assert.match(await r1.lastErrorOfA(), /HTTP 500/, "the replica that probed still shows what opened the breaker");
+    assert.equal(await r1.stateOfA(), "closed");
+    assert.equal(await r2.reset(), 200);
+    assert.equal(await r1.lastErrorOfA(), null, "a manual reset clears it in every replica");
   });
 
   it("a failed probe opens the breaker again everywhere, for a fresh cool-off", async () => {

@@ -13,7 +13,7 @@
 // replicas' probe permit, so one replica at a time probes a recovering provider, and the probe's result reaches
 // every replica (a success publishes a close, a failure a new opening). Failures are counted per replica.
 import type { CircuitBreakerConfig, Config } from "../config/schema.ts";
-import { detach, isPromise, type BreakerStore, type MaybePromise, type ProbePermit } from "../state/types.ts";
+import { CLOSED_BY_PROBE, detach, isPromise, type BreakerStore, type MaybePromise, type ProbePermit } from "../state/types.ts";
 
 export type BreakerState = "closed" | "open" | "half_open";
 
@@ -161,10 +161,15 @@ export class CircuitBreaker {
 
   /**
    * An opening published by a replica (this one's own come back too): `until` in ms since the epoch, 0 for a
-   * manual reset. This breaker is open until then, whatever it was doing; requests in flight become late results.
+   * manual reset, CLOSED_BY_PROBE for a probe's success. This breaker is open until then, whatever it was doing;
+   * requests in flight become late results.
    */
   adopt(until: number): void {
     if (until === 0) return this.#resetHere();
+    if (until === CLOSED_BY_PROBE) {
+      if (this.#state !== "closed") this.#close();
+      return;
+    }
     if (until <= this.now() || (this.#state === "open" && this.#retryAt >= until)) return;
     if (this.#state !== "open") {
       this.#state = "open";
@@ -212,7 +217,7 @@ export class CircuitBreaker {
       this.#probes--;
       this.#keepPermit();
       this.#close();
-      this.#publish(0); // the probe's result closes the breaker in every replica
+      this.#publish(CLOSED_BY_PROBE); // the probe's result closes the breaker in every replica
     } else if (this.#state === "closed") {
       this.#failures = 0;
     }

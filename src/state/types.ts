@@ -131,10 +131,14 @@ export interface ProbePermit {
  * The router never waits on this store per request: openings reach it through `subscribe`, and a probe permit is
  * asked for once when a breaker's cool-off ends.
  */
+/** The `until` a probe's success publishes (BreakerStore.publish): not a time, and not a manual reset (0). */
+export const CLOSED_BY_PROBE = -1;
+
 export interface BreakerStore {
   /**
    * Tells every replica that `provider` is open until `until` (ms since the epoch, wall clock); `until` 0 is a
-   * manual reset, which closes the breaker everywhere.
+   * manual reset, which closes the breaker everywhere and clears its last error; CLOSED_BY_PROBE a probe's
+   * success, which closes it everywhere and keeps the last error for the operator.
    */
   publish(provider: string, until: number): MaybePromise<void>;
   /**
