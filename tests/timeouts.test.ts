@@ -199,6 +199,18 @@ circuit_breaker: { failure_threshold: 100 }
       assert.ok(Date.now() - t0 < 1500);
     });
 
+    it("does not wait out a Retry-After for a retry its breaker, opened by that failure, would not let through", async () => {
+      await start("max_retries: 1, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 }");
+      a.fault = { status: 429, headers: { "retry-after": "3" } };
+      const t0 = Date.now();
+      const s = await send();
+      const took = Date.now() - t0;
+      assert.equal(s.provider, "b");
+      assert.equal(a.requests.length, 1);
+      assert.equal((await breakerA()).state, "open");
+      assert.ok(took < 1500, `took ${took} ms: waited for a retry that was never going to be sent`);
+    });
+
     it("does not retry 401/403 or client errors on the same provider", async () => {
       await start("max_retries: 3");
       a.fault = { status: 401 };
