@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { sleep, type FakeServer } from "./fakes/common.ts";
+import { scrape, value } from "./helpers/metrics.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "gpt-test", messages: [{ role: "user", content: "hi" }], ...extra });
@@ -176,6 +177,18 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(s.res.headers.get("x-router-attempts"), "3");
       assert.equal(a.requests.length, 2);
       assert.equal((await breakerA()).consecutive_failures, 2, "each attempt counts");
+    });
+
+    it("a retry on the same provider is not a failover in /stats or /metrics: only leaving the provider is", async () => {
+      await start("max_retries: 2");
+      a.fault = { status: 503, times: 2 };
+      assert.equal((await send()).provider, "a"); // two retries, then a answers: it was never left
+      a.fault = { status: 500 };
+      assert.equal((await send()).provider, "b"); // three failed attempts, then one failover to b
+      const stats = await (await fetch(`${r!.url}/stats`)).json();
+      assert.equal(stats.providers.a.failures, 5);
+      assert.equal(stats.providers.a.failovers, 1);
+      assert.equal(value(await scrape(r!.url), "failover_router_failovers_total", { provider: "a" }), 1);
     });
 
     it("waits for Retry-After before retrying", async () => {
