@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { sleep, type FakeServer } from "./fakes/common.ts";
+import { scrape, value } from "./helpers/metrics.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const chat = (extra: Record<string, unknown> = {}) => ({ model: "gpt-test", messages: [{ role: "user", content: "hi" }], ...extra });
@@ -178,6 +179,18 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal((await breakerA()).consecutive_failures, 2, "each attempt counts");
     });
 
+    it("a retry on the same provider is not a failover in /stats or /metrics: only leaving the provider is", async () => {
+      await start("max_retries: 2");
+      a.fault = { status: 503, times: 2 };
+      assert.equal((await send()).provider, "a"); // two retries, then a answers: it was never left
+      a.fault = { status: 500 };
+      assert.equal((await send()).provider, "b"); // three failed attempts, then one failover to b
+      const stats = await (await fetch(`${r!.url}/stats`)).json();
+      assert.equal(stats.providers.a.failures, 5);
+      assert.equal(stats.providers.a.failovers, 1);
+      assert.equal(value(await scrape(r!.url), "failover_router_failovers_total", { provider: "a" }), 1);
+    });
+
     it("waits for Retry-After before retrying", async () => {
       await start("max_retries: 1");
       a.fault = { status: 429, headers: { "retry-after": "1" }, times: 1 };
@@ -197,6 +210,18 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(s.provider, "b");
       assert.equal(a.requests.length, 1);
       assert.ok(Date.now() - t0 < 1500);
+    });
+
+    it("does not wait out a Retry-After for a retry its breaker, opened by that failure, would not let through", async () => {
+      await start("max_retries: 1, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 }");
+      a.fault = { status: 429, headers: { "retry-after": "3" } };
+      const t0 = Date.now();
+      const s = await send();
+      const took = Date.now() - t0;
+      assert.equal(s.provider, "b");
+      assert.equal(a.requests.length, 1);
+      assert.equal((await breakerA()).state, "open");
+      assert.ok(took < 1500, `took ${took} ms: waited for a retry that was never going to be sent`);
     });
 
     it("does not retry 401/403 or client errors on the same provider", async () => {

@@ -190,7 +190,8 @@ export class Observability {
     const at = r.attempts;
     for (let i = 0; i < at.length - 1; i++) {
       const o = at[i].outcome;
-      if (o === "error" || o === "timeout") {
+      // a retry on the same provider is not a failover: only the request leaving the provider is
+      if ((o === "error" || o === "timeout") && at[i + 1].provider !== at[i].provider) {
         this.stats.recordFailover(at[i].provider);
         this.failovers.inc([at[i].provider]);
       }

@@ -235,6 +235,8 @@ export class Router implements AttemptEnv {
           break providers;
         }
         if (r.cls !== "retryable" || n >= cand.provider.max_retries || !sameProviderRetryable(r)) break;
+        // the failure opened the breaker (or failed its probe): no retry would be let through, so no waiting for one
+        if (breaker.state === "open") break;
         const wait = this.#backoff.delay(n, r.retryAfter);
         if (wait === undefined) break; // Retry-After longer than the cap: move on instead of waiting
         if (this.now() + wait >= run.deadline) break;
