@@ -65,6 +65,16 @@ circuit_breaker: { failure_threshold: 100 }
     return { res, status: res.status, provider: res.headers.get("x-router-provider"), body: text ? JSON.parse(text) : null };
   };
   const breakerA = async () => (await (await fetch(`${r!.url}/health`)).json()).providers.a;
+  /** The attempt a client abandoned is `cancelled` in /stats and /metrics, not a failure of its provider. */
+  async function assertCancelledNotFailed(): Promise<void> {
+    assert.ok(await until(() => r!.logs.some((l) => l.includes('"outcome":"cancelled"')), 2000), "the request log names the attempt cancelled");
+    const stats = await (await fetch(`${r!.url}/stats`)).json();
+    assert.equal(stats.providers.a.failures, 0, "the provider did not fail");
+    assert.equal(stats.providers.a.requests, 1);
+    const m = await scrape(r!.url);
+    assert.equal(value(m, "failover_router_upstream_requests_total", { provider: "a", outcome: "cancelled" }), 1);
+    assert.equal(value(m, "failover_router_upstream_requests_total", { provider: "a", outcome: "error" }), 0);
+  }
 
   describe("timeouts", () => {
     it("timeout_seconds bounds the wait for the first content chunk of a stream, then fails over", async () => {
@@ -138,6 +148,7 @@ circuit_breaker: { failure_threshold: 100 }
       assert.ok(await until(() => a.aborted === 1), "the upstream connection was closed");
       assert.equal(a.requests.length, 1);
       assert.equal(b.requests.length, 0);
+      await assertCancelledNotFailed();
     });
 
     it("aborts the upstream request when the client goes away before the answer", async () => {
@@ -149,6 +160,7 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(b.requests.length, 0, "no failover for a client that left");
       const pa = await breakerA();
       assert.equal(pa.consecutive_failures, 0, "a client abort is not a breaker failure");
+      await assertCancelledNotFailed();
     });
   });
 

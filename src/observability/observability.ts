@@ -51,7 +51,7 @@ export const ENDPOINT_PATH: Record<ApiKind, string> = { chat: "/v1/chat/completi
 /** endpoint label values besides the two routed ones; any other path is labelled "other" */
 const KNOWN_PATHS = new Set(["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"]);
 const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
-const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped", "hedge_lost"];
+const OUTCOMES = ["success", "error", "timeout", "client_error", "skipped", "hedge_lost", "cancelled"];
 
 /** Every model name a config mentions; any other model is labelled "other" in metrics. */
 export function configModels(config: Pick<Config, "providers">): Set<string> {
@@ -97,7 +97,7 @@ export class Observability {
     const r = this.registry;
     this.requestsTotal = r.add(new Counter("failover_router_requests_total", "Client requests by endpoint and final HTTP status.", ["endpoint", "status"]));
     this.requestDuration = r.add(new Histogram("failover_router_request_duration_seconds", "Client request duration in seconds, failovers included (streams: until the last chunk).", ["endpoint"]));
-    this.upstreamRequests = r.add(new Counter("failover_router_upstream_requests_total", "Upstream attempts by provider and outcome (success, error, timeout, client_error, skipped, hedge_lost).", ["provider", "outcome"]));
+    this.upstreamRequests = r.add(new Counter("failover_router_upstream_requests_total", "Upstream attempts by provider and outcome (success, error, timeout, client_error, skipped, hedge_lost, cancelled).", ["provider", "outcome"]));
     this.upstreamLatency = r.add(new Histogram("failover_router_upstream_latency_seconds", "Upstream attempt duration in seconds (streams: until the last chunk).", ["provider"]));
     this.upstreamTtfb = r.add(new Histogram("failover_router_upstream_ttfb_seconds", "Streamed attempts: seconds until the first content chunk.", ["provider"]));
     this.tokens = r.add(new Counter("failover_router_tokens_total", "Tokens by provider, model (\"other\" for a model not in config) and direction (input, output).", ["provider", "model", "direction"]));

@@ -197,7 +197,8 @@ export class Stats {
     p.requests++;
     if (a.outcome === "success") p.successes++;
     else if (a.outcome === "client_error") p.client_errors++;
-    else if (a.outcome !== "hedge_lost") p.failures++; // the provider did not fail: the other attempt was first
+    // a lost hedge (the other attempt was first) or a cancelled attempt (the client left) is no failure of the provider
+    else if (a.outcome !== "hedge_lost" && a.outcome !== "cancelled") p.failures++;
     const now = this.now();
     p.latency.add(a.latency_ms, now);
     if (a.ttfb_ms !== undefined) p.ttfb.add(a.ttfb_ms, now);

@@ -125,7 +125,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     // the provider bills a request it received and did not answer with an error: the client went away, it timed
     // out, or the stream it opened broke
     if (cls === "aborted" || f.kind === "timeout" || opened) extra.usage = billedSoFar();
-    record(cls === "client" || cls === "unsupported" ? "client_error" : f.kind === "timeout" ? "timeout" : "error", f.status, extra);
+    record(cls === "client" || cls === "unsupported" ? "client_error" : cls === "aborted" ? "cancelled" : f.kind === "timeout" ? "timeout" : "error", f.status, extra);
     if (leg) return { ...f, cls }; // the recovery goes on from it; the client's stream is not answered here
     if (cls === "aborted") {
       run.finish(499);
@@ -221,7 +221,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
       // without reported usage: the input and the output read, which for a stream cut short (the client left, it
       // broke or stalled) is what the provider bills so far
       const u = (recorded = u0 ?? billedSoFar());
-      record(end === "ok" ? "success" : "error", statusOf(end), { ttfb_ms: ttfb, usage: u, reason });
+      record(end === "ok" ? "success" : end === "aborted" ? "cancelled" : "error", statusOf(end), { ttfb_ms: ttfb, usage: u, reason });
       // a restart that answers otherwise than the leg before it is no fault of its provider
       const verdict = end === "ok" ? "success" : end === "aborted" || end === "diverged" ? "neutral" : "failure";
       settle(env, cand, breaker, permit, verdict, ttfb, { ok: false, status: 502, kind: "protocol", message: reason ?? "stream failed" });

@@ -4,7 +4,8 @@ import type { ApiKind, ChatRequest, TextRequest, Usage } from "../providers/type
 import type { BudgetEvent, Hold } from "./budgets.ts";
 import type { RecoveryOutcome, StreamRecovery } from "./stream-recovery.ts";
 
-export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error" | "hedge_lost";
+/** `cancelled`: the client went away (or its stream ended) before the attempt did; not the provider's failure. */
+export type AttemptOutcome = "success" | "error" | "timeout" | "skipped" | "client_error" | "hedge_lost" | "cancelled";
 
 export interface AttemptRecord {
   provider: string;
