@@ -222,12 +222,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) || BUDGET_RESET_RE.test(c.req.path) ? "POST" : undefined);
+    // the client's own method and path, shortened: a runtime accepts request lines of tens of kilobytes
+    const method = c.req.method.slice(0, 20), path = c.req.path.slice(0, 200);
     if (allowed) {
-      return errorResponse(405, { message: `method ${c.req.method} not allowed on ${c.req.path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
+      return errorResponse(405, { message: `method ${method} not allowed on ${path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
     }
-    const unsupported = unsupportedEndpoint(c.req.method, c.req.path);
+    const unsupported = unsupportedEndpoint(method, c.req.path);
     if (unsupported) return errorResponse(404, unsupported);
-    return errorResponse(404, { message: `unknown path ${c.req.path}`, type: "invalid_request_error", code: "not_found" });
+    return errorResponse(404, { message: `unknown path ${path}`, type: "invalid_request_error", code: "not_found" });
   });
 
   app.onError((err) => {
