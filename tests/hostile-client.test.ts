@@ -38,4 +38,36 @@ budgets:
     assert.equal(na.status, 405);
     assert.ok(JSON.parse(na.body).error.message.length < 400);
   });
+
+  it("cannot make a visitor's browser post to the router from another site (CSRF): 403, nothing upstream or reset", async () => {
+    const before = fake.requests.length;
+    // what a page elsewhere can send without a CORS preflight: a body without Content-Type (a Blob), or a
+    // form-like POST; the browser adds Sec-Fetch-Site
+    for (const [path, init] of [
+      ["/v1/chat/completions", { body: JSON.stringify(chat) }],
+      ["/v1/responses", { body: JSON.stringify({ model: "m", input: "hi" }) }],
+      ["/admin/budgets/monthly/reset", {}],
+      ["/admin/circuit/a/reset", {}],
+      ["/admin/reload", {}],
+    ] as const) {
+      for (const site of ["cross-site", "same-site"]) {
+        const res = await fetch(r.url + path, { method: "POST", headers: { "sec-fetch-site": site, origin: "https://evil.example" }, ...init });
+        const body = await res.json();
+        assert.equal(res.status, 403, `${path} ${site}`);
+        assert.equal(body.error.type, "permission_error");
+        assert.equal(body.error.code, "cross_site_request");
+      }
+    }
+    assert.equal(fake.requests.length, before);
+    // the router's own page (same-origin), a direct client (no Sec-Fetch-Site) and cross-site reads are served
+    const own = await fetch(r.url + "/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json", "sec-fetch-site": "same-origin" }, body: JSON.stringify(chat) });
+    assert.equal(own.status, 200);
+    await own.text();
+    const direct = await fetch(r.url + "/admin/circuit/a/reset", { method: "POST" });
+    assert.equal(direct.status, 200);
+    await direct.text();
+    const link = await fetch(r.url + "/dashboard", { headers: { "sec-fetch-site": "cross-site" } });
+    assert.equal(link.status, 200);
+    await link.text();
+  });
 });
