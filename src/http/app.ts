@@ -81,6 +81,19 @@ const REQUEST_ID_RE = /^[\w.:\-]{1,128}$/;
  */
 const HOST_RE = /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
+/**
+ * A browser's request from a page of another site that could change something: what any web page can make its
+ * visitor's browser send without a CORS preflight (a POST without Content-Type, a form). The router answers no
+ * CORS, so no page elsewhere can use it legitimately; refusing these keeps a router without auth (or with an open
+ * admin API) on a laptop or an internal network from being driven by a page its users visit. Browsers send
+ * Sec-Fetch-Site; other clients do not, and are not affected.
+ */
+function crossSiteWrite(req: Request): boolean {
+  if (req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS") return false;
+  const site = req.headers.get("sec-fetch-site");
+  return site === "cross-site" || site === "same-site";
+}
+
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
 
@@ -91,6 +104,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const host = c.req.header("host");
     if (host !== undefined && !HOST_RE.test(host)) {
       c.res = errorResponse(400, { message: "the Host header must be a host name or IP address with an optional port", type: "invalid_request_error", param: "host", code: "invalid_host" });
+    } else if (crossSiteWrite(c.req.raw)) {
+      c.res = errorResponse(403, { message: "requests from another site's web page are refused (Sec-Fetch-Site); call the router from a server or from its own origin", type: "permission_error", code: "cross_site_request" });
     } else if (deps.draining?.()) {
       c.res = errorResponse(503, { message: "the server is shutting down; retry on another instance", type: "server_error", code: "shutting_down" }, { connection: "close" });
     } else {
@@ -222,12 +237,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.notFound((c: Context) => {
     const allowed = ROUTE_METHODS[c.req.path] ?? (ADMIN_RESET_RE.test(c.req.path) || BUDGET_RESET_RE.test(c.req.path) ? "POST" : undefined);
+    // the client's own method and path, shortened: a runtime accepts request lines of tens of kilobytes
+    const method = c.req.method.slice(0, 20), path = c.req.path.slice(0, 200);
     if (allowed) {
-      return errorResponse(405, { message: `method ${c.req.method} not allowed on ${c.req.path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
+      return errorResponse(405, { message: `method ${method} not allowed on ${path}; use ${allowed}`, type: "invalid_request_error", code: "method_not_allowed" }, { allow: allowed });
     }
-    const unsupported = unsupportedEndpoint(c.req.method, c.req.path);
+    const unsupported = unsupportedEndpoint(method, c.req.path);
     if (unsupported) return errorResponse(404, unsupported);
-    return errorResponse(404, { message: `unknown path ${c.req.path}`, type: "invalid_request_error", code: "not_found" });
+    return errorResponse(404, { message: `unknown path ${path}`, type: "invalid_request_error", code: "not_found" });
   });
 
   app.onError((err) => {
