@@ -194,6 +194,32 @@ budgets:
     assert.equal((await budgetsOf())["per-minute"].spent_usd, 18);
   });
 
+  it("an attempt that ends after its period did counts in the period it ends in, not in none", async () => {
+    const a = await fake(), b = await fake();
+    a.fault = { delayMs: 400 };
+    const clock = new FakeClock();
+    clock.t = Date.UTC(2026, 11, 6, 10, 30, 59, 500);
+    r = await startRouter(yaml(a, b, `${AUTH_YAML}
+budgets:
+  list:
+    - { name: per-minute, scope: { key: team-a }, limit_usd: 1000, period: minute }
+`), {}, { spendClock: clock.now });
+    const res = postJson(`${r.url}/v1/chat/completions`, chat(10), auth);
+    while (a.requests.length === 0) await new Promise((ok) => setTimeout(ok, 10));
+    // the minute ends while the upstream is answering
+    clock.advance(1000);
+    assert.equal((await (await res).json()).usage.total_tokens, 18);
+    let got: any;
+    for (let i = 0; i < 50; i++) {
+      got = (await budgetsOf())["per-minute"];
+      if (got.spent_usd) break;
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    assert.equal(got.resets_at, "2026-12-06T10:32:00.000Z");
+    assert.equal(got.spent_usd, 18);
+    assert.equal(got.reserved_usd, 0);
+  });
+
   it("logs once when a soft limit is crossed and once when the budget runs out", async () => {
     const a = await fake(), b = await fake();
     r = await startRouter(yaml(a, b, `${AUTH_YAML}

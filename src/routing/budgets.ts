@@ -174,12 +174,16 @@ export class Budgets {
 
   async #settle(h: Held, cost: number): Promise<void> {
     const key = this.#key(h.budget);
-    await this.store.settle(key, h.period, h.id, cost);
     const b = h.budget;
+    // A period that ended while the attempt ran went with its counter (and the reservation in it): the cost counts
+    // in the period the attempt ends in, under an id no reservation there has, rather than in none.
+    const t = this.clock();
+    const period = h.period.endsAt <= t ? periodAt(b.period, t) : h.period;
+    await this.store.settle(key, period, period === h.period ? h.id : "rollover", cost);
     if (b.soft_limit_percent === undefined && cost === 0) return;
-    const { spent } = await this.store.read(key, h.period);
-    if (spent >= b.limit_usd) this.#tell(b, h.period, "exhausted", spent, b.limit_usd);
-    else if (b.soft_limit_percent !== undefined && spent >= (b.limit_usd * b.soft_limit_percent) / 100) this.#tell(b, h.period, "soft_limit", spent, b.limit_usd);
+    const { spent } = await this.store.read(key, period);
+    if (spent >= b.limit_usd) this.#tell(b, period, "exhausted", spent, b.limit_usd);
+    else if (b.soft_limit_percent !== undefined && spent >= (b.limit_usd * b.soft_limit_percent) / 100) this.#tell(b, period, "soft_limit", spent, b.limit_usd);
   }
 
   /** Tells the observers once per budget, period and kind of event. */
