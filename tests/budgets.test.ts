@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
+import { ConfigError, parseConfig } from "../src/config/load.ts";
 import { FakeClock, postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const USD_PER_TOKEN = { input: 1_000_000, output: 1_000_000 };
@@ -238,6 +239,22 @@ budgets:
     await (await postJson(`${r.url}/v1/chat/completions`, chat(10), auth)).text();
     assert.equal(r.logs.filter((l) => l.includes('"budget spent"')).length, 1);
     assert.equal(r.logs.filter((l) => l.includes("budget soft limit crossed")).length, 1);
+  });
+
+  it("a key's budget that no request could match is refused at load, naming its path (it would never stop a bill)", () => {
+    const problems = (auth: string, scope: string): string[] => {
+      try {
+        parseConfig(`providers:\n  - { name: a, type: mock }\n${auth}\nbudgets:\n  list:\n    - { name: b, scope: ${scope}, limit_usd: 1, period: day }\n`);
+        return [];
+      } catch (e) {
+        if (e instanceof ConfigError) return e.problems;
+        throw e;
+      }
+    };
+    const keys = `auth: { enabled: true, api_keys: ["sk-0123456789", { key: sk-abcdefghij, name: team-a }], admin_api_key: adm-0123456789 }`;
+    assert.deepEqual(problems(keys, "{ key: team-b }"), ['budgets.list[0].scope.key: no API key is named "team-b" (names: api_keys[0], team-a, admin)']);
+    assert.deepEqual(problems(keys.replace("enabled: true", "enabled: false"), "{ key: team-a }"), ['budgets.list[0].scope.key: auth is not enabled, so no request has a key name']);
+    for (const scope of ["{ key: team-a }", '{ key: "api_keys[0]" }', "{ key: admin }"]) assert.deepEqual(problems(keys, scope), [], scope);
   });
 
   it("a provider's spent budget skips it (reason budget) and the next provider serves; none left: 402", async () => {

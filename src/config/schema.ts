@@ -248,11 +248,18 @@ export const ConfigSchema = z
     const dup = chain.find((n, i) => chain.indexOf(n) !== i);
     if (dup) ctx.addIssue({ code: "custom", path: ["routing", "fallback_chain"], message: `provider "${dup}" listed twice` });
     const budgetNames = new Set<string>();
+    // the names requests carry (as src/middleware/auth.ts gives them): a key's budget naming none would never apply
+    const keyNames = cfg.auth.api_keys.flatMap((e, i) => (e === "" ? [] : [typeof e === "string" ? `api_keys[${i}]` : e.name ?? `api_keys[${i}]`]));
+    if (cfg.auth.admin_api_key) keyNames.push("admin");
     cfg.budgets.list.forEach((b, i) => {
       if (budgetNames.has(b.name)) ctx.addIssue({ code: "custom", path: ["budgets", "list", i, "name"], message: `duplicate budget name "${b.name}"` });
       budgetNames.add(b.name);
       if (b.scope.provider !== undefined && !seen.has(b.scope.provider)) {
         ctx.addIssue({ code: "custom", path: ["budgets", "list", i, "scope", "provider"], message: `unknown provider "${b.scope.provider}"` });
+      }
+      if (b.scope.key !== undefined && !(cfg.auth.enabled && keyNames.includes(b.scope.key))) {
+        const message = cfg.auth.enabled ? `no API key is named "${b.scope.key}" (names: ${keyNames.join(", ")})` : "auth is not enabled, so no request has a key name";
+        ctx.addIssue({ code: "custom", path: ["budgets", "list", i, "scope", "key"], message });
       }
     });
     if (cfg.auth.enabled && cfg.auth.api_keys.length === 0) {
