@@ -162,6 +162,26 @@ budgets:
     assert.equal(got.remaining_usd, 0);
   });
 
+  it("concurrent requests billed more than they reserved pass the limit by the sum of their shortfalls, then refuse", async () => {
+    // each reserves 1 + 10 = 11 (the prompt "hi" estimated at 1 token) and is billed 11 + 7 = 18, as a provider
+    // counting its chat template bills more input than the estimate
+    const a = await fake(), b = await fake();
+    a.fault = { delayMs: 300 };
+    r = await startRouter(yaml(a, b, `${AUTH_YAML}
+budgets:
+  list:
+    - { name: team-a-daily, scope: { key: team-a }, limit_usd: 100, period: day }
+`));
+    const res = await Promise.all(Array.from({ length: 20 }, () => postJson(`${r!.url}/v1/chat/completions`, chat(10), auth)));
+    const statuses = res.map((x) => x.status);
+    await Promise.all(res.map((x) => x.body?.cancel()));
+    assert.equal(statuses.filter((s) => s === 200).length, 9);
+    const got = (await budgetsOf())["team-a-daily"];
+    assert.equal(got.spent_usd, 9 * 18);
+    assert.equal(got.spent_usd, 100 - 1 + 9 * (18 - 11));
+    assert.equal((await postJson(`${r.url}/v1/chat/completions`, chat(10), auth)).status, 402);
+  });
+
   it("settles to the usage of JSON and streamed answers", async () => {
     const a = await fake({ chunks: 50 }), b = await fake();
     r = await startRouter(yaml(a, b, `${AUTH_YAML}
