@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
+import { join } from "node:path";
 import { ConfigError, parseConfig } from "../src/config/load.ts";
+import { rmTemp, startProcess, tempDir, writeFile } from "./helpers/process.ts";
 import { FakeClock, postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
 
 const USD_PER_TOKEN = { input: 1_000_000, output: 1_000_000 };
@@ -499,5 +501,47 @@ logging: { level: warn }
     const got = await settled();
     // b's reported usage (11 + 7), and a's input: it had sent nothing when it was aborted
     assert.equal(got.spent_usd, 18 + INPUT);
+  });
+});
+
+describe("budgets across a config reload", () => {
+  it("a new limit applies to the spend so far; a new period starts at 0; /admin/budgets and /metrics follow", async () => {
+    const a = await fake();
+    const dir = tempDir();
+    const path = join(dir, "config.yaml");
+    const cfg = (limit: number, period = "day") => `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: a, type: openai, endpoint: ${a.url}, default_model: ma, pricing: { "*": { input: 1000000, output: 1000000 } } }
+budgets:
+  list: [{ name: all, limit_usd: ${limit}, period: ${period} }]
+`;
+    writeFile(path, cfg(20));
+    const p = await startProcess(["--config", path], { cwd: dir });
+    try {
+      const status = async () => {
+        const res = await postJson(`${p.url}/v1/chat/completions`, chat(10));
+        await res.arrayBuffer();
+        return res.status;
+      };
+      const all = async () => (await (await fetch(`${p.url}/admin/budgets`)).json()).budgets[0];
+      const reload = async (text: string) => {
+        writeFile(path, text);
+        assert.equal((await fetch(`${p.url}/admin/reload`, { method: "POST" })).status, 200);
+      };
+      // 18 spent of 20: the next reservation of 11 does not fit
+      assert.deepEqual([await status(), await status()], [200, 402]);
+      await reload(cfg(30));
+      assert.equal(await status(), 200);
+      assert.deepEqual([(await all()).spent_usd, (await all()).limit_usd], [36, 30]);
+      assert.equal(await status(), 402);
+      const metrics = await (await fetch(`${p.url}/metrics`)).text();
+      assert.match(metrics, /failover_router_budget_limit_usd\{budget="all"\} 30\n/);
+      assert.match(metrics, /failover_router_budget_spent_usd\{budget="all"\} 36\n/);
+      await reload(cfg(30, "month"));
+      assert.deepEqual([(await all()).spent_usd, (await all()).period], [0, "month"]);
+    } finally {
+      await p.stop();
+      rmTemp(dir);
+    }
   });
 });
