@@ -380,6 +380,41 @@ if (redisServerBin()) {
       }
     });
 
+    it("a lock left in a Redis frozen while its holder answered is released when Redis is back: a retry on another replica does not wait out its TTL", async () => {
+      const redis = (await startRedis())!;
+      writeFile(join(dir, "config.yaml"), fleetConfig(redis.url, a, a, "orphan:"));
+      const [r1, r2] = await Promise.all([0, 1].map(() => startProcess(["--config", "config.yaml"], { cwd: dir, timeoutMs: 30_000 })));
+      try {
+        await everywhere([r1, r2], (h) => h.state.connected, "connected", 5000);
+        a.fault = { delayMs: 1500, times: 1 };
+        const first = post(r1, chat(), { "idempotency-key": "orphan-1" });
+        await new Promise((res) => setTimeout(res, 300));
+        redis.freeze();
+        try {
+          await everywhere([r1], (h) => h.state.connected === false, "r1 on its local state", 3000);
+          const res = await first; // answered, and stored locally, while Redis is frozen
+          assert.equal(res.status, 200);
+          await res.arrayBuffer();
+        } finally {
+          redis.thaw();
+        }
+        await everywhere([r1, r2], (h) => h.state.connected, "Redis back", 5000);
+        await new Promise((res) => setTimeout(res, 100));
+        const t0 = Date.now();
+        const retry = await post(r2, chat(), { "idempotency-key": "orphan-1" });
+        const waited = Date.now() - t0;
+        assert.equal(retry.status, 200);
+        await retry.arrayBuffer();
+        // the lock's TTL is request_timeout_seconds (2) + 5 s
+        assert.ok(waited < 1500, `the retry waited ${waited} ms`);
+      } finally {
+        a.fault = null;
+        await r1.stop();
+        await r2.stop();
+        await redis.stop();
+      }
+    });
+
     it("a Redis the router cannot reach: /health and the log name the cause, not only that the client is offline", async () => {
       const port = await freePort();
       writeFile(join(dir, "config.yaml"), fleetConfig(`redis://127.0.0.1:${port}/0`, a, a, "gone:"));

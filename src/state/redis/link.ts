@@ -75,6 +75,7 @@ export class RedisLink {
   #closed = false;
   #wasUp = false;
   readonly #started = Date.now();
+  readonly #onUp = new Set<() => void>();
 
   constructor(readonly conn: RedisConnection, readonly opts: LinkOptions) {
     this.#scheduleProbe(0);
@@ -82,6 +83,11 @@ export class RedisLink {
 
   get up(): boolean {
     return this.#up;
+  }
+
+  /** Calls `fn` each time Redis answers again (the stores finish there what they could not while it was down). */
+  onUp(fn: () => void): void {
+    this.#onUp.add(fn);
   }
 
   status(): StateStatus {
@@ -171,6 +177,7 @@ export class RedisLink {
       this.#wasUp = this.#up = true;
       this.#since = new Date().toISOString();
       this.opts.logger?.log("info", "state backend: redis connected, state shared with the other replicas");
+      for (const fn of this.#onUp) fn();
     } catch (e) {
       this.#lastError = this.#clean((e as Error)?.message ?? String(e));
       this.#scheduleProbe(Date.now() - this.#started < STARTING_MS ? FIRST_PROBE_MS : PROBE_MS);
