@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import type { FakeServer } from "./fakes/common.ts";
 import { readSse } from "./helpers/router.ts";
-import { rmTemp, signalProcess, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { freePort, rmTemp, signalProcess, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 import { redisServerBin, startRedis, type RedisServer } from "./helpers/redis.ts";
 
 const COMMAND_TIMEOUT_MS = 100;
@@ -333,5 +333,103 @@ if (redisServerBin()) {
         }
       });
     }
+  });
+}
+
+if (redisServerBin()) {
+  describe("a Redis incident as the operator sees it", () => {
+    let a: FakeServer;
+    let dir: string;
+    before(async () => {
+      a = await startOpenAIFake({ reply: "ok" });
+      dir = tempDir();
+    });
+    after(async () => {
+      await a?.stop();
+      if (dir) rmTemp(dir);
+    });
+
+    const stateLogs = (r: RouterProcess, level: string) => r.logs().filter((l) => l.level === level && l.msg?.startsWith("state backend: redis"));
+
+    it("Redis out of memory (noeviction): down once, logged once, no flapping; back once it takes writes again", async () => {
+      const redis = (await startRedis())!;
+      writeFile(join(dir, "config.yaml"), fleetConfig(redis.url, a, a, "oom:"));
+      const r = await startProcess(["--config", "config.yaml"], { cwd: dir, timeoutMs: 30_000 });
+      try {
+        await waitFor(async () => (await health(r)).state.connected, "connected", 5000);
+        assert.equal(await redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction"), "+OK");
+        assert.equal(await redis.command("CONFIG", "SET", "maxmemory", "1"), "+OK");
+        const ups = stateLogs(r, "info").length;
+        // 3 s of traffic: rate limits and idempotency write on every request
+        for (let i = 0; i < 30; i++) {
+          const res = await post(r, chat(), { "idempotency-key": `oom-${i}` });
+          assert.equal(res.status, 200);
+          await res.arrayBuffer();
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        const h = await health(r);
+        assert.equal(h.state.connected, false, JSON.stringify(h.state));
+        assert.match(h.state.last_error, /OOM/);
+        assert.equal(stateLogs(r, "warn").length, 1, "one warning for the whole incident");
+        assert.equal(stateLogs(r, "info").length, ups, "never announced back while writes fail");
+        assert.equal(await redis.command("CONFIG", "SET", "maxmemory", "0"), "+OK");
+        await waitFor(async () => (await health(r)).state.connected, "back once Redis takes writes", 3000);
+      } finally {
+        await r.stop();
+        await redis.stop();
+      }
+    });
+
+    it("a lock left in a Redis frozen while its holder answered is released when Redis is back: a retry on another replica does not wait out its TTL", async () => {
+      const redis = (await startRedis())!;
+      writeFile(join(dir, "config.yaml"), fleetConfig(redis.url, a, a, "orphan:"));
+      const [r1, r2] = await Promise.all([0, 1].map(() => startProcess(["--config", "config.yaml"], { cwd: dir, timeoutMs: 30_000 })));
+      try {
+        await everywhere([r1, r2], (h) => h.state.connected, "connected", 5000);
+        a.fault = { delayMs: 1500, times: 1 };
+        const first = post(r1, chat(), { "idempotency-key": "orphan-1" });
+        await new Promise((res) => setTimeout(res, 300));
+        redis.freeze();
+        try {
+          await everywhere([r1], (h) => h.state.connected === false, "r1 on its local state", 3000);
+          const res = await first; // answered, and stored locally, while Redis is frozen
+          assert.equal(res.status, 200);
+          await res.arrayBuffer();
+        } finally {
+          redis.thaw();
+        }
+        await everywhere([r1, r2], (h) => h.state.connected, "Redis back", 5000);
+        await new Promise((res) => setTimeout(res, 100));
+        const t0 = Date.now();
+        const retry = await post(r2, chat(), { "idempotency-key": "orphan-1" });
+        const waited = Date.now() - t0;
+        assert.equal(retry.status, 200);
+        await retry.arrayBuffer();
+        // the lock's TTL is request_timeout_seconds (2) + 5 s
+        assert.ok(waited < 1500, `the retry waited ${waited} ms`);
+      } finally {
+        a.fault = null;
+        await r1.stop();
+        await r2.stop();
+        await redis.stop();
+      }
+    });
+
+    it("a Redis the router cannot reach: /health and the log name the cause, not only that the client is offline", async () => {
+      const port = await freePort();
+      writeFile(join(dir, "config.yaml"), fleetConfig(`redis://127.0.0.1:${port}/0`, a, a, "gone:"));
+      const r = await startProcess(["--config", "config.yaml"], { cwd: dir, timeoutMs: 30_000 });
+      try {
+        const res = await post(r, chat(), { "idempotency-key": "gone-1" });
+        assert.equal(res.status, 200);
+        await res.arrayBuffer();
+        const start = r.logs().find((l) => l.msg?.startsWith("state backend: redis"));
+        assert.match(start?.last_error ?? "", /ECONNREFUSED/, JSON.stringify(start));
+        await new Promise((res) => setTimeout(res, 1200));
+        assert.match((await health(r)).state.last_error, /ECONNREFUSED/);
+      } finally {
+        await r.stop();
+      }
+    });
   });
 }

@@ -12,8 +12,11 @@ const MAX_RECONNECT_DELAY_MS = 1000;
 export const connectRedis: ConnectRedis = (url, opts) => {
   const report = (e: unknown) => opts.onError?.((e as Error)?.message ?? String(e));
   let closed = false;
+  // why the connection is down (refused, TLS, WRONGPASS, ...): a command refused while offline says only that
+  // the client is offline, so its rejection carries this reason to /health and the log
+  let reason: string | undefined;
   // loaded on first use: a router on the memory backend never parses the client
-  const client = import("@redis/client").then(({ createClient, RESP_TYPES }) => {
+  const client = import("@redis/client").then(({ createClient, RESP_TYPES, ClientOfflineError }) => {
     const c = createClient({
       url,
       // a command sent while disconnected fails at once instead of waiting in an unbounded queue
@@ -25,16 +28,25 @@ export const connectRedis: ConnectRedis = (url, opts) => {
       },
     }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }); // replies as bytes (a Buffer is a Uint8Array)
     // without a listener an "error" event would end the process; the core learns of failures from its calls
-    c.on("error", report);
+    c.on("error", (e: unknown) => {
+      reason = (e as Error)?.message ?? String(e);
+      report(e);
+    });
+    c.on("ready", () => (reason = undefined));
     // the first attempt may fail too: the reconnect strategy keeps trying
     if (!closed) c.connect().catch(report);
-    return c;
+    return { c, ClientOfflineError };
   });
   return {
-    send: (args) => client.then((c) => c.sendCommand(args.map((a) => (typeof a === "string" ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength))))),
+    send: (args) =>
+      client.then(({ c, ClientOfflineError }) =>
+        c.sendCommand(args.map((a) => (typeof a === "string" ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)))).catch((e: unknown) => {
+          throw e instanceof ClientOfflineError && reason ? new Error(`${e.message}: ${reason}`) : e;
+        })
+      ),
     close() {
       closed = true;
-      client.then((c) => c.destroy()).catch(() => {});
+      client.then(({ c }) => c.destroy()).catch(() => {});
     },
   };
 };

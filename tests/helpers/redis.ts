@@ -2,6 +2,7 @@
 // free port with persistence off, stopped after. Under CI=true a missing redis-server fails the tests; elsewhere
 // they are skipped with a message.
 import { spawn, type ChildProcess } from "node:child_process";
+import { connect } from "node:net";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
@@ -25,6 +26,8 @@ export interface RedisServer {
   port: number;
   /** redis://[:password@]127.0.0.1:port/0 */
   url: string;
+  /** sends one command (inline, no password) and resolves with the first line of the reply */
+  command(...args: string[]): Promise<string>;
   /** SIGSTOP: Redis keeps its connections open and answers nothing */
   freeze(): void;
   /** SIGCONT */
@@ -58,6 +61,19 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
   return {
     port,
     url: `redis://${auth}127.0.0.1:${port}/0`,
+    command: (...args) =>
+      new Promise((resolve, reject) => {
+        const sock = connect(port, "127.0.0.1", () => sock.write(args.join(" ") + "\r\n"));
+        let got = "";
+        sock.on("data", (d) => {
+          got += d;
+          if (got.includes("\r\n")) {
+            sock.destroy();
+            resolve(got.split("\r\n")[0]);
+          }
+        });
+        sock.on("error", reject);
+      }),
     freeze: () => signalProcess(child, "SIGSTOP"),
     thaw: () => signalProcess(child, "SIGCONT"),
     async kill() {

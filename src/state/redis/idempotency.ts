@@ -15,6 +15,8 @@ import { FAILED, Script, type RedisLink } from "./link.ts";
 
 /** How often a waiter asks whether the lock it waits on is gone. */
 const WAIT_POLL_MS = 50;
+/** Locks this replica may hold in Redis but could not release, kept to release when Redis is back; at most this many (each lapses with its TTL anyway). */
+const MAX_UNRELEASED = 10_000;
 /** A lock asked for without a TTL (the middleware always gives one) lasts this long at most. */
 const DEFAULT_LOCK_MS = 3_600_000;
 
@@ -117,12 +119,35 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly local: MemoryIdempotencyStore;
   /** key -> the shared wait of this replica's requests on another holder's lock */
   readonly #waits = new Map<string, Promise<void>>();
+  /**
+   * token -> lock key: a lock whose taking timed out (a frozen Redis may still run it when it wakes) or whose release
+   * failed. Left there, it would make a retry on another replica wait out the lock's TTL (minutes), for a holder
+   * that is long done; released (token-checked) as soon as Redis answers again.
+   */
+  readonly #unreleased = new Map<string, string>();
   readonly #k: { lru: string; sizes: string; bytes: string; seq: string; record: string; lock: string };
 
   constructor(readonly link: RedisLink, prefix: string, readonly opts: RedisIdempotencyOptions) {
     this.local = new MemoryIdempotencyStore(opts);
     const p = `${prefix}idem:`;
     this.#k = { lru: `${p}lru`, sizes: `${p}sizes`, bytes: `${p}bytes`, seq: `${p}seq`, record: `${p}r:`, lock: `${p}l:` };
+    link.onUp(() => {
+      const locks = [...this.#unreleased];
+      this.#unreleased.clear();
+      for (const [token, lockKey] of locks) void this.#release(lockKey, token);
+    });
+  }
+
+  /** Releases `token`'s lock; one that cannot be released now is released when Redis is back. */
+  #release(lockKey: string, token: string): Promise<void> {
+    return this.link.eval(RELEASE, [lockKey], [token]).then((r) => {
+      if (r === FAILED) this.#unreleasedLock(lockKey, token);
+    });
+  }
+
+  #unreleasedLock(lockKey: string, token: string): void {
+    if (this.#unreleased.size >= MAX_UNRELEASED) this.#unreleased.delete(this.#unreleased.keys().next().value!);
+    this.#unreleased.set(token, lockKey);
   }
 
   #keys(key: string): string[] {
@@ -155,6 +180,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const lockKey = this.#k.lock + key;
     const token = crypto.randomUUID();
     return this.link.eval<[number, Uint8Array?]>(LOCK, [lockKey], [fingerprint, token, String(this.opts.now()), lockTtl(ttlMs)]).then((r): LockResult => {
+      if (r === FAILED) this.#unreleasedLock(lockKey, token);
       if (r === FAILED || !Array.isArray(r)) return this.local.lock(key, fingerprint, ttlMs);
       return this.#lockResult(r, key, lockKey, token);
     });
@@ -166,6 +192,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const token = crypto.randomUUID();
     const args = [key, String(this.opts.now()), fingerprint, token, lockTtl(ttlMs)];
     return this.link.eval<[number, Uint8Array?]>(BEGIN, [...this.#keys(key), lockKey], args).then((r): BeginResult => {
+      if (r === FAILED) this.#unreleasedLock(lockKey, token);
       if (r === FAILED || !Array.isArray(r)) return this.local.begin(key, fingerprint, ttlMs);
       if (r[0] === 2) return { stored: decode(r[1]!) };
       const lock = this.#lockResult(r, key, lockKey, token);
@@ -182,11 +209,16 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (r[0] !== 1) return { acquired: false, fingerprint: decoder.decode(r[1]), released: this.#waitFor(key, lockKey) };
     return {
       acquired: true,
-      release: () => this.link.eval(RELEASE, [lockKey], [token]).then(() => {}),
+      release: () => this.#release(lockKey, token),
       putAndRelease: (value, ttlMs) => {
-        if (!this.link.up) return this.local.put(key, value, ttlMs);
+        if (!this.link.up) {
+          this.#unreleasedLock(lockKey, token);
+          return this.local.put(key, value, ttlMs);
+        }
         return this.link.eval(PUT_AND_RELEASE, [...this.#keys(key), lockKey], [...this.#putArgs(key, value, ttlMs), token]).then((res) => {
-          if (res === FAILED) this.local.put(key, value, ttlMs);
+          if (res !== FAILED) return;
+          this.#unreleasedLock(lockKey, token);
+          this.local.put(key, value, ttlMs);
         });
       },
     };

@@ -35,8 +35,8 @@ export function urlSecrets(url: string): string[] {
 
 export function createRedisState(settings: Config["state"]["redis"], opts: RedisStateOptions) {
   const conn = opts.connect(settings.url, { connectTimeoutMs: CONNECT_TIMEOUT_MS });
-  const link = new RedisLink(conn, { timeoutMs: settings.command_timeout_ms, logger: opts.logger, secrets: urlSecrets(settings.url) });
   const prefix = settings.key_prefix;
+  const link = new RedisLink(conn, { timeoutMs: settings.command_timeout_ms, logger: opts.logger, secrets: urlSecrets(settings.url), probeKey: `${prefix}probe` });
   const breakers = new RedisBreakerStore(link, prefix, opts.clock);
   return {
     rateLimits: new RedisRateLimitStore(link, prefix, opts.clock),

@@ -3,7 +3,7 @@
 //
 // The first failed command (an error, a refusal, no answer in time) marks Redis down: from then on every call
 // answers FAILED at once, without sending anything, and the stores serve from the replica's local state. A
-// PING every PROBE_MS finds out when Redis answers again; sharing then resumes without a restart. Each
+// probe (a write) every PROBE_MS finds out when Redis answers again; sharing then resumes without a restart. Each
 // transition is logged once and shown by status() (/health, /stats, failover_router_state_backend_up).
 import type { Logger } from "../../observability/logger.ts";
 
@@ -38,7 +38,7 @@ export interface StateStatus {
 export const FAILED = Symbol("redis unavailable");
 export type Reply<T = unknown> = T | typeof FAILED;
 
-/** While Redis is down, a PING this often finds out when it answers again. */
+/** While Redis is down, a probe this often finds out when it answers again. */
 const PROBE_MS = 500;
 /** In the first seconds after start-up, while the client is still connecting, it asks more often. */
 const FIRST_PROBE_MS = 25;
@@ -62,6 +62,8 @@ export interface LinkOptions {
   logger?: Logger;
   /** strings that never reach a log or /health (the URL's password and user) */
   secrets: string[];
+  /** the key the probe writes: Redis counts as back only once it takes writes (not while out of memory, read-only) */
+  probeKey: string;
 }
 
 export class RedisLink {
@@ -73,6 +75,7 @@ export class RedisLink {
   #closed = false;
   #wasUp = false;
   readonly #started = Date.now();
+  readonly #onUp = new Set<() => void>();
 
   constructor(readonly conn: RedisConnection, readonly opts: LinkOptions) {
     this.#scheduleProbe(0);
@@ -82,11 +85,16 @@ export class RedisLink {
     return this.#up;
   }
 
+  /** Calls `fn` each time Redis answers again (the stores finish there what they could not while it was down). */
+  onUp(fn: () => void): void {
+    this.#onUp.add(fn);
+  }
+
   status(): StateStatus {
     return { backend: "redis", connected: this.#up, since: this.#since, last_error: this.#lastError };
   }
 
-  /** Resolves once Redis answered a PING, or after `ms` (start-up waits for this to log whether Redis answered). */
+  /** Resolves once Redis took the probe, or after `ms` (start-up waits for this to log whether Redis answered). */
   async ready(ms: number): Promise<boolean> {
     const end = Date.now() + ms;
     while (!this.#up && !this.#closed && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
@@ -159,7 +167,9 @@ export class RedisLink {
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await Promise.race([
-        this.conn.send(["PING"]),
+        // a write, not a PING: a Redis out of memory (noeviction) or read-only answers PING but fails every
+        // write, and would flap up and down, logging each turn, as long as it lasts
+        this.conn.send(["SET", this.opts.probeKey, "1", "PX", String(PROBE_MS)]),
         new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))),
       ]);
       if (this.#closed) return;
@@ -167,6 +177,7 @@ export class RedisLink {
       this.#wasUp = this.#up = true;
       this.#since = new Date().toISOString();
       this.opts.logger?.log("info", "state backend: redis connected, state shared with the other replicas");
+      for (const fn of this.#onUp) fn();
     } catch (e) {
       this.#lastError = this.#clean((e as Error)?.message ?? String(e));
       this.#scheduleProbe(Date.now() - this.#started < STARTING_MS ? FIRST_PROBE_MS : PROBE_MS);
