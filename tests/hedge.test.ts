@@ -179,6 +179,44 @@ routing: { fallback_chain: [a, b], hedge: { enabled: true, after_ms: 200, max_ex
     assert.ok(took >= 1900 && took < 6000, `took ${took} ms`);
   });
 
+  it("a client error from the first attempt after the hedge went out answers the client, and the aborted hedge is in the request log", async () => {
+    await start("{ enabled: true, after_ms: 200, max_extra_percent: 100 }");
+    // the first attempt answers 400 at 600 ms; the hedge (sent at 200 ms) would answer at 3 s
+    a.script = async (res) => {
+      await sleep(600);
+      res.writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { message: "temperature: out of range", type: "invalid_request_error", param: "temperature" } }));
+    };
+    b.fault = { delayMs: 3000 };
+    const t0 = Date.now();
+    const res = await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(res.status, 400);
+    assert.match((await res.json()).error.message, /temperature/);
+    assert.ok(Date.now() - t0 < 2500, "the client error is not held until the hedge ends");
+    assert.equal(b.requests.length, 1);
+    assert.ok(await until(() => b.aborted === 1, 3000), "the hedge's connection is closed");
+    const log = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+    assert.equal(log.status, 400);
+    // the request log, /stats and /metrics tell the same story: both attempts were sent
+    assert.deepEqual(log.attempts.map((x: any) => [x.provider, x.outcome]).sort(), [["a", "client_error"], ["b", "hedge_lost"]]);
+    const stats = (await (await fetch(`${r!.url}/stats`)).json()).providers;
+    assert.equal(stats.b.requests, 1);
+    assert.equal(stats.b.failures, 0);
+  });
+
+  it("a non-streamed answer of the hedge is recorded with the aborted first attempt", async () => {
+    await start("{ enabled: true, after_ms: 200, max_extra_percent: 100 }");
+    a.script = async (res) => {
+      for (const end = Date.now() + 20_000; Date.now() < end && !res.destroyed;) await sleep(20);
+      if (!res.destroyed) res.end();
+    };
+    const res = await postJson(`${r!.url}/v1/chat/completions`, chat());
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].message.content, "from B");
+    const log = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+    assert.deepEqual(log.attempts.map((x: any) => [x.provider, x.outcome]).sort(), [["a", "hedge_lost"], ["b", "success"]]);
+  });
+
   it("first_token_timeout_seconds bounds the wait for the first token, apart from timeout_seconds", async () => {
     await start("{ enabled: false }", ", first_token_timeout_seconds: 0.5");
     a.script = slowFirstToken(20_000);

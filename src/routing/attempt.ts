@@ -30,6 +30,11 @@ export interface AttemptEnv {
 export interface RaceSlot {
   readonly signal: AbortSignal;
   claim(): boolean;
+  /**
+   * The other attempt, once started. An attempt that claims the request and answers it at once (JSON, a client
+   * error) waits for it first: the claim aborted it, so it settles at once, and its record belongs in the request's.
+   */
+  readonly rival?: Promise<unknown>;
 }
 
 /** A recovery leg of a stream that broke (src/routing/stream-recovery.ts): what it sends, and what stops it. */
@@ -113,10 +118,11 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     return { ok: false, status: 0, kind: "aborted", message: "hedge lost", cls: "hedge_lost" };
   };
   /** `opened`: a stream the provider answered (200) broke before its first content event. */
-  const fail = (f: UpstreamFailure, opened = false): Outcome | ClassifiedFailure => {
+  const fail = async (f: UpstreamFailure, opened = false): Promise<Outcome | ClassifiedFailure> => {
     const cls = classifyFailure(f);
     // an answer to the client (its error, its going away) is the race's too: only one attempt gives it
     if (slot && (slot.signal.aborted || ((cls === "client" || cls === "aborted") && !slot.claim()))) return lose();
+    if (cls === "client" || cls === "aborted") await slot?.rival;
     detach();
     // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
     const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
@@ -168,6 +174,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   if (!res.stream) {
     clearTimeout(timer);
     if (slot && !slot.claim()) return lose();
+    await slot?.rival;
     detach();
     const usage = res.usage ?? estimateUsage(run.kind, run.body, res.body);
     const a = record("success", 200, { usage });

@@ -117,6 +117,7 @@ export class Hedger {
 class Slot implements RaceSlot {
   readonly #ac = new AbortController();
   other: Slot | null = null;
+  rival?: Promise<unknown>;
 
   get signal(): AbortSignal {
     return this.#ac.signal;
@@ -158,6 +159,8 @@ export async function hedgedAttempt(env: AttemptEnv, hedger: Hedger, run: Reques
   run.hooks.onHedge?.(second.cand.provider.name);
   const t1 = env.now();
   const pb = attempt(env, run, second.cand, second.breaker, second.permit, b);
+  a.rival = pb;
+  b.rival = pa;
   const one = await Promise.race([pa.then((r) => ({ r, primary: true })), pb.then((r) => ({ r, primary: false }))]);
   let { r, primary } = one;
   if (failed(r)) {
