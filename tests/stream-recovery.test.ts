@@ -196,6 +196,38 @@ describe("stream recovery", () => {
   });
 });
 
+describe("stream recovery onto another wire protocol", () => {
+  it("a restart on Anthropic that reproduces the text, goes on, then calls a tool: the client has the whole text and an error that says so", async () => {
+    const a = await startOpenAIFake({ reply: ANSWER, chunks: CHUNKS });
+    const claude = await startAnthropicFake({ reply: ANSWER, chunks: 5, toolUses: [{ id: "toolu_1", name: "get_weather", input: { city: "Paris" } }] });
+    const r = await startRouter(`
+routing: { fallback_chain: [a, claude], stream_recovery: true }
+circuit_breaker: { failure_threshold: 1000 }
+providers:
+  - { name: a, type: openai_compatible, endpoint: ${a.url}/v1, default_model: model-a }
+  - { name: claude, type: anthropic, endpoint: ${claude.url}, api_key: sk-ant, default_model: claude-test }
+`);
+    try {
+      a.fault = { ...CUT };
+      const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }];
+      const out = summary(await readSse(await postJson(`${r.url}/v1/chat/completions`, { ...chat, tools })));
+      assert.equal(out.text, ANSWER, "the restart was forwarded past the text sent");
+      assert.deepEqual([...out.ids], ["chatcmpl-fake"]);
+      assert.equal(out.last.error.code, "stream_recovery_diverged");
+      // it did reproduce the text: the error names what it could not carry
+      assert.doesNotMatch(out.last.error.message, /did not reproduce/);
+      assert.match(out.last.error.message, /tool call|other than text/);
+      const [line] = requestLog(r);
+      assert.deepEqual(line.attempts.map((x: any) => [x.provider, x.outcome]), [["a", "error"], ["claude", "error"]]);
+      assert.doesNotMatch(line.attempts[1].reason, /did not reproduce/);
+    } finally {
+      await r.stop();
+      await a.stop();
+      await claude.stop();
+    }
+  });
+});
+
 describe("stream recovery by Anthropic prefill", () => {
   let claude: AnthropicFake, b: FakeServer, r: RunningRouter;
   before(async () => {

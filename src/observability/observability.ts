@@ -107,7 +107,7 @@ export class Observability {
     this.malformedEvents = r.add(new Counter("failover_router_malformed_events_total", "Upstream stream events that were not valid JSON and were skipped (routing.max_malformed_events).", ["provider"]));
     this.hedges = r.add(new Counter("failover_router_hedges_total", "Hedged attempts sent to this provider because the request's attempt was slow to its first token (routing.hedge).", ["provider"]));
     this.hedgeWins = r.add(new Counter("failover_router_hedge_wins_total", "Hedged attempts sent to this provider that answered first.", ["provider"]));
-    this.streamRecoveries = r.add(new Counter("failover_router_stream_recoveries_total", "Recovery legs of streams cut or stalled mid-answer, by the provider that carried the leg and outcome (prefill, restart: recovered that way; diverged: the restart did not reproduce the text sent; rejected: the provider refused the prefill; failed) (routing.stream_recovery).", ["provider", "outcome"]));
+    this.streamRecoveries = r.add(new Counter("failover_router_stream_recoveries_total", "Recovery legs of streams cut or stalled mid-answer, by the provider that carried the leg and outcome (prefill, restart: recovered that way; diverged: the restart did not reproduce the text sent, or went on with something other than text; rejected: the provider refused the prefill; failed) (routing.stream_recovery).", ["provider", "outcome"]));
     r.add(new Gauge("failover_router_circuit_state", "Circuit breaker state per provider: 0 closed, 1 open, 2 half_open.", ["provider"], () => {
       const { providers, stateOf } = this.#scrape;
       return providers.map((p) => [[p], STATE_VALUE[stateOf(p)] ?? 0] as [string[], number]);

@@ -237,6 +237,8 @@ class Continuation implements StreamEvents {
 
   #diverged(why: string): never {
     this.events.cancel();
-    throw new UpstreamStreamError(`the restarted request did not reproduce the text already sent: ${why}`, DIVERGED);
+    // past the text sent, the restart did reproduce it (and is what the client sees): the message says what came next
+    const what = this.#matched < this.sent.length ? "did not reproduce the text already sent" : "reproduced the text already sent, then went on with what one stream cannot carry";
+    throw new UpstreamStreamError(`the restarted request ${what}: ${why}`, DIVERGED);
   }
 }
