@@ -5,7 +5,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startAnthropicFake, type AnthropicFake } from "./fakes/anthropic.ts";
-import type { FakeServer } from "./fakes/common.ts";
+import { type FakeServer, sleep } from "./fakes/common.ts";
 import { type OpenAIFakeOptions, splitText, startOpenAIFake } from "./fakes/openai.ts";
 import { parseMetrics } from "./helpers/metrics.ts";
 import { postJson, readSse, startRouter, type RunningRouter } from "./helpers/router.ts";
@@ -184,6 +184,26 @@ describe("stream recovery", () => {
     assert.equal(last.error.code, "upstream_stream_error");
     assert.match(last.error.message, /^upstream stream broke/);
     assert.doesNotMatch(JSON.stringify(events), /assistant messages|invalid_request_error/);
+  });
+
+  it("a client that goes away while the recovery leg waits for its answer: that leg is aborted and in the request log", async () => {
+    const { b, r } = (s = await setup({ recovery: true }));
+    b.fault = { hang: true };
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat);
+    const reader = res.body!.getReader();
+    await reader.read(); // the first leg's chunks; then it is cut and the restart on b hangs
+    for (const end = Date.now() + 5000; Date.now() < end && b.requests.length === 0;) await sleep(20);
+    assert.equal(b.requests.length, 1);
+    await reader.cancel();
+    for (const end = Date.now() + 5000; Date.now() < end && requestLog(r).length === 0;) await sleep(20);
+    const [line] = requestLog(r);
+    assert.equal(line.status, 499);
+    // /stats and /metrics count b's leg: so does the request log, with what it was billed
+    assert.deepEqual(line.attempts.map((x: any) => [x.provider, x.outcome]), [["a", "error"], ["b", "cancelled"]]);
+    const stats = await (await fetch(`${r.url}/stats`)).json();
+    assert.equal(line.tokens.input, stats.providers.a.tokens.input + stats.providers.b.tokens.input);
+    for (const end = Date.now() + 3000; Date.now() < end && b.aborted === 0;) await sleep(20);
+    assert.equal(b.aborted, 1, "the recovery leg's connection is closed");
   });
 
   it("fails a stream that already sent tool-call deltas honestly: no recovery", async () => {

@@ -82,6 +82,8 @@ export class EventPipe {
   #recover: Recover | null;
   /** aborts the recovery under way */
   #recovering: AbortController | null = null;
+  /** the recovery under way: settles once its legs have their records */
+  #recovery: Promise<void> | null = null;
   /** the error the client's stream broke on, while a recovery has sent it nothing */
   #original: ErrorBody | null = null;
 
@@ -198,7 +200,7 @@ export class EventPipe {
     this.#chars = 0;
     const ac = (this.#recovering = new AbortController());
     const fail = () => this.#close("failed", reason, error);
-    return recover(ac.signal).then((leg) => {
+    return (this.#recovery = recover(ac.signal).then((leg) => {
       this.#recovering = null;
       if (this.#closed) {
         // the stream ended while the leg was starting (the client went away, stream_max_duration_seconds)
@@ -216,7 +218,7 @@ export class EventPipe {
       this.#waitingSince = performance.now();
       this.#armIdle();
       return this.#read();
-    }, () => void (this.#closed || fail()));
+    }, () => void (this.#closed || fail())));
   }
 
   readonly #onIdleTimer = (): void => {
@@ -243,12 +245,16 @@ export class EventPipe {
     if (this.#maxTimer) clearTimeout(this.#maxTimer);
     this.#idleTimer = this.#maxTimer = undefined;
     this.#recovering?.abort(new DOMException("the stream ended", "AbortError"));
+    // a recovery leg cut short here is recorded once its attempt settles (at once: it is aborted); the request's
+    // record waits for it, so that it lists the leg that /stats and /metrics count
+    const recovery = this.#recovering && this.#recovery;
     const leg = this.#leg!, sink = this.#sink!, usage = this.#usage, ended = this.#legEnded;
-    this.#leg = this.#sink = this.#recover = this.#recovering = this.#original = null;
+    this.#leg = this.#sink = this.#recover = this.#recovering = this.#recovery = this.#original = null;
     this.#usage = undefined;
     sink.end(end === "ok", error);
     leg.detach();
     if (!ended) leg.end(end, usage, this.#chars, reason);
-    leg.finish(end);
+    if (recovery) void recovery.then(() => leg.finish(end));
+    else leg.finish(end);
   }
 }
