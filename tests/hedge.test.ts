@@ -204,6 +204,18 @@ routing: { fallback_chain: [a, b], hedge: { enabled: true, after_ms: 200, max_ex
     assert.equal(stats.b.failures, 0);
   });
 
+  it("a client error from the hedge does not answer while the first attempt goes on: that one answers, as without the hedge", async () => {
+    await start("{ enabled: true, after_ms: 200, max_extra_percent: 100 }");
+    a.script = slowFirstToken(1000);
+    b.fault = { status: 400, body: { error: { message: "unknown parameter: x", type: "invalid_request_error", param: "x" } } };
+    const res = await postJson(`${r!.url}/v1/chat/completions`, chat({ stream: true }));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-router-provider"), "a");
+    assert.equal(textOf(await readSse(res)), "from the slow one");
+    const log = r!.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === "request").at(-1);
+    assert.deepEqual(log.attempts.map((x: any) => [x.provider, x.outcome]).sort(), [["a", "success"], ["b", "client_error"]]);
+  });
+
   it("a non-streamed answer of the hedge is recorded with the aborted first attempt", async () => {
     await start("{ enabled: true, after_ms: 200, max_extra_percent: 100 }");
     a.script = async (res) => {

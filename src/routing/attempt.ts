@@ -31,6 +31,11 @@ export interface RaceSlot {
   readonly signal: AbortSignal;
   claim(): boolean;
   /**
+   * The hedge's own place: its provider's client error (a 400) does not answer the request while the first attempt
+   * goes on, since without the hedge that one would have answered.
+   */
+  readonly hedge: boolean;
+  /**
    * The other attempt, once started. An attempt that claims the request and answers it at once (JSON, a client
    * error) waits for it first: the claim aborted it, so it settles at once, and its record belongs in the request's.
    */
@@ -121,8 +126,9 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   const fail = async (f: UpstreamFailure, opened = false): Promise<Outcome | ClassifiedFailure> => {
     const cls = classifyFailure(f);
     // an answer to the client (its error, its going away) is the race's too: only one attempt gives it
-    if (slot && (slot.signal.aborted || ((cls === "client" || cls === "aborted") && !slot.claim()))) return lose();
-    if (cls === "client" || cls === "aborted") await slot?.rival;
+    const answers = cls === "aborted" || (cls === "client" && !slot?.hedge);
+    if (slot && (slot.signal.aborted || (answers && !slot.claim()))) return lose();
+    if (answers) await slot?.rival;
     detach();
     // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
     const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
@@ -137,7 +143,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
       run.finish(499);
       return errorOutcome(499, CLIENT_CLOSED);
     }
-    if (cls === "client") {
+    if (cls === "client" && answers) {
       run.finish(f.status, { provider: cand.provider.name, model: cand.model });
       return errorOutcome(f.status, {
         message: f.message, type: f.type ?? "invalid_request_error", param: f.param ?? null, code: f.code ?? null,

@@ -119,6 +119,8 @@ class Slot implements RaceSlot {
   other: Slot | null = null;
   rival?: Promise<unknown>;
 
+  constructor(readonly hedge: boolean) {}
+
   get signal(): AbortSignal {
     return this.#ac.signal;
   }
@@ -138,7 +140,7 @@ const failed = (r: Outcome | ClassifiedFailure): r is ClassifiedFailure => "cls"
  * fail, the first attempt's failure (the loop may retry that provider).
  */
 export async function hedgedAttempt(env: AttemptEnv, hedger: Hedger, run: RequestRun, first: Started, next: () => Promise<Started | undefined>): Promise<Outcome | ClassifiedFailure> {
-  const a = new Slot(), b = new Slot();
+  const a = new Slot(false), b = new Slot(true);
   a.other = b;
   b.other = a;
   const t0 = env.now();
