@@ -11,7 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { postJson } from "./helpers/router.ts";
-import { ROOT, rmTemp, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { freePort, ROOT, rmTemp, signalProcess, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const IN_CI = !!process.env.CI && process.env.CI !== "false" && process.env.CI !== "0";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -136,6 +136,54 @@ describe("dashboard in a real browser", () => {
     await page.emulateMedia({ colorScheme: "dark" });
     await axeCheck(page, "dark");
     assert.deepEqual(problems, []);
+  });
+});
+
+describe("dashboard in a real browser, when the router goes away", () => {
+  let dir: string, router: RouterProcess | undefined, browser: Browser | undefined;
+  after(async () => {
+    if (router) signalProcess(router.child, "SIGCONT");
+    await browser?.close();
+    await router?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  it("says it is disconnected while the router is frozen or restarting, and reconnects by itself", { timeout: 120_000 }, async () => {
+    const exe = requireChromium();
+    if (!exe) return;
+    dir = tempDir();
+    const path = join(dir, "config.yaml");
+    // a fixed port, so that the restarted router is where the page reconnects to
+    writeFile(path, `server: { host: 127.0.0.1, port: ${await freePort()} }
+providers:
+  - { name: flaky, type: mock, default_model: m, fail_rate: 1, max_retries: 0, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 } }
+  - { name: steady, type: mock, default_model: m }
+routing: { fallback_chain: [flaky, steady] }
+`);
+    router = await startProcess(["--config", path], { cwd: dir });
+    const url = router.url;
+    browser = await chromium.launch({ executablePath: exe, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
+    const page = await browser.newPage();
+    const status = (re: RegExp, timeout: number) =>
+      page.waitForFunction((src) => new RegExp(src).test((globalThis as any).document.getElementById("status")?.textContent ?? ""), re.source, { timeout });
+    await page.goto(`${url}/dashboard`);
+    await status(/^Live$/, 5000);
+    const r = await postJson(`${url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+    await r.arrayBuffer();
+    await page.waitForSelector(`${card("flaky")}[data-state="open"]`, { timeout: 3000 });
+
+    // frozen: the connection stays open and nothing comes; the page must not go on saying "Live"
+    signalProcess(router.child, "SIGSTOP");
+    await status(/Disconnected/, 12_000);
+    signalProcess(router.child, "SIGCONT");
+    await status(/^Live$/, 12_000);
+
+    // restarted: disconnected meanwhile, then live again with the new process's state (the breaker closed)
+    await router.stop();
+    await status(/Disconnected/, 5000);
+    router = await startProcess(["--config", path], { cwd: dir });
+    await status(/^Live$/, 12_000);
+    await page.waitForSelector(`${card("flaky")}[data-state="closed"]`, { timeout: 3000 });
   });
 });
 
