@@ -110,8 +110,14 @@ describe("dashboard in a real browser", () => {
     if (process.env.DASHBOARD_SCREENSHOTS) await screenshots(page);
     await axeCheck(page, "light");
 
+    // a phone's width (320 CSS px): no sideways scrolling, with the key form, the cards and the failovers
+    await page.setViewportSize({ width: 320, height: 700 });
+    await noSideScroll(page, "cards and failovers at 320 px");
+
     // a wrong key gets a clear message; then the right one, and reset closes the breaker
     await page.getByRole("button", { name: "Forget key" }).click();
+    await noSideScroll(page, "the key form at 320 px");
+    await page.setViewportSize({ width: 1280, height: 900 });
     expectedStatus = 401;
     await unlock(page, "not-the-admin-key");
     await page.waitForFunction(() => /refused that key/.test((globalThis as any).document.getElementById("login-msg")?.textContent ?? ""));
@@ -192,6 +198,15 @@ async function unlock(page: Page, key: string): Promise<void> {
   await input.waitFor();
   await input.fill(key);
   await input.press("Enter"); // by keyboard
+}
+
+/** The page fits the window's width (nothing to scroll sideways to). */
+async function noSideScroll(page: Page, what: string): Promise<void> {
+  const [scroll, client] = await page.evaluate(() => {
+    const d = (globalThis as any).document.documentElement;
+    return [d.scrollWidth, d.clientWidth];
+  });
+  assert.ok(scroll <= client, `${what}: the page is ${scroll} px wide in a ${client} px window`);
 }
 
 /** axe-core's checks (WCAG 2 A/AA); no serious or critical violation. */
