@@ -193,6 +193,49 @@ routing: { fallback_chain: [flaky, steady] }
   });
 });
 
+describe("dashboard in a real browser, when a budget runs out", () => {
+  let dir: string, router: RouterProcess | undefined, browser: Browser | undefined;
+  after(async () => {
+    await browser?.close();
+    await router?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  it("does not send an open breaker's traffic to a provider whose budget is spent", { timeout: 120_000 }, async () => {
+    const exe = requireChromium();
+    if (!exe) return;
+    dir = tempDir();
+    const path = join(dir, "config.yaml");
+    writeFile(path, `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: flaky, type: mock, default_model: m, fail_rate: 1, max_retries: 0, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 } }
+  - { name: pricey, type: mock, default_model: m, pricing: { "*": { input: 1000, output: 1000 } } }
+  - { name: spare, type: mock, default_model: m }
+routing: { fallback_chain: [flaky, pricey, spare] }
+budgets:
+  list:
+    - { name: pricey-day, scope: { provider: pricey }, limit_usd: 0.01, period: day, max_reservation_usd: 0.001 }
+`);
+    router = await startProcess(["--config", path], { cwd: dir });
+    browser = await chromium.launch({ executablePath: exe, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
+    const page = await browser.newPage();
+    await page.goto(`${router.url}/dashboard`);
+    await page.waitForSelector(`${card("spare")} .badge`);
+    const served: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await postJson(`${router.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+      served.push(r.headers.get("x-router-provider") ?? String(r.status));
+      await r.arrayBuffer();
+    }
+    // the first request spends pricey's budget; flaky's breaker is open; what is left goes to spare
+    assert.deepEqual(served, ["pricey", "spare", "spare"]);
+    await page.waitForSelector(`${card("flaky")}[data-state="open"]`, { timeout: 3000 });
+    await page.waitForFunction((sel) => /100%/.test((globalThis as any).document.querySelector(sel)?.textContent ?? ""), `${card("pricey")} .budgets`, { timeout: 3000 });
+    assert.match(await page.textContent(`${card("flaky")} .redirect`) ?? "", /spare instead/);
+    await page.waitForFunction(() => /pricey-day: exhausted/.test((globalThis as any).document.getElementById("activity")?.textContent ?? ""), null, { timeout: 3000 });
+  });
+});
+
 async function unlock(page: Page, key: string): Promise<void> {
   const input = page.getByLabel("Admin API key");
   await input.waitFor();
