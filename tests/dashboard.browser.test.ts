@@ -11,7 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { postJson } from "./helpers/router.ts";
-import { ROOT, rmTemp, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
+import { freePort, ROOT, rmTemp, signalProcess, startProcess, tempDir, waitFor, writeFile, type RouterProcess } from "./helpers/process.ts";
 
 const IN_CI = !!process.env.CI && process.env.CI !== "false" && process.env.CI !== "0";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -110,8 +110,14 @@ describe("dashboard in a real browser", () => {
     if (process.env.DASHBOARD_SCREENSHOTS) await screenshots(page);
     await axeCheck(page, "light");
 
+    // a phone's width (320 CSS px): no sideways scrolling, with the key form, the cards and the failovers
+    await page.setViewportSize({ width: 320, height: 700 });
+    await noSideScroll(page, "cards and failovers at 320 px");
+
     // a wrong key gets a clear message; then the right one, and reset closes the breaker
     await page.getByRole("button", { name: "Forget key" }).click();
+    await noSideScroll(page, "the key form at 320 px");
+    await page.setViewportSize({ width: 1280, height: 900 });
     expectedStatus = 401;
     await unlock(page, "not-the-admin-key");
     await page.waitForFunction(() => /refused that key/.test((globalThis as any).document.getElementById("login-msg")?.textContent ?? ""));
@@ -139,11 +145,111 @@ describe("dashboard in a real browser", () => {
   });
 });
 
+describe("dashboard in a real browser, when the router goes away", () => {
+  let dir: string, router: RouterProcess | undefined, browser: Browser | undefined;
+  after(async () => {
+    if (router) signalProcess(router.child, "SIGCONT");
+    await browser?.close();
+    await router?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  it("says it is disconnected while the router is frozen or restarting, and reconnects by itself", { timeout: 120_000 }, async () => {
+    const exe = requireChromium();
+    if (!exe) return;
+    dir = tempDir();
+    const path = join(dir, "config.yaml");
+    // a fixed port, so that the restarted router is where the page reconnects to
+    writeFile(path, `server: { host: 127.0.0.1, port: ${await freePort()} }
+providers:
+  - { name: flaky, type: mock, default_model: m, fail_rate: 1, max_retries: 0, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 } }
+  - { name: steady, type: mock, default_model: m }
+routing: { fallback_chain: [flaky, steady] }
+`);
+    router = await startProcess(["--config", path], { cwd: dir });
+    const url = router.url;
+    browser = await chromium.launch({ executablePath: exe, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
+    const page = await browser.newPage();
+    const status = (re: RegExp, timeout: number) =>
+      page.waitForFunction((src) => new RegExp(src).test((globalThis as any).document.getElementById("status")?.textContent ?? ""), re.source, { timeout });
+    await page.goto(`${url}/dashboard`);
+    await status(/^Live$/, 5000);
+    const r = await postJson(`${url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+    await r.arrayBuffer();
+    await page.waitForSelector(`${card("flaky")}[data-state="open"]`, { timeout: 3000 });
+
+    // frozen: the connection stays open and nothing comes; the page must not go on saying "Live"
+    signalProcess(router.child, "SIGSTOP");
+    await status(/Disconnected/, 12_000);
+    signalProcess(router.child, "SIGCONT");
+    await status(/^Live$/, 12_000);
+
+    // restarted: disconnected meanwhile, then live again with the new process's state (the breaker closed)
+    await router.stop();
+    await status(/Disconnected/, 5000);
+    router = await startProcess(["--config", path], { cwd: dir });
+    await status(/^Live$/, 12_000);
+    await page.waitForSelector(`${card("flaky")}[data-state="closed"]`, { timeout: 3000 });
+  });
+});
+
+describe("dashboard in a real browser, when a budget runs out", () => {
+  let dir: string, router: RouterProcess | undefined, browser: Browser | undefined;
+  after(async () => {
+    await browser?.close();
+    await router?.stop();
+    if (dir) rmTemp(dir);
+  });
+
+  it("does not send an open breaker's traffic to a provider whose budget is spent", { timeout: 120_000 }, async () => {
+    const exe = requireChromium();
+    if (!exe) return;
+    dir = tempDir();
+    const path = join(dir, "config.yaml");
+    writeFile(path, `server: { host: 127.0.0.1, port: 0 }
+providers:
+  - { name: flaky, type: mock, default_model: m, fail_rate: 1, max_retries: 0, circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 } }
+  - { name: pricey, type: mock, default_model: m, pricing: { "*": { input: 1000, output: 1000 } } }
+  - { name: spare, type: mock, default_model: m }
+routing: { fallback_chain: [flaky, pricey, spare] }
+budgets:
+  list:
+    - { name: pricey-day, scope: { provider: pricey }, limit_usd: 0.01, period: day, max_reservation_usd: 0.001 }
+`);
+    router = await startProcess(["--config", path], { cwd: dir });
+    browser = await chromium.launch({ executablePath: exe, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
+    const page = await browser.newPage();
+    await page.goto(`${router.url}/dashboard`);
+    await page.waitForSelector(`${card("spare")} .badge`);
+    const served: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await postJson(`${router.url}/v1/chat/completions`, { model: "m", messages: [{ role: "user", content: "hi" }] });
+      served.push(r.headers.get("x-router-provider") ?? String(r.status));
+      await r.arrayBuffer();
+    }
+    // the first request spends pricey's budget; flaky's breaker is open; what is left goes to spare
+    assert.deepEqual(served, ["pricey", "spare", "spare"]);
+    await page.waitForSelector(`${card("flaky")}[data-state="open"]`, { timeout: 3000 });
+    await page.waitForFunction((sel) => /100%/.test((globalThis as any).document.querySelector(sel)?.textContent ?? ""), `${card("pricey")} .budgets`, { timeout: 3000 });
+    assert.match(await page.textContent(`${card("flaky")} .redirect`) ?? "", /spare instead/);
+    await page.waitForFunction(() => /pricey-day: exhausted/.test((globalThis as any).document.getElementById("activity")?.textContent ?? ""), null, { timeout: 3000 });
+  });
+});
+
 async function unlock(page: Page, key: string): Promise<void> {
   const input = page.getByLabel("Admin API key");
   await input.waitFor();
   await input.fill(key);
   await input.press("Enter"); // by keyboard
+}
+
+/** The page fits the window's width (nothing to scroll sideways to). */
+async function noSideScroll(page: Page, what: string): Promise<void> {
+  const [scroll, client] = await page.evaluate(() => {
+    const d = (globalThis as any).document.documentElement;
+    return [d.scrollWidth, d.clientWidth];
+  });
+  assert.ok(scroll <= client, `${what}: the page is ${scroll} px wide in a ${client} px window`);
 }
 
 /** axe-core's checks (WCAG 2 A/AA); no serious or critical violation. */

@@ -280,6 +280,39 @@ describe("dashboard of a router process", () => {
     if (dir) rmTemp(dir);
   });
 
+  it("a reload that changes auth ends the streams opened under the old one: a rotated admin key stops getting events", async () => {
+    const tmp = tempDir();
+    try {
+      const path = join(tmp, "config.yaml");
+      const good = config(`server: { host: 127.0.0.1, port: 0 }\n${AUTH}`);
+      writeFile(path, good);
+      const p = await startProcess(["--config", path], { cwd: tmp });
+      running.push(p);
+      const ev = await openEvents(p.url, bearer(ADMIN));
+      await ev.next("snapshot");
+
+      // a reload that leaves auth alone keeps the stream
+      writeFile(path, good.replace("fallback_chain: [gamma, alpha, beta]", "fallback_chain: [beta, alpha]"));
+      assert.equal((await fetch(`${p.url}/admin/reload`, { method: "POST", headers: bearer(ADMIN) })).status, 200);
+      const reloaded = ev.events.indexOf(await ev.next("config"));
+      await ev.next("snapshot", () => true, reloaded + 1);
+      assert.equal(ev.ended, false);
+
+      // the admin key rotated: the old key is refused, and the stream it opened ends
+      const NEW = "a-brand-new-admin-key-5678";
+      writeFile(path, good.replace(ADMIN, NEW));
+      assert.equal((await fetch(`${p.url}/admin/reload`, { method: "POST", headers: bearer(ADMIN) })).status, 200);
+      assert.equal((await fetch(`${p.url}/admin/state`, { headers: bearer(ADMIN) })).status, 401);
+      await waitFor(() => ev.ended, "the stream opened with the old admin key to end", 5000);
+      await ev.close();
+      const again = await fetch(`${p.url}/admin/events`, { headers: bearer(ADMIN) });
+      assert.equal(again.status, 401);
+      await again.body?.cancel();
+    } finally {
+      rmTemp(tmp);
+    }
+  });
+
   it("streams a reload error and a reload, and SIGTERM ends the open streams at once", async () => {
     dir = tempDir();
     const path = join(dir, "config.yaml");

@@ -50,6 +50,8 @@ export class EventHub {
   /** last breaker state seen per provider (kept only while someone subscribes) */
   readonly #states = new Map<string, BreakerState>();
   #loadedAt: string | null = null;
+  /** the auth config the open streams were let in under */
+  #auth = "";
   #reloadError: string | null = null;
   #checkQueued = false;
   #closed = false;
@@ -120,6 +122,13 @@ export class EventHub {
       this.#loadedAt = health.loaded_at;
       const c = router.config;
       this.#publish("config", { loaded_at: health.loaded_at, strategy: c.routing.strategy, chain: c.routing.fallback_chain, providers: c.providers.map((p) => p.name) });
+      // a stream was let in once, by the keys of its time: when they change (a rotated admin key, auth turned
+      // on), every stream ends, and its dashboard reconnects under the new ones or is refused
+      const auth = JSON.stringify(c.auth);
+      if (auth !== this.#auth) {
+        for (const sub of [...this.#subs]) this.#end(sub);
+        return;
+      }
     }
     if (health.last_reload_error !== this.#reloadError) {
       this.#reloadError = health.last_reload_error;
@@ -145,6 +154,7 @@ export class EventHub {
     this.#states.clear();
     for (const p of first.providers) this.#states.set(p.name, p.breaker.state);
     this.#loadedAt = first.config.loaded_at;
+    this.#auth = JSON.stringify(this.#opts.router().config.auth);
     this.#reloadError = first.config.last_reload_error;
     this.#timer = setInterval(() => this.#tick(), this.#opts.tickMs ?? TICK_MS);
   }
