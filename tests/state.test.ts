@@ -112,15 +112,21 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
     assert.equal(await r1.send(), "a");
   });
 
-  it("after the cool-off one replica probes the provider, and its result reaches the others", async () => {
+  /** Two replicas on one store; a fails twice through the first, which opens its breaker, and the cool-off passes (a still failing). */
+  async function openedThenCooledOff() {
     const clock = new FakeClock();
     const store = new MemoryBreakerStore(clock.now);
     const r1 = replica(store, clock), r2 = replica(store, clock);
     a.fault = { status: 500 };
     await r1.send();
     await r1.send();
-    a.fault = null;
     clock.advance(10_000);
+    return { clock, r1, r2 };
+  }
+
+  it("after the cool-off one replica probes the provider, and its result reaches the others", async () => {
+    const { r1, r2 } = await openedThenCooledOff();
+    a.fault = null;
     assert.equal(await r1.stateOfA(), "half_open", "the first to look takes the probe permit");
     assert.equal(await r2.stateOfA(), "open", "the other waits while it probes");
     assert.equal(await r2.send(), "b");
@@ -133,14 +139,8 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
   });
 
   it("a probe's success closes the breaker everywhere and keeps its last error, which only a manual reset clears", async () => {
-    const clock = new FakeClock();
-    const store = new MemoryBreakerStore(clock.now);
-    const r1 = replica(store, clock), r2 = replica(store, clock);
-    a.fault = { status: 500 };
-    await r1.send();
-    await r1.send();
+    const { r1, r2 } = await openedThenCooledOff();
     a.fault = null;
-    clock.advance(10_000);
     assert.equal(await r1.stateOfA(), "half_open");
     assert.equal(await r1.send(), "a", "the probe");
     assert.equal(await r2.stateOfA(), "closed");
@@ -151,13 +151,7 @@ circuit_breaker: { failure_threshold: 2, cooldown_seconds: 10 }
   });
 
   it("a failed probe opens the breaker again everywhere, for a fresh cool-off", async () => {
-    const clock = new FakeClock();
-    const store = new MemoryBreakerStore(clock.now);
-    const r1 = replica(store, clock), r2 = replica(store, clock);
-    a.fault = { status: 500 };
-    await r1.send();
-    await r1.send();
-    clock.advance(10_000);
+    const { clock, r1, r2 } = await openedThenCooledOff();
     assert.equal(await r1.stateOfA(), "half_open");
     assert.equal(await r1.send(), "b", "the probe failed");
     assert.equal(await r2.stateOfA(), "open");
