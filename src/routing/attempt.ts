@@ -128,7 +128,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
     // an answer to the client (its error, its going away) is the race's too: only one attempt gives it
     const answers = cls === "aborted" || (cls === "client" && !slot?.hedge);
     if (slot && (slot.signal.aborted || (answers && !slot.claim()))) return lose();
-    if (answers) await slot?.rival;
+    if (answers && slot) await slot.rival;
     detach();
     // an attempt cut short by the request deadline (before its own timeout_seconds) is not the provider's fault
     const counts = cls === "retryable" && !(f.kind === "timeout" && run.deadlineHit);
@@ -180,7 +180,7 @@ export async function attempt(env: AttemptEnv, run: RequestRun, cand: Candidate,
   if (!res.stream) {
     clearTimeout(timer);
     if (slot && !slot.claim()) return lose();
-    await slot?.rival;
+    if (slot) await slot.rival; // only a hedge has a rival: no extra await on every request
     detach();
     const usage = res.usage ?? estimateUsage(run.kind, run.body, res.body);
     const a = record("success", 200, { usage });
