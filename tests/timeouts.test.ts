@@ -1,6 +1,7 @@
 // Timeouts, client disconnects and retries through HTTP against fake OpenAI providers.
 import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { startOpenAIFake } from "./fakes/openai.ts";
 import { sleep, type FakeServer } from "./fakes/common.ts";
 import { scrape, value } from "./helpers/metrics.ts";
@@ -234,6 +235,38 @@ circuit_breaker: { failure_threshold: 100 }
       assert.equal(a.requests.length, 1);
       assert.equal((await breakerA()).state, "open");
       assert.ok(took < 1500, `took ${took} ms: waited for a retry that was never going to be sent`);
+    });
+
+    it("every provider rate-limited with Retry-After: the 502 carries the soonest, so the client's own retry waits", async () => {
+      await start();
+      a.fault = { status: 429, headers: { "retry-after": "7" } };
+      b.fault = { status: 429, headers: { "retry-after": "3" } };
+      const s = await send();
+      assert.equal(s.status, 502);
+      assert.equal(s.body.error.code, "all_providers_failed");
+      assert.equal(s.res.headers.get("retry-after"), "3");
+    });
+
+    it("the OpenAI SDK's own retry of that 502 waits for its Retry-After, not its short backoff", async () => {
+      await start();
+      a.fault = { status: 429, headers: { "retry-after": "2" } };
+      b.fault = { status: 429, headers: { "retry-after": "2" } };
+      const client = new OpenAI({ baseURL: `${r!.url}/v1`, apiKey: "client-key", maxRetries: 1 });
+      const t0 = Date.now();
+      await assert.rejects(client.chat.completions.create({ model: "gpt-test", messages: [{ role: "user", content: "hi" }] }), { status: 502 });
+      const took = Date.now() - t0;
+      assert.equal(a.requests.length, 2, "the SDK retried once");
+      // its own backoff before a first retry is under 1 s
+      assert.ok(took >= 1900, `took ${took} ms`);
+    });
+
+    it("a provider failing without Retry-After (a plain 500): the 502 promises no time", async () => {
+      await start();
+      a.fault = { status: 429, headers: { "retry-after": "3" } };
+      b.fault = { status: 500 };
+      const s = await send();
+      assert.equal(s.status, 502);
+      assert.equal(s.res.headers.get("retry-after"), null);
     });
 
     it("does not retry 401/403 or client errors on the same provider", async () => {

@@ -56,7 +56,7 @@ export interface SharedBreaker {
 const PROBE_RETRY_MS = 1000;
 /** A provider's Retry-After keeps its breaker open at most this long: the header is the upstream's word, and a
  * broken or hostile one must not take the provider out for a day (a manual reset still closes it sooner). */
-const MAX_RETRY_AFTER_SECONDS = 600;
+export const MAX_RETRY_AFTER_SECONDS = 600;
 /** The permit of a replica whose store failed: it probes on its own, as a lone replica would. */
 const LOCAL_PERMIT: ProbePermit = { release() {} };
 

@@ -9,7 +9,7 @@ import { MemorySpendStore } from "../state/memory/spend.ts";
 import { isPromise, type SpendStore } from "../state/types.ts";
 import { attempt, type AttemptEnv } from "./attempt.ts";
 import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
-import { BreakerRegistry, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
+import { BreakerRegistry, MAX_RETRY_AFTER_SECONDS, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
 import { hedgedAttempt, Hedger, type Started } from "./hedge.ts";
@@ -147,7 +147,11 @@ export class Router implements AttemptEnv {
     const maxProviders = this.config.routing.max_attempts ?? Infinity;
     let tried = 0;
     let skipped = 0;
-    let soonestMs = Infinity;
+    // the soonest moment (on this.now()) a skipped or failed provider said it can be tried again: the Retry-After
+    // of the 503 and 502; `retryUnknown` when an attempt failed without saying (a reset, a 500): the 502 promises none
+    let soonestAt = Infinity;
+    let retryUnknown = false;
+    const retryAfter = () => String(Math.max(1, Math.ceil((soonestAt - this.now()) / 1000)));
     let timedOut = false;
 
     let firstUnsupported: ClassifiedFailure | undefined;
@@ -199,7 +203,7 @@ export class Router implements AttemptEnv {
         adm.hold?.release();
         // open, or every half-open probe slot taken: skip without a network call
         skipped++;
-        soonestMs = Math.min(soonestMs, breaker.retryInMs());
+        soonestAt = Math.min(soonestAt, this.now() + breaker.retryInMs());
         run.record({
           provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0,
           reason: breaker.state === "open" ? "circuit open" : "circuit half-open: probe in progress",
@@ -208,6 +212,7 @@ export class Router implements AttemptEnv {
       }
       tried++;
       let hold = adm.hold;
+      let providerAt = Infinity; // when this provider's last failure said it can be tried again
       for (let n = 0; ; n++) {
         if (hold) run.holds.set(cand.provider.name, hold);
         let r;
@@ -229,6 +234,8 @@ export class Router implements AttemptEnv {
         if (!("cls" in r)) return r;
         if (r.cls === "unsupported") firstUnsupported ??= r;
         else failedOtherwise = true;
+        if (r.retryAfter === undefined) retryUnknown = true;
+        else providerAt = this.now() + Math.min(r.retryAfter, MAX_RETRY_AFTER_SECONDS) * 1000;
         // a context-window 400 goes straight to the next provider; other failures may retry this one
         if (run.deadlineHit) {
           timedOut = true;
@@ -258,6 +265,7 @@ export class Router implements AttemptEnv {
         }
         permit = next;
       }
+      soonestAt = Math.min(soonestAt, providerAt);
     }
 
     if (run.sent === 0 && !timedOut && !skipped && budgetRefused) {
@@ -269,13 +277,13 @@ export class Router implements AttemptEnv {
       return ceilingExceeded(overCeiling);
     }
     if (run.sent === 0 && skipped > 0 && !timedOut) {
-      const retryAfter = Math.max(1, Math.ceil(soonestMs / 1000));
+      const secs = retryAfter();
       run.finish(503);
       return errorOutcome(503, {
-        message: `no provider can take the request: every circuit breaker is open (or busy probing); retry in ${retryAfter}s`,
+        message: `no provider can take the request: every circuit breaker is open (or busy probing); retry in ${secs}s`,
         type: "upstream_error",
         code: "all_providers_unavailable",
-      }, { "retry-after": String(retryAfter) });
+      }, { "retry-after": secs });
     }
     if (firstUnsupported && !failedOtherwise && !timedOut) {
       // no provider could take this request as written (e.g. an image URL where only base64 works): the client's to fix
@@ -294,11 +302,13 @@ export class Router implements AttemptEnv {
       });
     }
     run.finish(502);
+    // a hedge's failure is not seen here, so the hedged provider's next chance is unknown too
+    const known = !retryUnknown && !hedgedTo && soonestAt < Infinity;
     return errorOutcome(502, {
       message: `all ${run.sent} provider attempt(s) failed`,
       type: "upstream_error",
       code: "all_providers_failed",
       attempts: list,
-    });
+    }, known ? { "retry-after": retryAfter() } : undefined);
   }
 }
