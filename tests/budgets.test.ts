@@ -312,6 +312,30 @@ budgets:
     assert.ok(Math.abs((await budgetsOf())["team-a-daily"].spent_usd - 0.2) < 1e-9);
   });
 
+  it("a breaker open on one provider and a budget refusing the other: the 503 names each provider's reason", async () => {
+    const a = await fake(), b = await fake();
+    r = await startRouter(yaml(a, b, `
+circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 }
+budgets:
+  list:
+    - { name: b-cap, scope: { provider: b }, limit_usd: 0, period: month }
+`, { aExtra: "    max_retries: 0" }));
+    a.fault = { status: 500 };
+    assert.equal((await postJson(`${r.url}/v1/chat/completions`, chat(10))).status, 502);
+    a.fault = null;
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(10));
+    assert.equal(res.status, 503);
+    assert.ok(Number(res.headers.get("retry-after")) >= 1);
+    const e = (await res.json()).error;
+    assert.equal(e.code, "all_providers_unavailable");
+    assert.equal(e.type, "upstream_error");
+    assert.doesNotMatch(e.message, /every circuit breaker/);
+    assert.match(e.message, /a: circuit open/);
+    assert.match(e.message, /b: budget "b-cap" is spent/);
+    assert.equal(a.requests.length, 1);
+    assert.equal(b.requests.length, 0);
+  });
+
   it("a request whose own estimate is over a budget's whole limit: 402 says so, and the budget is not reported spent", async () => {
     const a = await fake(), b = await fake();
     r = await startRouter(yaml(a, b, `${AUTH_YAML}
