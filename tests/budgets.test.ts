@@ -312,6 +312,61 @@ budgets:
     assert.ok(Math.abs((await budgetsOf())["team-a-daily"].spent_usd - 0.2) < 1e-9);
   });
 
+  it("a breaker open on one provider and a budget refusing the other: the 503 names each provider's reason", async () => {
+    const a = await fake(), b = await fake();
+    r = await startRouter(yaml(a, b, `
+circuit_breaker: { failure_threshold: 1, cooldown_seconds: 60 }
+budgets:
+  list:
+    - { name: b-cap, scope: { provider: b }, limit_usd: 0, period: month }
+`, { aExtra: "    max_retries: 0" }));
+    a.fault = { status: 500 };
+    assert.equal((await postJson(`${r.url}/v1/chat/completions`, chat(10))).status, 502);
+    a.fault = null;
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(10));
+    assert.equal(res.status, 503);
+    assert.ok(Number(res.headers.get("retry-after")) >= 1);
+    const e = (await res.json()).error;
+    assert.equal(e.code, "all_providers_unavailable");
+    assert.equal(e.type, "upstream_error");
+    assert.doesNotMatch(e.message, /every circuit breaker/);
+    assert.match(e.message, /a: circuit open/);
+    assert.match(e.message, /b: budget "b-cap" is spent/);
+    assert.equal(a.requests.length, 1);
+    assert.equal(b.requests.length, 0);
+  });
+
+  it("a request whose own estimate is over a budget's whole limit: 402 says so, and the budget is not reported spent", async () => {
+    const a = await fake(), b = await fake();
+    r = await startRouter(yaml(a, b, `${AUTH_YAML}
+budgets:
+  list:
+    - { name: team-a-daily, scope: { key: team-a }, limit_usd: 20, period: day }
+`));
+    // 1 + 100 USD worst case on either provider, over the whole 20
+    const res = await postJson(`${r.url}/v1/chat/completions`, chat(100), auth);
+    assert.equal(res.status, 402);
+    const e = (await res.json()).error;
+    assert.equal(e.code, "budget_exceeded");
+    assert.equal(e.type, "insufficient_quota");
+    assert.equal(e.budget, "team-a-daily");
+    assert.doesNotMatch(e.message, /is spent/);
+    assert.match(e.message, /estimate of 101 USD/);
+    assert.match(e.message, /limit of 20 USD per day/);
+    assert.equal(a.requests.length + b.requests.length, 0);
+    assert.equal((await budgetsOf())["team-a-daily"].spent_usd, 0);
+    assert.equal(r.logs.filter((l) => l.includes('"budget spent"')).length, 0);
+    // the budget running out for real later in the period is still told, once: reserves 2, spends 18, twice
+    for (let i = 0; i < 2; i++) {
+      const ok = await postJson(`${r.url}/v1/chat/completions`, chat(1), auth);
+      assert.equal(ok.status, 200);
+      await ok.text();
+    }
+    assert.equal((await budgetsOf())["team-a-daily"].spent_usd, 36);
+    for (let i = 0; i < 50 && !r.logs.some((l) => l.includes('"budget spent"')); i++) await new Promise((ok) => setTimeout(ok, 20));
+    assert.equal(r.logs.filter((l) => l.includes('"budget spent"')).length, 1);
+  });
+
   it("budgets.on_backend_failure: closed answers 503 while the state backend is disconnected; open serves", async () => {
     const a = await fake(), b = await fake();
     const budgets = (mode: string) => `

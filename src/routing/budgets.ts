@@ -120,7 +120,7 @@ export interface Hold {
 
 export type Reserved =
   | { ok: true; hold: Hold }
-  | { ok: false; budget: BudgetConfig; resetsAt: string | null };
+  | { ok: false; refused: Refusal };
 
 /** The budgets of one config over the shared spend counters. */
 export class Budgets {
@@ -152,8 +152,11 @@ export class Budgets {
       const r = await this.store.reserve(this.#key(b), period, amount, b.limit_usd, RESERVATION_TTL_MS);
       if (!r.granted) {
         for (const h of held) void this.store.settle(this.#key(h.budget), h.period, h.id, 0);
+        // a request larger than the whole limit has not run the budget out: telling so would also use up the
+        // period's one "exhausted" event before the budget really runs out
+        if (r.spent < b.limit_usd && amount > b.limit_usd) return { ok: false, refused: { budget: b, resetsAt: resetsAt(period), overLimit: amount } };
         this.#tell(b, period, "exhausted", r.spent, b.limit_usd);
-        return { ok: false, budget: b, resetsAt: resetsAt(period) };
+        return { ok: false, refused: { budget: b, resetsAt: resetsAt(period) } };
       }
       held.push({ budget: b, period, id: r.id });
     }
@@ -254,6 +257,8 @@ const GO: Admission = { go: true };
 export interface Refusal {
   budget: BudgetConfig;
   resetsAt: string | null;
+  /** the reservation, when it alone is over the budget's whole limit (a new period would not take it either) */
+  overLimit?: number;
 }
 
 /** Whether one attempt may go: its hold, or why the provider is skipped. */
@@ -275,7 +280,7 @@ export function admit(budgets: Budgets, run: RequestRun, cand: Candidate, tokens
   // without budgets, no promise: a request does not go through the microtask queue for nothing
   if (!budgets.list.length) return GO;
   return budgets.reserve(run.ctx.keyName, cand, cost).then((r): Admission =>
-    r.ok ? { go: true, hold: r.hold } : { go: false, skip: "budget", refused: { budget: r.budget, resetsAt: r.resetsAt } }
+    r.ok ? { go: true, hold: r.hold } : { go: false, skip: "budget", refused: r.refused }
   );
 }
 
@@ -284,11 +289,19 @@ export function worseRefusal(a: Refusal | undefined, b: Refusal): Refusal {
   return a && requestWide(a.budget) ? a : b;
 }
 
+/** Why a budget refused, in words (for the 402, and for a provider the 503 lists as skipped). */
+export function refusalReason(r: Refusal): string {
+  const b = r.budget;
+  if (r.overLimit !== undefined) {
+    return `budget "${b.name}" cannot take the request: its worst-case estimate of ${usd(r.overLimit)} USD is over the budget's whole limit of ${b.limit_usd} USD per ${b.period} (lower max_tokens, or raise the limit)`;
+  }
+  return `budget "${b.name}" is spent (limit ${b.limit_usd} USD per ${b.period}), ${r.resetsAt ? `it resets at ${r.resetsAt}` : "it does not reset (period: total)"}`;
+}
+
 /** 402, not 429: the OpenAI SDKs retry a 429 on their own, in vain here. */
 export function budgetSpent(r: Refusal): ErrorOutcome {
-  const when = r.resetsAt ? `it resets at ${r.resetsAt}` : "it does not reset (period: total)";
   return errorOutcome(402, {
-    message: `budget "${r.budget.name}" is spent (limit ${r.budget.limit_usd} USD per ${r.budget.period}); ${when}`,
+    message: refusalReason(r),
     type: "insufficient_quota",
     code: "budget_exceeded",
     budget: r.budget.name,

@@ -8,7 +8,7 @@ import { sleep } from "../sleep.ts";
 import { MemorySpendStore } from "../state/memory/spend.ts";
 import { isPromise, type SpendStore } from "../state/types.ts";
 import { attempt, type AttemptEnv } from "./attempt.ts";
-import { admit, budgetSpent, Budgets, ceilingExceeded, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
+import { admit, budgetSpent, Budgets, ceilingExceeded, refusalReason, worseRefusal, worstCaseTokens, type Refusal } from "./budgets.ts";
 import { BreakerRegistry, MAX_RETRY_AFTER_SECONDS, type BreakerSnapshot, type BreakerState, type CircuitBreaker } from "./breaker.ts";
 import type { ClassifiedFailure } from "./failures.ts";
 import { HealthTracker } from "./health.ts";
@@ -159,6 +159,8 @@ export class Router implements AttemptEnv {
     // spend control (routing/budgets.ts): the cheapest estimate over its ceiling, the last budget that refused
     let overCeiling: { cost: number; ceiling: number } | undefined;
     let budgetRefused: Refusal | undefined;
+    // each skipped provider and why, for a 503: a breaker may be only one of the reasons
+    const unavailable: string[] = [];
     if (this.budgets.list.length && this.config.budgets.on_backend_failure === "closed" && !this.#stateUp()) {
       run.finish(503);
       return errorOutcome(503, { message: "the state backend that keeps the budgets is unreachable (budgets.on_backend_failure: closed)", type: "server_error", code: "state_backend_unavailable" });
@@ -194,6 +196,7 @@ export class Router implements AttemptEnv {
         if (adm.skip === "cost_ceiling") {
           if (!overCeiling || adm.cost < overCeiling.cost) overCeiling = { cost: adm.cost, ceiling: adm.ceiling };
         } else budgetRefused = worseRefusal(budgetRefused, adm.refused);
+        unavailable.push(`${cand.provider.name}: ${adm.skip === "cost_ceiling" ? "over its cost ceiling" : refusalReason(adm.refused)}`);
         run.record({ provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0, reason: adm.skip });
         continue;
       }
@@ -204,10 +207,9 @@ export class Router implements AttemptEnv {
         // open, or every half-open probe slot taken: skip without a network call
         skipped++;
         soonestAt = Math.min(soonestAt, this.now() + breaker.retryInMs());
-        run.record({
-          provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0,
-          reason: breaker.state === "open" ? "circuit open" : "circuit half-open: probe in progress",
-        });
+        const reason = breaker.state === "open" ? "circuit open" : "circuit half-open: probe in progress";
+        unavailable.push(`${cand.provider.name}: ${reason}`);
+        run.record({ provider: cand.provider.name, model: cand.model, outcome: "skipped", status: 0, latency_ms: 0, reason });
         continue;
       }
       tried++;
@@ -280,7 +282,7 @@ export class Router implements AttemptEnv {
       const secs = retryAfter();
       run.finish(503);
       return errorOutcome(503, {
-        message: `no provider can take the request: every circuit breaker is open (or busy probing); retry in ${secs}s`,
+        message: `no provider can take the request (${unavailable.join("; ")}); retry in ${secs}s`,
         type: "upstream_error",
         code: "all_providers_unavailable",
       }, { "retry-after": secs });
