@@ -80,10 +80,8 @@ export class EventPipe {
   /** the current leg has had its end() (it broke and a recovery is under way) */
   #legEnded = false;
   #recover: Recover | null;
-  /** aborts the recovery under way */
-  #recovering: AbortController | null = null;
-  /** the recovery under way: settles once its legs have their records */
-  #recovery: Promise<void> | null = null;
+  /** the recovery under way: `ac` aborts it, `settled` once its leg has its record */
+  #recovering: { ac: AbortController; settled: Promise<void> } | null = null;
   /** the error the client's stream broke on, while a recovery has sent it nothing */
   #original: ErrorBody | null = null;
 
@@ -198,9 +196,9 @@ export class EventPipe {
     this.#legEnded = true;
     this.#usage = undefined;
     this.#chars = 0;
-    const ac = (this.#recovering = new AbortController());
+    const ac = new AbortController();
     const fail = () => this.#close("failed", reason, error);
-    return (this.#recovery = recover(ac.signal).then((leg) => {
+    const settled = recover(ac.signal).then((leg) => {
       this.#recovering = null;
       if (this.#closed) {
         // the stream ended while the leg was starting (the client went away, stream_max_duration_seconds)
@@ -218,7 +216,9 @@ export class EventPipe {
       this.#waitingSince = performance.now();
       this.#armIdle();
       return this.#read();
-    }, () => void (this.#closed || fail())));
+    }, () => void (this.#closed || fail()));
+    this.#recovering = { ac, settled };
+    return settled;
   }
 
   readonly #onIdleTimer = (): void => {
@@ -244,17 +244,17 @@ export class EventPipe {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     if (this.#maxTimer) clearTimeout(this.#maxTimer);
     this.#idleTimer = this.#maxTimer = undefined;
-    this.#recovering?.abort(new DOMException("the stream ended", "AbortError"));
     // a recovery leg cut short here is recorded once its attempt settles (at once: it is aborted); the request's
     // record waits for it, so that it lists the leg that /stats and /metrics count
-    const recovery = this.#recovering && this.#recovery;
+    const recovery = this.#recovering;
+    recovery?.ac.abort(new DOMException("the stream ended", "AbortError"));
     const leg = this.#leg!, sink = this.#sink!, usage = this.#usage, ended = this.#legEnded;
-    this.#leg = this.#sink = this.#recover = this.#recovering = this.#recovery = this.#original = null;
+    this.#leg = this.#sink = this.#recover = this.#recovering = this.#original = null;
     this.#usage = undefined;
     sink.end(end === "ok", error);
     leg.detach();
     if (!ended) leg.end(end, usage, this.#chars, reason);
-    if (recovery) void recovery.then(() => leg.finish(end));
+    if (recovery) void recovery.settled.then(() => leg.finish(end));
     else leg.finish(end);
   }
 }
